@@ -1,0 +1,73 @@
+"""What every backend offers: stream a request as chunks, report health and server info."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+
+from arena.domain import FinishReason
+from arena.registry import GenerationParams, ModelSpec
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Named network limits, in seconds (see the settings table)."""
+
+    connect: float = 5.0
+    first_token: float = 60.0  # from sending the request to the first token
+    read: float = 30.0  # longest silence between chunks once streaming
+    total: float = 300.0  # deadline for the whole answer
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Exactly what goes to the server: a rendered prompt (tgi) or role-mapped messages (openai)."""
+
+    params: GenerationParams = field(default_factory=GenerationParams)
+    prompt: str | None = None
+    messages: tuple[Mapping[str, str], ...] = ()
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of streamed output. The last chunk carries ``finish_reason``."""
+
+    text: str
+    finish_reason: FinishReason | None = None
+    generated_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    model_id: str | None = None
+    max_input_tokens: int | None = None
+    max_total_tokens: int | None = None
+    max_stop_sequences: int | None = None
+
+
+class Backend(ABC):
+    """The only way the arena talks to a model server.
+
+    ``stream`` raises only :class:`arena.errors.BackendError` subclasses, enforces the
+    first-token, read and total timeouts itself, and closes the upstream request when the
+    consuming task is cancelled or the generator is closed.
+    """
+
+    def __init__(self, spec: ModelSpec, timeouts: Timeouts, api_key: str | None = None) -> None:
+        self.spec = spec
+        self.timeouts = timeouts
+        self.api_key = api_key
+
+    @abstractmethod
+    def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]: ...
+
+    @abstractmethod
+    async def health(self) -> bool: ...
+
+    @abstractmethod
+    async def info(self) -> ServerInfo | None: ...
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release pooled connections."""

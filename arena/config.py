@@ -1,0 +1,156 @@
+"""The settings table: every knob the arena has, with its default, environment variable and help.
+
+Settings are built from a mapping (normally ``os.environ``) plus explicit overrides (command-line
+flags), so tests pass a dict instead of patching the environment. ``SETTINGS`` is the single
+source for ``--help``, the README's settings table and the check that every setting is documented.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from arena.errors import ConfigError
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _setting(default: Any, env: str | None, help: str, *, flag: str | None = None) -> Any:
+    return field(default=default, metadata={"env": env, "help": help, "flag": flag})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every arena setting. Build with :meth:`Settings.load`; instances are immutable."""
+
+    config: str = _setting("models.yaml", "ARENA_CONFIG", "Path of the model roster (models.yaml).", flag="--config")
+    db: str = _setting(
+        "",
+        "DATABASE_URL",
+        "SQLAlchemy database URL, e.g. sqlite:///db/arena.sqlite3 or "
+        "postgresql+psycopg://user@host/db. Empty: db/arena.sqlite3 (db/demo.sqlite3 in demo mode).",
+        flag="--db",
+    )
+    host: str = _setting("127.0.0.1", "GRADIO_SERVER_NAME", "Interface to listen on (0.0.0.0 for all).", flag="--host")
+    port: int = _setting(7860, "GRADIO_SERVER_PORT", "Port to listen on (0 picks a free port).", flag="--port")
+    demo: bool = _setting(
+        False,
+        "ARENA_DEMO",
+        "Start local demo model servers (TGI and OpenAI protocols) and use the demo roster; "
+        "needs no GPU and no network.",
+        flag="--demo",
+    )
+    connect_timeout: float = _setting(5.0, "ARENA_CONNECT_TIMEOUT", "Seconds to connect to a model server.")
+    first_token_timeout: float = _setting(
+        60.0, "ARENA_FIRST_TOKEN_TIMEOUT", "Seconds to wait for a model's first token."
+    )
+    read_timeout: float = _setting(
+        30.0, "ARENA_READ_TIMEOUT", "Seconds a stream may stay silent after its first token before it counts as stalled."
+    )
+    total_timeout: float = _setting(
+        300.0, "ARENA_TOTAL_TIMEOUT", "Deadline in seconds for one whole answer, however it streams."
+    )
+    concurrency_limit: int = _setting(
+        256, "ARENA_CONCURRENCY", "How many battles may stream at the same time (Gradio queue concurrency per event)."
+    )
+    queue_size: int = _setting(
+        1024, "ARENA_QUEUE_SIZE", "How many requests may wait in the queue; beyond it visitors are told the arena is busy."
+    )
+    stream_interval: float = _setting(
+        0.04, "ARENA_STREAM_INTERVAL", "Seconds between screen updates while answers stream (tokens are coalesced)."
+    )
+    max_prompt_chars: int = _setting(4000, "ARENA_MAX_PROMPT_CHARS", "Longest prompt a visitor may send, in characters.")
+    max_new_tokens: int = _setting(
+        0,
+        "ARENA_MAX_NEW_TOKENS",
+        "Arena-wide cap on tokens per answer; 0 keeps each model's own max_new_tokens.",
+    )
+    client_salt: str = _setting(
+        "",
+        "ARENA_CLIENT_SALT",
+        "Secret salt for hashing visitor identifiers; empty: a random salt per process (set it when running replicas).",
+    )
+    demo_token_rate: float = _setting(
+        40.0, "ARENA_DEMO_TOKEN_RATE", "Tokens per second the demo model servers stream."
+    )
+    demo_first_token_delay: float = _setting(
+        0.2, "ARENA_DEMO_FIRST_TOKEN_DELAY", "Seconds before the demo model servers send their first token."
+    )
+    tie_policy: str = _setting(
+        "half", "ARENA_TIE_POLICY", "How ties and both-bad votes enter the fit: half (half a win each way) or exclude."
+    )
+    alpha: float = _setting(
+        0.0, "ARENA_ALPHA", "choix regularisation strength for the Bradley-Terry fit (0: plain maximum likelihood)."
+    )
+    log_level: str = _setting("INFO", "ARENA_LOG_LEVEL", "Logging level: DEBUG, INFO, WARNING or ERROR.")
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read settings from ``environ`` (e.g. ``os.environ``), then apply non-None ``overrides``.
+
+        Raises
+        ------
+        ConfigError
+            When a value cannot be read as its setting's type, or is out of range.
+        """
+        environ = environ or {}
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            env = f.metadata.get("env")
+            if f.name in overrides and overrides[f.name] is not None:
+                values[f.name] = _coerce(f, overrides[f.name], f"--{f.name.replace('_', '-')}")
+            elif env and env in environ:
+                values[f.name] = _coerce(f, environ[env], env)
+        settings = cls(**values)
+        settings._validate()
+        return settings
+
+    def _validate(self) -> None:
+        if self.tie_policy not in ("half", "exclude"):
+            raise ConfigError(f"ARENA_TIE_POLICY must be 'half' or 'exclude', not {self.tie_policy!r}.")
+        for name in ("connect_timeout", "first_token_timeout", "read_timeout", "total_timeout", "stream_interval"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{_env_name(name)} must be a positive number of seconds.")
+        for name in ("concurrency_limit", "queue_size", "max_prompt_chars"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{_env_name(name)} must be at least 1.")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError("The port must be between 0 and 65535.")
+
+
+def _env_name(name: str) -> str:
+    for f in dataclasses.fields(Settings):
+        if f.name == name:
+            return str(f.metadata.get("env") or name)
+    return name
+
+
+def _coerce(f: dataclasses.Field[Any], raw: Any, source: str) -> Any:
+    kind = type(f.default)
+    if isinstance(raw, kind) and not (kind is int and isinstance(raw, bool)):
+        return raw
+    text = str(raw).strip()
+    try:
+        if kind is bool:
+            if text.lower() in _TRUE:
+                return True
+            if text.lower() in _FALSE:
+                return False
+            raise ValueError
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+    except ValueError:
+        hint = " (remove any quotes or units)" if text[:1] in "'\"" or text[-1:].isalpha() else ""
+        raise ConfigError(
+            f"{source}={text!r} is not a valid {kind.__name__}{hint}; default is {f.default!r}."
+        ) from None
+    return text
+
+
+SETTINGS: tuple[dataclasses.Field[Any], ...] = dataclasses.fields(Settings)
+"""The settings table in declaration order (name, default, metadata env/help/flag)."""

@@ -1,0 +1,87 @@
+"""Plain typed records shared by every layer: messages, answers, battles, votes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, TypedDict
+
+Role = Literal["system", "user", "assistant"]
+Side = Literal["a", "b"]
+FinishReason = Literal["length", "eos", "stop"]
+Winner = Literal["model_a", "model_b", "tie", "tie (bothbad)"]
+Mode = Literal["anonymous", "named"]
+Pool = Literal["chat", "base"]
+
+WINNERS: tuple[Winner, ...] = ("model_a", "model_b", "tie", "tie (bothbad)")
+
+
+class Message(TypedDict):
+    role: Role
+    content: str
+
+
+@dataclass
+class Answer:
+    """One side's answer to one turn, as it streams and when it is done."""
+
+    text: str = ""
+    finish_reason: FinishReason | None = None
+    generated_tokens: int | None = None
+    ttft: float | None = None  # seconds from request to first token
+    total_time: float | None = None  # seconds from request to the end
+    error: str | None = None  # plain-language message shown to the visitor
+    error_kind: str | None = None  # exception class name, for operators
+    done: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.done and self.error is None
+
+
+@dataclass(frozen=True)
+class BattleRecord:
+    """A battle as stored: who met whom, which one was on side A."""
+
+    id: str
+    model_a: str
+    model_b: str
+    mode: Mode
+    pool: Pool
+    created_at: datetime
+    client_hash: str
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    """One stored message of one side of a battle."""
+
+    battle_id: str
+    side: Side
+    turn: int
+    role: Role
+    content: str
+    finish_reason: FinishReason | None = None
+    generated_tokens: int | None = None
+    ttft_ms: int | None = None
+    total_ms: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class VoteRecord:
+    battle_id: str
+    winner: Winner
+    created_at: datetime
+    flags: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class PairCount:
+    """How many battles between (model_a, model_b) ended with ``winner`` (one GROUP BY row)."""
+
+    model_a: str
+    model_b: str
+    winner: Winner
+    count: int

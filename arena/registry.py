@@ -1,0 +1,211 @@
+"""models.yaml -> typed model specs; every error names the file, the model and the field."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from arena.errors import ConfigError
+
+__all__ = ["GenerationParams", "ModelSpec", "Registry", "load_registry", "parse_registry"]
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+class GenerationParams(BaseModel):
+    """Sampling settings sent with every request; unset ones are left to the server."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float | None = Field(default=None, ge=0)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    top_k: int | None = Field(default=None, gt=0)
+    repetition_penalty: float | None = Field(default=None, gt=0)
+    max_new_tokens: int | None = Field(default=None, gt=0)
+    do_sample: bool | None = None
+    seed: int | None = None
+    typical_p: float | None = Field(default=None, gt=0, le=1)
+
+
+class ModelSpec(BaseModel):
+    """One model of the roster, exactly as models.yaml declares it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    backend: Literal["tgi", "openai"]
+    url: str = Field(min_length=1)
+    model: str | None = None
+    api_key_env: str | None = None
+    # Prompt format (tgi renders here; for openai it documents what the server builds).
+    template: str | None = None
+    chat_template: str | None = None
+    tokenizer: str | None = None
+    bos_token: str = ""
+    eos_token: str = ""
+    special_tokens: tuple[str, ...] = ()
+    roles: dict[str, str] = Field(default_factory=dict)
+    system_prompt: str | None = None
+    base_prompt: str = "{prompt}"
+    stop: tuple[str, ...] = ()
+    params: GenerationParams = Field(default_factory=GenerationParams)
+    context_length: int | None = Field(default=None, gt=0)
+    kind: Literal["chat", "base"] = "chat"
+    aliases: tuple[str, ...] = ()
+    weight: float = Field(default=1.0, ge=0)
+    enabled: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _url_has_scheme(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("roles")
+    @classmethod
+    def _known_roles(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = set(value) - {"system", "user", "assistant"}
+        if unknown:
+            raise ValueError(f"only system, user and assistant can be renamed, not {sorted(unknown)}")
+        return value
+
+    @model_validator(mode="after")
+    def _backend_needs(self) -> ModelSpec:
+        if self.backend == "openai" and not self.model:
+            raise ValueError("an openai model needs 'model' (the id the server serves)")
+        formats = [k for k in ("template", "chat_template", "tokenizer") if getattr(self, k)]
+        if len(formats) > 1:
+            raise ValueError(f"give only one of template, chat_template, tokenizer (got {formats})")
+        if "{prompt}" not in self.base_prompt:
+            raise ValueError("base_prompt must contain {prompt}")
+        return self
+
+    @property
+    def identity_strings(self) -> tuple[str, ...]:
+        """Every string that would reveal this model: name, aliases, served id and URL."""
+        found = [self.name, *self.aliases, self.url]
+        if self.model:
+            found.append(self.model)
+        return tuple(s for s in found if s)
+
+
+class _RosterFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    models: list[dict[str, Any]]
+
+
+class Registry:
+    """The validated roster: look models up by name, list the enabled ones."""
+
+    def __init__(self, models: list[ModelSpec], source: str = "models.yaml") -> None:
+        self.source = source
+        self._models = {m.name: m for m in models}
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._models.values())
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def __getitem__(self, name: str) -> ModelSpec:
+        try:
+            return self._models[name]
+        except KeyError:
+            raise ConfigError(f"{self.source}: no model named {name!r}; known: {', '.join(self._models)}") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._models
+
+    @property
+    def enabled(self) -> list[ModelSpec]:
+        return [m for m in self._models.values() if m.enabled]
+
+
+def _expand(value: Any, environ: Mapping[str, str], where: str) -> Any:
+    if isinstance(value, str):
+
+        def sub(match: re.Match[str]) -> str:
+            var, default = match.group(1), match.group(2)
+            if var in environ:
+                return environ[var]
+            if default is not None:
+                return default
+            raise ConfigError(f"{where}: environment variable {var} is not set and has no default (write ${{{var}:-default}}).")
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, list):
+        return [_expand(v, environ, where) for v in value]
+    if isinstance(value, dict):
+        return {k: _expand(v, environ, f"{where}.{k}") for k, v in value.items()}
+    return value
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for e in error.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(model)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling against docs/configuration.md)"
+        parts.append(f"field '{loc}': {msg}")
+    return "; ".join(parts)
+
+
+def parse_registry(data: Any, *, source: str = "models.yaml", environ: Mapping[str, str] | None = None) -> Registry:
+    """Validate already-parsed YAML data into a :class:`Registry`.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``source``, the model and the field at fault.
+    """
+    environ = os.environ if environ is None else environ
+    try:
+        roster = _RosterFile.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"{source}: {_describe(e)} (the file needs a top-level 'models:' list)") from None
+    models: list[ModelSpec] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(roster.models, start=1):
+        label = f"model #{index}" + (f" ({raw.get('name')!r})" if isinstance(raw, dict) and raw.get("name") else "")
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: {label}: each model must be a mapping of keys to values.")
+        expanded = _expand(raw, environ, f"{source}: {label}: field")
+        try:
+            spec = ModelSpec.model_validate(expanded)
+        except ValidationError as e:
+            raise ConfigError(f"{source}: {label}: {_describe(e)}") from None
+        if spec.name in seen:
+            raise ConfigError(f"{source}: {label}: the name {spec.name!r} is used twice.")
+        seen.add(spec.name)
+        models.append(spec)
+    if not models:
+        raise ConfigError(f"{source}: the 'models:' list is empty; add at least two models.")
+    return Registry(models, source)
+
+
+def load_registry(path: str | Path, environ: Mapping[str, str] | None = None) -> Registry:
+    """Read and validate a models.yaml file.
+
+    Raises
+    ------
+    ConfigError
+        When the file is missing, is not YAML, or any model is invalid.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found (pass --config PATH or set ARENA_CONFIG).") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    return parse_registry(data, source=str(path), environ=environ)
