@@ -50,7 +50,8 @@ class BattleRecord:
     pool: Pool
     created_at: datetime
     client_hash: str
-    language: str | None = None
+    language: str | None = None  # detected from the first prompt (e.g. "pl", "ja", "zh-Hant")
+    propensity: float | None = None  # probability with which this pair was drawn
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class VoteRecord:
     winner: Winner
     created_at: datetime
     flags: tuple[str, ...] = field(default=())
+    reason: str | None = None  # the visitor's optional "why?"
 
 
 @dataclass(frozen=True)

@@ -1,1 +1,5 @@
 """The only code that imports SQLAlchemy."""
+
+from arena.storage.store import DB_DIR, DEFAULT_EXCLUDED_FLAGS, BattleExport, Store, default_url
+
+__all__ = ["DB_DIR", "DEFAULT_EXCLUDED_FLAGS", "BattleExport", "Store", "default_url"]

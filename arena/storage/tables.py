@@ -1,0 +1,122 @@
+"""The database schema as SQLAlchemy 2 typed declarative models (migrations in db/ must match it)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import CheckConstraint, DateTime, Dialect, Float, ForeignKey, Index, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from arena.domain import WINNERS
+
+# Fixed constraint names, so migrations and create_all() produce the same schema on every backend
+# and later migrations can drop or alter a constraint by name (SQLite batch mode needs names).
+NAMING_CONVENTION = {
+    "pk": "pk_%(table_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ix": "ix_%(column_0_label)s",
+}
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend.
+
+    PostgreSQL stores ``timestamptz``; SQLite has no time zones, so the value is stored as naive UTC
+    and marked UTC again when read. Naive datetimes are refused: their meaning is a guess.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"timestamps must be timezone-aware, got naive {value!r}")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ModelRow(Base):
+    """Every model name that ever battled; battles refer to it by name."""
+
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+
+
+class BattleRow(Base):
+    __tablename__ = "battles"
+    __table_args__ = (
+        CheckConstraint(_in("mode", ("anonymous", "named")), name="ck_battles_mode"),
+        CheckConstraint(_in("pool", ("chat", "base")), name="ck_battles_pool"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # Foreign keys to models.name rather than models.id: the name is the natural key every export,
+    # rating and GROUP BY uses, so counting needs no join, while the database still guarantees
+    # that each battle names a known model.
+    model_a: Mapped[str] = mapped_column(String(200), ForeignKey("models.name"))
+    model_b: Mapped[str] = mapped_column(String(200), ForeignKey("models.name"))
+    mode: Mapped[str] = mapped_column(String(16))
+    pool: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    client_hash: Mapped[str] = mapped_column(String(128))
+    language: Mapped[str | None] = mapped_column(String(32))
+    propensity: Mapped[float | None] = mapped_column(Float)
+
+
+class MessageRow(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        CheckConstraint(_in("side", ("a", "b")), name="ck_messages_side"),
+        CheckConstraint(_in("role", ("system", "user", "assistant")), name="ck_messages_role"),
+        CheckConstraint(_in("finish_reason", ("length", "eos", "stop")), name="ck_messages_finish_reason"),
+        CheckConstraint("turn >= 0", name="ck_messages_turn"),
+        Index("ix_messages_battle_id_turn", "battle_id", "turn"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    battle_id: Mapped[str] = mapped_column(String(36), ForeignKey("battles.id", ondelete="CASCADE"))
+    side: Mapped[str] = mapped_column(String(1))
+    turn: Mapped[int]
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text)
+    finish_reason: Mapped[str | None] = mapped_column(String(16))
+    generated_tokens: Mapped[int | None]
+    ttft_ms: Mapped[int | None]
+    total_ms: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class VoteRow(Base):
+    __tablename__ = "votes"
+    __table_args__ = (CheckConstraint(_in("winner", WINNERS), name="ck_votes_winner"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # UNIQUE: the database, not the application, guarantees one vote per battle, even under races.
+    battle_id: Mapped[str] = mapped_column(String(36), ForeignKey("battles.id", ondelete="CASCADE"), unique=True)
+    winner: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Comma-separated flag names (',identity_leak,' style matching in SQL works on every backend,
+    # unlike JSON functions); empty string when the vote has no flags.
+    flags: Mapped[str] = mapped_column(String(500), default="", server_default="")

@@ -1,0 +1,83 @@
+"""Shared fixtures: database URLs for SQLite files and the real PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+PG_URL = os.environ.get("ARENA_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _pg_admin_conninfo() -> str:
+    # psycopg wants a libpq URL without the SQLAlchemy driver suffix.
+    return PG_URL.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test run; dropped afterwards.
+
+    Fails (never skips) when the server is unreachable: PostgreSQL is part of the test contract.
+    """
+    import psycopg
+
+    name = f"arena_test_{os.getpid()}_{secrets.token_hex(3)}"
+    try:
+        with psycopg.connect(_pg_admin_conninfo(), autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as e:
+        pytest.fail(
+            f"PostgreSQL is not reachable at {PG_URL} ({e}). Start it with "
+            "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` or set ARENA_TEST_PG_URL.",
+            pytrace=False,
+        )
+    base, _, _ = PG_URL.rpartition("/")
+    yield f"{base}/{name}"
+    with psycopg.connect(_pg_admin_conninfo(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each test using this runs twice: on a fresh SQLite file and on a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'arena.sqlite3'}"
+        return
+    server_url: str = request.getfixturevalue("pg_server_url")
+    import sqlalchemy as sa
+
+    # Each test gets an empty database: drop everything the previous test created.
+    engine = sa.create_engine(server_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+        conn.execute(sa.text("CREATE SCHEMA public"))
+    engine.dispose()
+    yield server_url
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[Callable[[], str]]:
+    """A factory of fresh, empty PostgreSQL databases, each dropped at the end of the run."""
+    import psycopg
+
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"arena_test_{os.getpid()}_{secrets.token_hex(3)}"
+        try:
+            with psycopg.connect(_pg_admin_conninfo(), autocommit=True, connect_timeout=5) as conn:
+                conn.execute(f'CREATE DATABASE "{name}"')
+        except psycopg.OperationalError as e:
+            pytest.fail(f"PostgreSQL is not reachable at {PG_URL} ({e}).", pytrace=False)
+        created.append(name)
+        base, _, _ = PG_URL.rpartition("/")
+        return f"{base}/{name}"
+
+    yield make
+    with psycopg.connect(_pg_admin_conninfo(), autocommit=True) as conn:
+        for name in created:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
