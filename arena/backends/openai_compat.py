@@ -1,0 +1,153 @@
+"""OpenAI-compatible chat servers (vLLM, TGI's Messages API, llama.cpp, Ollama) through the openai client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx2
+import openai
+
+from arena.backends import _StreamClock
+from arena.backends.base import Backend, Chunk, GenerationRequest, ServerInfo
+from arena.domain import FinishReason
+from arena.errors import BackendError, BackendFailed, BackendOverloaded, BackendTimeout, BackendUnavailable
+from arena.templates import openai_body
+
+__all__ = ["OpenAIBackend"]
+
+# Most local servers need no key, but the openai client insists on one; sending a dummy also keeps it
+# from falling back to OPENAI_API_KEY from the environment (which belongs to another service).
+_NO_KEY = "EMPTY"
+_EXTRA_BODY = frozenset({"top_k", "repetition_penalty", "stop_token_ids"})
+
+
+def _translate(error: BaseException) -> BackendError:
+    """Map an openai / httpx2 / parsing error onto the arena's BackendError tree."""
+    if isinstance(error, openai.APITimeoutError):
+        # Only the connect timeout is left to the HTTP client; the others are enforced by _StreamClock.
+        return BackendUnavailable(f"could not connect: {error}")
+    if isinstance(error, openai.APIConnectionError):
+        cause = error.__cause__
+        if isinstance(cause, httpx2.ConnectError | httpx2.ConnectTimeout) or cause is None:
+            return BackendUnavailable(f"could not connect: {cause or error}")
+        return BackendFailed(f"connection broken: {type(cause).__name__}: {cause}")
+    if isinstance(error, openai.APIStatusError):
+        status = error.status_code
+        if status == 429:
+            return BackendOverloaded(f"HTTP 429: {error}")
+        if status == 503:
+            return BackendUnavailable(f"HTTP 503: {error}")
+        return BackendFailed(f"HTTP {status}: {error}")
+    if isinstance(error, openai.APIError):
+        return BackendFailed(f"error event in stream: {error}")
+    if isinstance(error, httpx2.TimeoutException):
+        return BackendUnavailable(f"could not connect: {error}")
+    if isinstance(error, httpx2.TransportError):
+        return BackendFailed(f"connection broken: {type(error).__name__}: {error}")
+    return BackendFailed(f"malformed stream data: {type(error).__name__}: {error}")
+
+
+_EXPECTED = (openai.OpenAIError, httpx2.HTTPError, ValueError, KeyError, TypeError, AttributeError)
+
+
+class OpenAIBackend(Backend):
+    """Streams ``/chat/completions`` from ``spec.url`` (which ends in ``/v1``) for ``spec.model``."""
+
+    _client: openai.AsyncOpenAI | None = None
+
+    def _openai(self) -> openai.AsyncOpenAI:
+        if self._client is None:
+            timeout = openai.Timeout(
+                connect=self.timeouts.connect,
+                # Reads are policed by _StreamClock (first_token vs read vs total); this is only a backstop.
+                read=max(self.timeouts.first_token, self.timeouts.read, self.timeouts.total),
+                write=self.timeouts.connect,
+                pool=self.timeouts.connect,
+            )
+            self._client = openai.AsyncOpenAI(
+                base_url=self.spec.url, api_key=self.api_key or _NO_KEY, max_retries=0, timeout=timeout
+            )
+        return self._client
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        # The body is built in one place (arena.templates.openai_body, also shown by `python -m arena
+        # prompt --json`); the fields the client does not know (vLLM's top_k, repetition_penalty,
+        # stop_token_ids) travel in extra_body.
+        body = openai_body(self.spec, request)
+        extra = {k: body.pop(k) for k in list(body) if k in _EXTRA_BODY}
+        if extra:
+            body["extra_body"] = extra
+        clock = _StreamClock(self.timeouts)
+        stream: Any = None
+        finish: FinishReason | None = None
+        tokens: int | None = None
+        try:
+            try:
+                # Typed as Any: the client's overloads cannot match a kwargs dict built at run time.
+                create: Any = self._openai().chat.completions.create
+                stream = await clock.step(create(stream=True, stream_options={"include_usage": True}, **body))
+                while True:
+                    chunk = await clock.step(anext(stream, None))
+                    if chunk is None:
+                        break
+                    clock.first_seen = True
+                    if chunk.usage is not None:
+                        tokens = chunk.usage.completion_tokens
+                    for choice in chunk.choices[:1]:
+                        text = choice.delta.content if choice.delta is not None else None
+                        if choice.finish_reason is not None:
+                            finish = self._finish(choice)
+                        if text:
+                            yield Chunk(text)
+            except BackendError:
+                raise
+            except _EXPECTED as e:
+                raise _translate(e) from e
+        finally:
+            if stream is not None:
+                await stream.close()
+        if finish is None:
+            raise BackendFailed("the stream ended without a finish_reason")
+        yield Chunk("", finish, tokens)
+
+    @staticmethod
+    def _finish(choice: Any) -> FinishReason:
+        reason = choice.finish_reason
+        if reason == "length":
+            return "length"
+        if reason == "stop":
+            # vLLM names the matched stop string in ``stop_reason``; None (or a token id) means end of sequence.
+            return "stop" if isinstance(getattr(choice, "stop_reason", None), str) else "eos"
+        raise BackendFailed(f"unexpected finish_reason {reason!r}")
+
+    async def health(self) -> bool:
+        try:
+            await self._models()
+        except BackendError:
+            return False
+        return True
+
+    async def info(self) -> ServerInfo | None:
+        """The served model id from ``GET /models``; None when unreachable."""
+        try:
+            ids = await self._models()
+        except BackendError:
+            return None
+        model_id = self.spec.model if self.spec.model in ids else (ids[0] if ids else None)
+        return ServerInfo(model_id=model_id)
+
+    async def _models(self) -> list[str]:
+        clock = _StreamClock(self.timeouts)
+        try:
+            page = await clock.step(self._openai().models.list())
+            return [m.id for m in page.data]
+        except BackendTimeout:
+            raise
+        except _EXPECTED as e:
+            raise _translate(e) from e
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
