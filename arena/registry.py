@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,6 +54,9 @@ class ModelSpec(BaseModel):
     system_prompt: str | None = None
     base_prompt: str = "{prompt}"
     stop: tuple[str, ...] = ()
+    # Token ids that end an answer on OpenAI-compatible servers (vLLM `stop_token_ids`), for stop
+    # tokens the server strips from the text before matching `stop` strings.
+    stop_token_ids: tuple[int, ...] = ()
     params: GenerationParams = Field(default_factory=GenerationParams)
     context_length: int | None = Field(default=None, gt=0)
     kind: Literal["chat", "base"] = "chat"
@@ -108,7 +111,7 @@ class Registry:
         self.source = source
         self._models = {m.name: m for m in models}
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[ModelSpec]:
         return iter(self._models.values())
 
     def __len__(self) -> int:
@@ -137,7 +140,9 @@ def _expand(value: Any, environ: Mapping[str, str], where: str) -> Any:
                 return environ[var]
             if default is not None:
                 return default
-            raise ConfigError(f"{where}: environment variable {var} is not set and has no default (write ${{{var}:-default}}).")
+            raise ConfigError(
+                f"{where}: environment variable {var} is not set and has no default (write ${{{var}:-default}})."
+            )
 
         return _VAR.sub(sub, value)
     if isinstance(value, list):

@@ -1,0 +1,81 @@
+"""``python -m arena prompt``: print the exact prompt (or request body) a model gets for a conversation."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from arena.domain import Message
+from arena.errors import ConfigError, TemplateError
+from arena.registry import load_registry
+
+NAME = "prompt"
+HELP = (
+    "Print, byte for byte, the prompt a model is given for a conversation (a JSON list of "
+    '{"role", "content"}); --json prints the request body instead.'
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        default=os.environ.get("ARENA_CONFIG", "models.yaml"),
+        help="the roster file (default: $ARENA_CONFIG or models.yaml)",
+    )
+    parser.add_argument("--model", required=True, help="a model name from the roster")
+    parser.add_argument(
+        "--messages", required=True, help='JSON file: [{"role": "user", "content": "..."}, ...]; "-" reads stdin'
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the request body (tgi: /generate; openai: /v1/chat/completions) as JSON, ending in a newline",
+    )
+    parser.add_argument("--max-new-tokens-cap", type=int, default=None, help="the arena-wide max_new_tokens cap")
+    parser.add_argument(
+        "--max-input-tokens", type=int, default=None, help="the server's input limit (default: from context_length)"
+    )
+
+
+def _read_messages(source: str) -> list[Message]:
+    try:
+        raw = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{source}: cannot read the messages file: {e}") from None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise TemplateError(f"{source}: not valid JSON: {e}") from None
+    if not isinstance(data, list) or not all(isinstance(m, dict) for m in data):
+        raise TemplateError(f'{source}: expected a JSON list of {{"role": ..., "content": ...}} objects.')
+    return data
+
+
+def run(args: argparse.Namespace) -> int:
+    from arena.templates import openai_body, prepare, tgi_body
+
+    spec = load_registry(args.config)[args.model]
+    prepared = prepare(
+        spec,
+        _read_messages(args.messages),
+        max_input_tokens=args.max_input_tokens,
+        max_new_tokens_cap=args.max_new_tokens_cap,
+    )
+    if prepared.dropped_turns:
+        print(f"note: dropped the {prepared.dropped_turns} oldest turn(s) to fit the input limit", file=sys.stderr)
+    if args.json:
+        body = tgi_body(prepared.request) if spec.backend == "tgi" else openai_body(spec, prepared.request)
+        out = json.dumps(body, ensure_ascii=False, indent=2) + "\n"
+    elif prepared.text is None:
+        raise ConfigError(
+            f"model {spec.name!r} has no prompt format configured (its server builds the prompt); "
+            "add template:, chat_template: or tokenizer: to see it, or use --json for the request."
+        )
+    else:
+        out = prepared.text
+    sys.stdout.buffer.write(out.encode("utf-8"))
+    sys.stdout.buffer.flush()
+    return 0
