@@ -1,0 +1,466 @@
+"""Bradley-Terry ratings: an independent scipy oracle, golden cases, invariants, coverage, edge cases."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+from scipy.special import expit
+
+from arena.domain import PairCount
+from arena.ratings import SCALE, ModelRating, fit_ratings
+
+GOLDEN = sorted((Path(__file__).parent / "data" / "ratings").glob("*.json"))
+
+
+# --- helpers and the independent oracle ---------------------------------------------------------
+
+
+def effective_matrix(rows: list[PairCount], names: list[str], tie_policy: str) -> np.ndarray:
+    """y[i, j]: i's wins over j in the likelihood, built straight from the rows."""
+    idx = {m: i for i, m in enumerate(names)}
+    y = np.zeros((len(names), len(names)))
+    for r in rows:
+        a, b = idx[r.model_a], idx[r.model_b]
+        if r.winner == "model_a":
+            y[a, b] += r.count
+        elif r.winner == "model_b":
+            y[b, a] += r.count
+        elif tie_policy == "half":
+            y[a, b] += 0.5 * r.count
+            y[b, a] += 0.5 * r.count
+    return y
+
+
+def oracle_theta(y: np.ndarray, alpha: float = 0.0) -> np.ndarray:
+    """Centred maximiser of the Bradley-Terry log-likelihood, by scipy, written from the formula.
+
+    l(theta) = sum_ij y_ij * log sigmoid(theta_i - theta_j). With alpha > 0 the objective is choix's
+    penalised one, l(theta) - alpha * n * sum_i (exp(theta_i) - theta_i); with alpha = 0 a
+    (sum theta)^2 term pins the free constant without moving the maximiser.
+    """
+    n = y.shape[0]
+
+    def negll(th: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        d = th[:, None] - th[None, :]
+        p = expit(d)
+        f = -float(np.sum(y * np.log(p)))
+        resid = y - (y + y.T) * p  # resid[i, j] = y_ij - n_ij p_ij
+        g = -resid.sum(axis=1)
+        w = (y + y.T) * p * (1 - p)
+        h = np.diag(w.sum(axis=1)) - w
+        if alpha > 0:
+            e = np.exp(th)
+            f += alpha * n * float(np.sum(e - th))
+            g = g + alpha * n * (e - 1)
+            h = h + alpha * n * np.diag(e)
+        else:
+            s = th.sum()
+            f += 0.5 * s * s
+            g = g + s
+            h = h + 1.0
+        return f, g, h
+
+    res = minimize(
+        lambda t: negll(t)[0],
+        np.zeros(n),
+        jac=lambda t: negll(t)[1],
+        hess=lambda t: negll(t)[2],
+        method="trust-exact",
+        options={"gtol": 1e-10},
+    )
+    # trust-exact may stop early ("bad approximation") near machine precision: finish with plain
+    # Newton steps on the same formulas, then judge the gradient itself.
+    x = res.x
+    for _ in range(5):
+        _, g, h = negll(x)
+        x = x - np.linalg.solve(h, g)
+    assert np.max(np.abs(negll(x)[1])) < 1e-9, res.message
+    return x - x.mean()
+
+
+def simulate(rng: np.random.Generator, theta: np.ndarray, n_battles: int, tie_prob: float = 0.0) -> list[PairCount]:
+    """Random pairs (random sides), BT outcomes; with tie_prob, that share of battles are ties."""
+    n = theta.size
+    a = rng.integers(0, n, n_battles)
+    b = (a + rng.integers(1, n, n_battles)) % n
+    u = rng.random(n_battles)
+    tie = rng.random(n_battles) < tie_prob
+    outcome = np.where(tie, 2, np.where(u < expit(theta[a] - theta[b]), 0, 1))
+    cells: dict[tuple[int, int, int], int] = {}
+    for key in zip(a.tolist(), b.tolist(), outcome.tolist(), strict=True):
+        cells[key] = cells.get(key, 0) + 1
+    kinds = ("model_a", "model_b", "tie")
+    return [PairCount(f"m{i}", f"m{j}", kinds[k], c) for (i, j, k), c in sorted(cells.items())]
+
+
+def centred_truth(theta: np.ndarray) -> np.ndarray:
+    return 1000 + SCALE * (theta - theta.mean())
+
+
+def pc(a: str, b: str, winner: str, count: int) -> PairCount:
+    return PairCount(a, b, winner, count)  # type: ignore[arg-type]
+
+
+MIXED = [
+    pc("alpha", "beta", "model_a", 14),
+    pc("beta", "alpha", "model_a", 6),
+    pc("alpha", "beta", "tie", 5),
+    pc("beta", "gamma", "model_a", 9),
+    pc("gamma", "beta", "model_a", 7),
+    pc("gamma", "beta", "tie (bothbad)", 4),
+    pc("alpha", "gamma", "model_b", 5),
+    pc("gamma", "alpha", "model_b", 11),
+    pc("delta", "alpha", "model_a", 3),
+    pc("delta", "gamma", "model_b", 8),
+    pc("beta", "delta", "model_b", 4),
+    pc("delta", "beta", "model_b", 6),
+    pc("delta", "beta", "tie", 2),
+]
+
+
+def thetas(result, names: list[str]) -> np.ndarray:
+    r = result.ratings()
+    th = np.array([(r[m] - 1000) / SCALE for m in names])
+    return th - th.mean()
+
+
+# --- the fit is the maximum-likelihood estimate ----------------------------------------------------
+
+
+@pytest.mark.parametrize("tie_policy", ["half", "exclude"])
+@pytest.mark.parametrize("alpha", [0.0, 0.05])
+def test_fit_equals_scipy_oracle(tie_policy: str, alpha: float) -> None:
+    names = ["alpha", "beta", "gamma", "delta"]
+    res = fit_ratings(MIXED, tie_policy=tie_policy, alpha=alpha, interval="sandwich", bootstrap_rounds=0)
+    expected = oracle_theta(effective_matrix(MIXED, names, tie_policy), alpha)
+    np.testing.assert_allclose(thetas(res, names), expected, atol=1e-6, rtol=0)
+    assert res.alpha_used == alpha
+
+
+def test_fit_equals_oracle_on_a_simulated_arena() -> None:
+    rng = np.random.default_rng(7)
+    theta = rng.normal(0, 1, 12)
+    rows = simulate(rng, theta, 5000, tie_prob=0.2)
+    names = [f"m{i}" for i in range(12)]
+    res = fit_ratings(rows, interval="sandwich", bootstrap_rounds=0)
+    np.testing.assert_allclose(thetas(res, names), oracle_theta(effective_matrix(rows, names, "half")), atol=1e-6)
+
+
+@pytest.mark.parametrize("path", GOLDEN, ids=[p.stem for p in GOLDEN])
+def test_golden_cases(path: Path) -> None:
+    case = json.loads(path.read_text())
+    assert case["desc"]
+    rows = [pc(*r) for r in case["counts"]]
+    res = fit_ratings(
+        rows,
+        tie_policy=case.get("tie_policy", "half"),
+        alpha=case.get("alpha", 0.0),
+        interval="sandwich",
+        bootstrap_rounds=0,
+        anchor=tuple(case["anchor"]) if case.get("anchor") else None,
+    )
+    assert res.ratings() == pytest.approx(case["expected"], abs=1e-4)
+    assert sorted(res.unrated) == sorted(case.get("unrated", []))
+
+
+def test_golden_cases_exist() -> None:
+    assert len(GOLDEN) >= 4
+
+
+# --- invariants -----------------------------------------------------------------------------------
+
+
+def test_vote_order_and_row_splitting_do_not_matter() -> None:
+    rng = np.random.default_rng(3)
+    base = fit_ratings(MIXED, bootstrap_rounds=200, seed=5)
+    shuffled = [MIXED[i] for i in rng.permutation(len(MIXED))]
+    # The same cell split over several rows (as two GROUP BYs merged) must count the same.
+    split = [pc(r.model_a, r.model_b, r.winner, r.count - r.count // 2) for r in shuffled] + [
+        pc(r.model_a, r.model_b, r.winner, r.count // 2) for r in shuffled
+    ]
+    for rows in (shuffled, split):
+        other = fit_ratings(rows, bootstrap_rounds=200, seed=5)
+        assert [r.as_dict() for r in other.rows] == [r.as_dict() for r in base.rows]
+
+
+def test_swapping_sides_mirrors() -> None:
+    swap = {"model_a": "model_b", "model_b": "model_a", "tie": "tie", "tie (bothbad)": "tie (bothbad)"}
+    mirrored = [pc(r.model_b, r.model_a, swap[r.winner], r.count) for r in MIXED]
+    a = fit_ratings(MIXED, bootstrap_rounds=100, seed=1)
+    b = fit_ratings(mirrored, bootstrap_rounds=100, seed=1)
+    # Side A/B is not part of the model: the same battles give the very same result, intervals included.
+    assert [r.as_dict() for r in a.rows] == [r.as_dict() for r in b.rows]
+    assert a.row("alpha").wins == 14 + 11 and a.row("alpha").losses == 6 + 5 + 3
+
+
+def test_three_cycle_gives_equal_ratings() -> None:
+    rows = [pc("A", "B", "model_a", 10), pc("B", "C", "model_a", 10), pc("C", "A", "model_a", 10)]
+    res = fit_ratings(rows, bootstrap_rounds=200)
+    assert [r.rating for r in res.rows] == pytest.approx([1000.0] * 3, abs=1e-6)
+    assert {r.rank for r in res.rows} == {1}
+
+
+def test_ties_half_versus_exclude() -> None:
+    # A beat B 6 times, lost 2, tied 5 and both-bad 3: "half" scores A 6 + 4 = 10 of 16, "exclude" 6 of 8.
+    rows = [
+        pc("A", "B", "model_a", 6),
+        pc("A", "B", "model_b", 2),
+        pc("A", "B", "tie", 5),
+        pc("B", "A", "tie (bothbad)", 3),
+    ]
+    half = fit_ratings(rows, interval="sandwich", bootstrap_rounds=0)
+    excl = fit_ratings(rows, tie_policy="exclude", interval="sandwich", bootstrap_rounds=0)
+    gap = lambda res: res.row("A").rating - res.row("B").rating  # noqa: E731
+    assert gap(half) == pytest.approx(SCALE * math.log(10 / 6), abs=1e-6)
+    assert gap(excl) == pytest.approx(SCALE * math.log(6 / 2), abs=1e-6)
+    # Ties still count as votes and battles under "exclude", and stay apart from both-bad ties.
+    for res in (half, excl):
+        a = res.row("A")
+        assert (a.votes, a.wins, a.losses, a.ties, a.bothbad) == (16, 6, 2, 5, 3)
+        assert res.n_battles == 16
+        assert res.battle_count[0, 1] == 16
+    assert half.win_rate[res.models.index("A"), res.models.index("B")] == pytest.approx(10 / 16)
+
+
+def test_only_ties_under_exclude_leaves_models_unrated() -> None:
+    rows = [pc("A", "B", "model_a", 3), pc("B", "A", "model_a", 2), pc("A", "C", "tie", 4)]
+    res = fit_ratings(rows, tie_policy="exclude", interval="sandwich", bootstrap_rounds=0)
+    assert res.unrated == ("C",)
+    assert any("ties are excluded" in n for n in res.notes)
+    half = fit_ratings(rows, interval="sandwich", bootstrap_rounds=0)
+    assert half.unrated == ()
+
+
+# --- intervals ------------------------------------------------------------------------------------
+
+
+def test_sandwich_equals_per_battle_score_covariance() -> None:
+    """The sandwich on aggregated cells equals the textbook one summed battle by battle."""
+    names = ["alpha", "beta", "gamma", "delta"]
+    res = fit_ratings(MIXED, interval="sandwich", bootstrap_rounds=0)
+    th = thetas(res, names)
+    idx = {m: i for i, m in enumerate(names)}
+    n = len(names)
+    h = np.zeros((n, n))
+    b = np.zeros((n, n))
+    for r in MIXED:
+        i, j = idx[r.model_a], idx[r.model_b]
+        y = {"model_a": 1.0, "model_b": 0.0}.get(r.winner, 0.5)
+        p = expit(th[i] - th[j])
+        e = np.zeros(n)
+        e[i], e[j] = 1, -1
+        for _ in range(r.count):
+            s = (y - p) * e
+            b += np.outer(s, s)
+            h += p * (1 - p) * np.outer(e, e)
+    hp = np.linalg.pinv(h)
+    sd = np.sqrt(np.diag(hp @ b @ hp))
+    for m in names:
+        row = res.row(m)
+        assert (row.sandwich_upper - row.sandwich_lower) / 2 == pytest.approx(1.959964 * SCALE * sd[idx[m]], rel=1e-6)
+
+
+def test_intervals_agree_and_contain_the_estimate_on_a_large_arena() -> None:
+    rng = np.random.default_rng(11)
+    theta = rng.normal(0, 0.8, 10)
+    res = fit_ratings(simulate(rng, theta, 20000, tie_prob=0.15), bootstrap_rounds=400, seed=2)
+    for r in res.rows:
+        assert r.bootstrap_lower < r.rating < r.bootstrap_upper
+        assert r.sandwich_lower < r.rating < r.sandwich_upper
+        boot_w, sand_w = r.bootstrap_upper - r.bootstrap_lower, r.sandwich_upper - r.sandwich_lower
+        assert boot_w == pytest.approx(sand_w, rel=0.15)
+        assert (r.ci_lower, r.ci_upper) == (r.bootstrap_lower, r.bootstrap_upper)
+    sand = fit_ratings(simulate(rng, theta, 2000), interval="sandwich", bootstrap_rounds=0)
+    assert all((r.ci_lower, r.ci_upper) == (r.sandwich_lower, r.sandwich_upper) for r in sand.rows)
+    assert all(math.isnan(r.bootstrap_lower) for r in sand.rows)
+
+
+def test_recovers_known_strengths() -> None:
+    rng = np.random.default_rng(2024)
+    theta = np.array([1.2, 0.6, 0.1, -0.3, -0.5, -1.1])
+    res = fit_ratings(simulate(rng, theta, 30000), interval="sandwich", bootstrap_rounds=0)
+    truth = centred_truth(theta)
+    got = res.ratings()
+    errors = np.array([got[f"m{i}"] - truth[i] for i in range(6)])
+    assert np.max(np.abs(errors)) < 12  # sandwich half-widths are ~ 11 points here; errors ~ 1 sd
+    assert [r.model for r in res.rows] == [f"m{i}" for i in range(6)]
+
+
+@pytest.fixture(scope="module")
+def coverage() -> dict[str, float]:
+    """Share of 95% intervals covering the truth over simulated arenas (fixed seed).
+
+    Estimand: each model's true rating relative to the mean true rating of the arena's models,
+    which is what the fit identifies (ratings are centred at 1000). 240 arenas x 8 models give
+    1,920 intervals: the binomial standard error at 95% is 0.5 points (more with the correlation
+    between models of one arena), so the 93-97% band is a real check. 8 models, 1,500 battles
+    (~375 votes per model) mirrors a year of a language community's arena.
+    """
+    rng = np.random.default_rng(20261121)
+    hits = {"bootstrap": 0, "sandwich": 0}
+    total = 0
+    for _ in range(240):
+        theta = rng.normal(0, 0.6, 8)
+        res = fit_ratings(simulate(rng, theta, 1500), bootstrap_rounds=120, seed=rng, min_votes=0)
+        truth = centred_truth(theta)
+        for r in res.rows:
+            t = truth[int(r.model[1:])]
+            hits["bootstrap"] += r.bootstrap_lower <= t <= r.bootstrap_upper
+            hits["sandwich"] += r.sandwich_lower <= t <= r.sandwich_upper
+            total += 1
+    return {k: v / total for k, v in hits.items()}
+
+
+@pytest.mark.parametrize("method", ["bootstrap", "sandwich"])
+def test_interval_coverage(coverage: dict[str, float], method: str) -> None:
+    assert 0.93 <= coverage[method] <= 0.97, coverage
+
+
+# --- ranks, matrices, output ---------------------------------------------------------------------
+
+
+def test_rank_counts_models_clearly_above() -> None:
+    rng = np.random.default_rng(5)
+    theta = np.array([2.0, 1.9, 0.0, -0.1, -2.0])
+    res = fit_ratings(simulate(rng, theta, 3000), bootstrap_rounds=200)
+    for r in res.rows:
+        assert r.rank == 1 + sum(o.ci_lower > r.ci_upper for o in res.rows)
+    by = {r.model: r.rank for r in res.rows}
+    assert by["m0"] == by["m1"] == 1
+    assert by["m2"] == by["m3"] == 3
+    assert by["m4"] == 5
+    assert [r.rating for r in res.rows] == sorted((r.rating for r in res.rows), reverse=True)
+
+
+def test_preliminary_below_min_votes() -> None:
+    rows = [*MIXED, pc("epsilon", "alpha", "model_b", 3), pc("epsilon", "beta", "model_a", 2)]
+    res = fit_ratings(rows, interval="sandwich", bootstrap_rounds=0, min_votes=10)
+    assert res.row("epsilon").preliminary and res.row("epsilon").votes == 5
+    assert not res.row("alpha").preliminary
+    assert any("epsilon" in n and "Preliminary" in n for n in res.notes)
+
+
+def test_matrices() -> None:
+    res = fit_ratings(MIXED, interval="sandwich", bootstrap_rounds=0)
+    ix = {m: i for i, m in enumerate(res.models)}
+    a, b = ix["alpha"], ix["beta"]
+    assert res.battle_count[a, b] == res.battle_count[b, a] == 25
+    assert res.win_rate[a, b] == pytest.approx((14 + 2.5) / 25)
+    assert res.win_rate[a, b] + res.win_rate[b, a] == pytest.approx(1.0)
+    gap = (res.row("alpha").rating - res.row("beta").rating) / SCALE
+    assert res.predicted[a, b] == pytest.approx(expit(gap))
+    assert np.isnan(res.predicted[a, a])
+    assert list(res.models) == [r.model for r in res.rows]
+    with pytest.raises(ValueError):
+        res.win_rate[0, 0] = 1.0
+
+
+def test_as_dict_is_strict_json() -> None:
+    rows = [*MIXED, pc("x", "y", "model_a", 3), pc("y", "x", "model_a", 1)]
+    res = fit_ratings(rows, models=[*sorted({r.model_a for r in MIXED}), "x", "y", "idle"], bootstrap_rounds=50)
+    text = json.dumps(res.as_dict(), allow_nan=False)
+    back = json.loads(text)
+    assert back["unrated"] == ["idle"]
+    assert back["predicted"][0][0] is None
+    assert len(back["rows"]) == 6
+
+
+# --- degenerate inputs ----------------------------------------------------------------------------
+
+
+def test_zero_votes() -> None:
+    res = fit_ratings([], models=["a", "b"])
+    assert res.rows == () and res.unrated == ("a", "b") and res.n_battles == 0
+    assert any("No votes" in n for n in res.notes)
+    empty = fit_ratings([])
+    assert empty.rows == () and empty.models == () and empty.win_rate.shape == (0, 0)
+
+
+def test_single_model_and_self_battles() -> None:
+    res = fit_ratings([pc("solo", "solo", "model_a", 4)], models=["solo"])
+    assert res.rows == () and res.unrated == ("solo",)
+    assert any("itself" in n for n in res.notes)
+
+
+def test_disconnected_groups_are_fitted_apart() -> None:
+    left = [pc("A", "B", "model_a", 6), pc("B", "A", "model_a", 3)]
+    right = [
+        pc("C", "D", "model_a", 2),
+        pc("D", "C", "model_a", 8),
+        pc("C", "E", "model_a", 4),
+        pc("E", "C", "model_a", 4),
+    ]
+    res = fit_ratings(left + right, bootstrap_rounds=200)
+    comp = {r.model: r.component for r in res.rows}
+    assert comp["A"] == comp["B"] != comp["C"] == comp["D"] == comp["E"]
+    assert set(map(frozenset, res.components)) == {frozenset("AB"), frozenset("CDE")}
+    for group in res.components:
+        assert np.mean([res.row(m).rating for m in group]) == pytest.approx(1000.0)
+    assert res.row("A").rating - res.row("B").rating == pytest.approx(SCALE * math.log(2), abs=1e-6)
+    assert any("never met" in n for n in res.notes)
+    ia, ic = res.models.index("A"), res.models.index("C")
+    assert np.isnan(res.predicted[ia, ic]) and np.isnan(res.win_rate[ia, ic])
+    assert all(math.isfinite(r.ci_lower) and math.isfinite(r.ci_upper) for r in res.rows)
+
+
+def test_unbeaten_model_is_finite_on_top_and_noted() -> None:
+    rows = [*MIXED, pc("champ", "alpha", "model_a", 5), pc("beta", "champ", "model_b", 4)]
+    res = fit_ratings(rows, bootstrap_rounds=200)
+    assert res.rows[0].model == "champ"
+    assert all(math.isfinite(x) for r in res.rows for x in (r.rating, r.ci_lower, r.ci_upper))
+    assert res.alpha_used == pytest.approx(0.01)
+    assert any("never lost: champ" in n for n in res.notes)
+    # The exact MLE of the others is nearly untouched by the small pull.
+    names = ["alpha", "beta", "gamma", "delta", "champ"]
+    expected = oracle_theta(effective_matrix(rows, names, "half"), 0.01)
+    np.testing.assert_allclose(thetas(res, names), expected, atol=1e-6)
+
+
+def test_anchor_pins_a_model() -> None:
+    free = fit_ratings(MIXED, bootstrap_rounds=200, seed=3)
+    pinned = fit_ratings(MIXED, bootstrap_rounds=200, seed=3, anchor=("gamma", 1200.0))
+    assert pinned.row("gamma").rating == pytest.approx(1200.0)
+    shift = 1200.0 - free.row("gamma").rating
+    for r in free.rows:
+        assert pinned.row(r.model).rating == pytest.approx(r.rating + shift)
+    g = pinned.row("gamma")
+    assert g.sandwich_lower == pytest.approx(1200.0) and g.sandwich_upper == pytest.approx(1200.0)
+    assert g.bootstrap_lower == pytest.approx(1200.0) and g.bootstrap_upper == pytest.approx(1200.0)
+
+
+def test_bootstrap_is_reproducible_and_seeded() -> None:
+    a = fit_ratings(MIXED, bootstrap_rounds=100, seed=9)
+    b = fit_ratings(MIXED, bootstrap_rounds=100, seed=np.random.default_rng(9))
+    c = fit_ratings(MIXED, bootstrap_rounds=100, seed=10)
+    assert [r.as_dict() for r in a.rows] == [r.as_dict() for r in b.rows]
+    assert [r.bootstrap_lower for r in a.rows] != [r.bootstrap_lower for r in c.rows]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "rows", "match"),
+    [
+        ({"tie_policy": "draw"}, MIXED, "tie_policy must be one of"),
+        ({"interval": "bayes"}, MIXED, "interval must be one of"),
+        ({"alpha": -1.0}, MIXED, "alpha must be"),
+        ({"bootstrap_rounds": 0}, MIXED, "interval='sandwich'"),
+        ({}, [pc("a", "b", "win", 1)], "winner must be one of"),
+        ({}, [pc("a", "b", "model_a", -1)], "non-negative integer"),
+        ({"anchor": ("nobody", 1000.0)}, MIXED, "not among the models"),
+        ({"anchor": ("idle", 1000.0), "models": ["alpha", "beta", "idle"]}, MIXED, "has no counted battles"),
+    ],
+)
+def test_errors_say_what_to_do(kwargs: dict, rows: list[PairCount], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        fit_ratings(rows, **kwargs)
+
+
+def test_models_filter_ignores_other_battles() -> None:
+    res = fit_ratings(MIXED, models=["alpha", "beta"], interval="sandwich", bootstrap_rounds=0)
+    assert res.n_battles == 25
+    assert res.row("alpha").rating - res.row("beta").rating == pytest.approx(SCALE * math.log(16.5 / 8.5), abs=1e-6)
+    assert isinstance(res.rows[0], ModelRating)
