@@ -48,7 +48,9 @@ class Settings:
         60.0, "ARENA_FIRST_TOKEN_TIMEOUT", "Seconds to wait for a model's first token."
     )
     read_timeout: float = _setting(
-        30.0, "ARENA_READ_TIMEOUT", "Seconds a stream may stay silent after its first token before it counts as stalled."
+        30.0,
+        "ARENA_READ_TIMEOUT",
+        "Seconds a stream may stay silent after its first token before it counts as stalled.",
     )
     total_timeout: float = _setting(
         300.0, "ARENA_TOTAL_TIMEOUT", "Deadline in seconds for one whole answer, however it streams."
@@ -57,25 +59,31 @@ class Settings:
         256, "ARENA_CONCURRENCY", "How many battles may stream at the same time (Gradio queue concurrency per event)."
     )
     queue_size: int = _setting(
-        1024, "ARENA_QUEUE_SIZE", "How many requests may wait in the queue; beyond it visitors are told the arena is busy."
+        1024,
+        "ARENA_QUEUE_SIZE",
+        "How many requests may wait in the queue; beyond it visitors are told the arena is busy.",
     )
     stream_interval: float = _setting(
         0.04, "ARENA_STREAM_INTERVAL", "Seconds between screen updates while answers stream (tokens are coalesced)."
     )
-    max_prompt_chars: int = _setting(4000, "ARENA_MAX_PROMPT_CHARS", "Longest prompt a visitor may send, in characters.")
+    max_prompt_chars: int = _setting(
+        4000, "ARENA_MAX_PROMPT_CHARS", "Longest prompt a visitor may send, in characters."
+    )
+    max_reason_chars: int = _setting(
+        1000, "ARENA_MAX_REASON_CHARS", 'Longest optional "why?" text kept with a vote, in characters.'
+    )
     max_new_tokens: int = _setting(
-        0,
+        1024,
         "ARENA_MAX_NEW_TOKENS",
-        "Arena-wide cap on tokens per answer; 0 keeps each model's own max_new_tokens.",
+        "Tokens per answer for every model (the same budget for all; a model's own smaller "
+        "params.max_new_tokens wins); 0 sends none and leaves it to each server's default.",
     )
     client_salt: str = _setting(
         "",
         "ARENA_CLIENT_SALT",
         "Secret salt for hashing visitor identifiers; empty: a random salt per process (set it when running replicas).",
     )
-    demo_token_rate: float = _setting(
-        40.0, "ARENA_DEMO_TOKEN_RATE", "Tokens per second the demo model servers stream."
-    )
+    demo_token_rate: float = _setting(40.0, "ARENA_DEMO_TOKEN_RATE", "Tokens per second the demo model servers stream.")
     demo_first_token_delay: float = _setting(
         0.2, "ARENA_DEMO_FIRST_TOKEN_DELAY", "Seconds before the demo model servers send their first token."
     )
@@ -85,7 +93,39 @@ class Settings:
     alpha: float = _setting(
         0.0, "ARENA_ALPHA", "choix regularisation strength for the Bradley-Terry fit (0: plain maximum likelihood)."
     )
+    interval: str = _setting(
+        "bootstrap",
+        "ARENA_INTERVAL",
+        "Which 95% interval the leaderboard shows and ranks by: bootstrap (over battles) or sandwich (robust, "
+        "instant). Both are always in ratings.csv.",
+    )
+    bootstrap_rounds: int = _setting(
+        1000,
+        "ARENA_BOOTSTRAP_ROUNDS",
+        "Bootstrap rounds per leaderboard fit (about 1 s for 20 models at 1000; fits are cached until a vote "
+        "arrives). 0 skips the bootstrap (then ARENA_INTERVAL must be sandwich).",
+    )
+    min_votes: int = _setting(30, "ARENA_MIN_VOTES", "Models with fewer votes in a leaderboard are marked preliminary.")
     log_level: str = _setting("INFO", "ARENA_LOG_LEVEL", "Logging level: DEBUG, INFO, WARNING or ERROR.")
+    pairing: str = _setting(
+        "uniform",
+        "ARENA_PAIRING",
+        "How the next pair is chosen: uniform, weighted (by models.yaml weight) or active (pairs whose order "
+        "is still unsure; see docs/active-sampling.md).",
+    )
+    pairing_floor: float = _setting(
+        0.1,
+        "ARENA_PAIRING_FLOOR",
+        "Active pairing: share of draws spread uniformly over the eligible pairs (0 to 1), so no pair is starved.",
+    )
+    pairing_warmup_votes: int = _setting(
+        30, "ARENA_PAIRING_WARMUP_VOTES", "Active pairing: a model with fewer votes is drawn more often (warm-up)."
+    )
+    ipw: bool = _setting(
+        False,
+        "ARENA_IPW",
+        "Weight each battle by 1/propensity in the fit, so a non-uniform pairing cannot tilt the ratings.",
+    )
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -109,8 +149,20 @@ class Settings:
         return settings
 
     def _validate(self) -> None:
+        if self.pairing not in ("uniform", "weighted", "active"):
+            raise ConfigError(f"ARENA_PAIRING must be 'uniform', 'weighted' or 'active', not {self.pairing!r}.")
+        if not 0 <= self.pairing_floor <= 1:
+            raise ConfigError("ARENA_PAIRING_FLOOR must be between 0 and 1 (a share of the draws).")
+        if self.pairing_warmup_votes < 0:
+            raise ConfigError("ARENA_PAIRING_WARMUP_VOTES must be 0 or more.")
         if self.tie_policy not in ("half", "exclude"):
             raise ConfigError(f"ARENA_TIE_POLICY must be 'half' or 'exclude', not {self.tie_policy!r}.")
+        if self.interval not in ("bootstrap", "sandwich"):
+            raise ConfigError(f"ARENA_INTERVAL must be 'bootstrap' or 'sandwich', not {self.interval!r}.")
+        if self.bootstrap_rounds < 0 or self.min_votes < 0:
+            raise ConfigError("ARENA_BOOTSTRAP_ROUNDS and ARENA_MIN_VOTES must be 0 or more.")
+        if self.interval == "bootstrap" and self.bootstrap_rounds == 0:
+            raise ConfigError("ARENA_BOOTSTRAP_ROUNDS=0 skips the bootstrap; set ARENA_INTERVAL=sandwich with it.")
         for name in ("connect_timeout", "first_token_timeout", "read_timeout", "total_timeout", "stream_interval"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{_env_name(name)} must be a positive number of seconds.")

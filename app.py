@@ -1,0 +1,161 @@
+"""Composition root: settings -> roster -> database -> service -> UI -> launch.
+
+Run ``python app.py --help`` for the flags; every other setting is an environment variable
+listed there and in docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from arena.config import SETTINGS, Settings
+from arena.errors import ArenaError
+
+if TYPE_CHECKING:
+    import gradio as gr
+
+    from arena.backends.base import ServerInfo, Timeouts
+    from arena.backends.demo import DemoServer
+    from arena.registry import ModelSpec
+    from arena.service import ArenaService
+
+ROOT = Path(__file__).resolve().parent
+log = logging.getLogger("arena")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    epilog = "Settings read from the environment (flags win over them):\n" + "\n".join(
+        f"  {f.metadata['env']:<30} {f.metadata['help']} (default: {f.default!r})"
+        for f in SETTINGS
+        if f.metadata["env"]
+    )
+    parser = argparse.ArgumentParser(
+        prog="python app.py",
+        description="Run the LLM arena: two anonymous models answer, visitors vote, models are ranked.",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for f in SETTINGS:
+        flag = f.metadata.get("flag")
+        if not flag:
+            continue
+        env = f.metadata["env"]
+        help_text = f"{f.metadata['help']} Environment: {env}. Default: {f.default!r}."
+        if isinstance(f.default, bool):
+            parser.add_argument(flag, dest=f.name, action="store_true", default=None, help=help_text)
+        else:
+            parser.add_argument(flag, dest=f.name, type=type(f.default), default=None, help=help_text)
+    return parser.parse_args(argv)
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def database_url(settings: Settings) -> str:
+    """The explicit --db / DATABASE_URL, else a file under db/ (demo votes never mix with real ones)."""
+    if settings.db:
+        return settings.db
+    name = "demo.sqlite3" if settings.demo else "arena.sqlite3"
+    return f"sqlite:///{ROOT / 'db' / name}"
+
+
+def build(settings: Settings, environ: Mapping[str, str]) -> tuple[gr.Blocks, ArenaService, list[DemoServer]]:
+    """Wire every part together; returns (gradio app, service, demo servers to stop on exit)."""
+    import numpy as np
+
+    from arena.backends import make_backend
+    from arena.backends.base import Timeouts
+    from arena.registry import load_registry
+    from arena.service import ArenaService
+    from arena.storage import Store
+    from arena.ui import build_ui
+
+    servers: list[DemoServer] = []
+    config_path = settings.config
+    if settings.demo:
+        from arena.backends.demo import DEMO_ROSTER_PATH, demo_environ, start_demo_servers
+
+        servers = start_demo_servers(
+            4, token_rate=settings.demo_token_rate, first_token_delay=settings.demo_first_token_delay
+        )
+        environ = {**environ, **demo_environ(servers)}
+        config_path = str(DEMO_ROSTER_PATH)
+    registry = load_registry(config_path, environ)
+    store = Store(database_url(settings))
+    store.create_schema()
+    timeouts = Timeouts(
+        connect=settings.connect_timeout,
+        first_token=settings.first_token_timeout,
+        read=settings.read_timeout,
+        total=settings.total_timeout,
+    )
+    models = registry.enabled
+    server_info = asyncio.run(_probe(models, timeouts, environ))
+    backends = {m.name: make_backend(m, timeouts, environ) for m in models}
+    service = ArenaService(settings, registry, store, backends, rng=np.random.default_rng(), server_info=server_info)
+    demo = build_ui(service)
+    demo.queue(default_concurrency_limit=settings.concurrency_limit, max_size=settings.queue_size)
+    return demo, service, servers
+
+
+async def _probe(
+    models: Sequence[ModelSpec], timeouts: Timeouts, environ: Mapping[str, str]
+) -> dict[str, ServerInfo | None]:
+    """Read each server's /info once at start-up (limits, served model id); offline is not fatal."""
+    from arena.backends import make_backend
+    from arena.errors import BackendError
+
+    async def one(spec: ModelSpec) -> ServerInfo | None:
+        backend = make_backend(spec, timeouts, environ)
+        try:
+            info = await asyncio.wait_for(backend.info(), timeouts.connect + timeouts.read)
+        except (BackendError, TimeoutError) as e:
+            log.warning("model %s: server info unavailable (%s)", spec.name, type(e).__name__)
+            return None
+        finally:
+            await backend.aclose()
+        if info and info.model_id and spec.model and info.model_id != spec.model:
+            log.warning("model %s: server reports model_id %r, configured %r", spec.name, info.model_id, spec.model)
+        return info
+
+    results = await asyncio.gather(*(one(m) for m in models))
+    return {m.name: info for m, info in zip(models, results, strict=True)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = Settings.load(os.environ, **vars(args))
+    except ArenaError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        demo, _service, servers = build(settings, os.environ)
+    except ArenaError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    port = settings.port or _free_port(settings.host)
+    try:
+        from arena.ui.app import CSS
+
+        demo.launch(server_name=settings.host, server_port=port, show_error=False, css=CSS)
+    finally:
+        for server in servers:
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

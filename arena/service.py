@@ -1,0 +1,441 @@
+"""ArenaService: the one object holding every dependency, and the only API the UI calls."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+import time
+import unicodedata
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from arena import templates
+from arena.backends.base import Backend, ServerInfo
+from arena.config import Settings
+from arena.domain import Answer, BattleRecord, Message, MessageRecord, Mode, Side, VoteRecord, Winner
+from arena.errors import ArenaError, PromptRejected, StorageError, TemplateError, VoteRejected
+from arena.language import detect_language
+from arena.pairing import Pairing, draw_pair
+from arena.registry import ModelSpec, Registry
+from arena.storage import Store
+from arena.streaming import SideJob, stream_pair
+
+if TYPE_CHECKING:
+    from arena.leaderboard import LeaderboardView
+
+__all__ = ["ArenaService", "BattleSession", "Reveal", "TurnView"]
+
+log = logging.getLogger(__name__)
+
+Status = Literal["new", "streaming", "ready", "failed", "voted"]
+
+
+@dataclass
+class BattleSession:
+    """One visitor's current battle. Lives in the visitor's session, never sent to the browser."""
+
+    pairing: Pairing
+    client_hash: str
+    mode: Mode = "anonymous"
+    battle_id: str | None = None
+    turn: int = 0  # number of finished or running turns
+    history: tuple[list[Message], list[Message]] = field(default_factory=lambda: ([], []))
+    answers: tuple[Answer, Answer] | None = None
+    status: Status = "new"
+    winner: Winner | None = None
+    finished_at: float | None = None  # monotonic time the last turn finished (for the read-time check)
+
+    @property
+    def models(self) -> tuple[str, str]:
+        return self.pairing.model_a, self.pairing.model_b
+
+
+@dataclass(frozen=True)
+class TurnView:
+    """What the page shows while a turn streams: both conversations, and what may be clicked."""
+
+    history: tuple[list[Message], list[Message]]
+    answers: tuple[Answer, Answer]
+    streaming: bool
+    can_vote: bool
+    notices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SideStats:
+    """What the page shows about one side after the vote."""
+
+    model: str
+    ttft: float | None  # seconds to the first token of the last turn
+    tokens_per_second: float | None
+    cut_off: bool  # the last answer stopped at its length limit
+
+
+@dataclass(frozen=True)
+class Reveal:
+    model_a: str
+    model_b: str
+    winner: Winner
+    sides: tuple[SideStats, SideStats] | None = None
+    flags: tuple[str, ...] = ()
+
+
+def side_stats(model: str, answer: Answer | None) -> SideStats:
+    if answer is None:
+        return SideStats(model, None, None, False)
+    rate = None
+    if answer.generated_tokens and answer.total_time and answer.ttft is not None:
+        streaming = answer.total_time - answer.ttft
+        rate = answer.generated_tokens / streaming if streaming > 0 else None
+    return SideStats(model, answer.ttft, rate, answer.finish_reason == "length")
+
+
+_SIDES: tuple[Side, Side] = ("a", "b")
+
+
+def clean_prompt(text: str, max_chars: int) -> str:
+    """Strip control characters (keeping newlines and tabs) and surrounding whitespace.
+
+    Raises
+    ------
+    PromptRejected
+        When nothing is left, or the prompt is longer than ``max_chars``.
+    """
+    kept = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
+    kept = kept.strip()
+    if not kept:
+        raise PromptRejected("empty prompt")
+    if len(kept) > max_chars:
+        raise PromptRejected(
+            f"prompt of {len(kept)} characters",
+            user_message=f"Your message is {len(kept)} characters long; the limit is {max_chars}. Please shorten it.",
+        )
+    return kept
+
+
+class ArenaService:
+    """Battles, votes and ratings, independent of any user interface.
+
+    Parameters
+    ----------
+    settings, registry, store:
+        Configuration, the roster and the database.
+    backends:
+        One :class:`Backend` per model name.
+    rng:
+        Randomness for pairing (injected for reproducible tests).
+    server_info:
+        What each model server reported at start-up (``/info``), if anything.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        store: Store,
+        backends: Mapping[str, Backend],
+        *,
+        rng: np.random.Generator | None = None,
+        server_info: Mapping[str, ServerInfo | None] | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], float] = time.monotonic,
+        journal: Callable[[dict[str, object]], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.store = store
+        self.backends = dict(backends)
+        self.rng = rng or np.random.default_rng()
+        self.server_info = dict(server_info or {})
+        self._now = now
+        self._clock = clock
+        self.journal = journal  # called with each stored battle and vote (the append-only log)
+        self._salt = settings.client_salt or secrets.token_hex(16)
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    def client_hash(self, client_key: str) -> str:
+        """A salted hash of the visitor's identity; raw addresses are never stored."""
+        return hashlib.sha256(f"{self._salt}:{client_key}".encode()).hexdigest()[:32]
+
+    def playable_models(self) -> list[ModelSpec]:
+        """Enabled models with a backend (the ones a battle may use)."""
+        return [m for m in self.registry.enabled if m.name in self.backends]
+
+    def new_session(self, client_key: str, *, models: tuple[str, str] | None = None) -> BattleSession:
+        """Start a visitor's next battle; nothing is stored until the first prompt.
+
+        Without ``models`` the pair is drawn anonymously; with two names the battle is a named
+        (side-by-side) one, stored with mode ``named``.
+
+        Raises
+        ------
+        NotEnoughModels
+            Fewer than two models can play.
+        PromptRejected
+            The two named models are the same, unknown, disabled, or of different kinds.
+        """
+        client = self.client_hash(client_key)
+        if models is None:
+            return BattleSession(pairing=draw_pair(self.playable_models(), self.rng), client_hash=client)
+        playable = {m.name: m for m in self.playable_models()}
+        first, second = models
+        if first == second or first not in playable or second not in playable:
+            raise PromptRejected(
+                f"cannot pair {models}", user_message="Please pick two different models from the list."
+            )
+        if playable[first].kind != playable[second].kind:
+            raise PromptRejected(
+                "mixed kinds", user_message="A base model can only be compared with another base model."
+            )
+        pairing = Pairing(first, second, playable[first].kind, propensity=1.0)
+        return BattleSession(pairing=pairing, client_hash=client, mode="named")
+
+    # -- battles --------------------------------------------------------------------------------
+
+    def _max_input_tokens(self, name: str) -> int | None:
+        info = self.server_info.get(name)
+        return info.max_input_tokens if info else None
+
+    def _jobs(self, session: BattleSession) -> tuple[tuple[SideJob, SideJob], tuple[str, ...]]:
+        jobs: list[SideJob] = []
+        notices: list[str] = []
+        cap = self.settings.max_new_tokens or None
+        for side, name, history in zip(("A", "B"), session.models, session.history, strict=True):
+            spec = self.registry[name]
+            prepared = templates.prepare(
+                spec, history, max_input_tokens=self._max_input_tokens(name), max_new_tokens_cap=cap
+            )
+            if prepared.dropped_turns:
+                notices.append(
+                    f"The conversation is too long for Model {side}: its oldest "
+                    f"{prepared.dropped_turns} turn(s) were left out of what it sees."
+                )
+            jobs.append(SideJob(self.backends[name], prepared.request))
+        return (jobs[0], jobs[1]), tuple(notices)
+
+    async def send(self, session: BattleSession, prompt: str) -> AsyncIterator[TurnView]:
+        """Send a prompt (first or follow-up) to both models and stream their answers.
+
+        Raises
+        ------
+        PromptRejected, TemplateError
+            Before anything is sent, when the prompt is empty, too long or cannot be rendered.
+        VoteRejected
+            When the battle is already voted, failed, or still streaming.
+        StorageError
+            When the battle cannot be recorded.
+        """
+        if session.status in ("streaming",):
+            raise PromptRejected("busy", user_message="Please wait until both answers have finished.")
+        if session.status == "voted":
+            raise PromptRejected("voted", user_message="This round is over. Press “New round” to start another.")
+        if session.status == "failed":
+            raise PromptRejected("failed", user_message="A model failed in this round. Press “New round” to continue.")
+        text = clean_prompt(prompt, self.settings.max_prompt_chars)
+        for history in session.history:
+            history.append({"role": "user", "content": text})
+        try:
+            jobs, notices = self._jobs(session)
+        except TemplateError:
+            for history in session.history:
+                history.pop()
+            raise
+        if session.battle_id is None:
+            battle = BattleRecord(
+                id=uuid.uuid4().hex,
+                model_a=session.pairing.model_a,
+                model_b=session.pairing.model_b,
+                mode=session.mode,
+                pool=session.pairing.pool,  # type: ignore[arg-type]
+                created_at=self._now(),
+                client_hash=session.client_hash,
+                language=detect_language(text),
+                propensity=session.pairing.propensity,
+            )
+            try:
+                await asyncio.to_thread(self.store.create_battle, battle)
+            except StorageError:
+                for history in session.history:
+                    history.pop()
+                raise
+            session.battle_id = battle.id
+            if self.journal is not None:
+                self.journal(
+                    {
+                        "event": "battle",
+                        "battle_id": battle.id,
+                        "model_a": battle.model_a,
+                        "model_b": battle.model_b,
+                        "mode": battle.mode,
+                        "pool": battle.pool,
+                        "judge": battle.client_hash,
+                        "language": battle.language,
+                        "propensity": battle.propensity,
+                        "tstamp": battle.created_at.isoformat(),
+                    }
+                )
+        session.turn += 1
+        async for view in self._stream_turn(session, jobs, notices, replace=False):
+            yield view
+
+    async def regenerate(self, session: BattleSession) -> AsyncIterator[TurnView]:
+        """Re-run the last turn on both sides (only before the vote)."""
+        if session.status not in ("ready", "failed") or session.turn == 0 or session.battle_id is None:
+            raise PromptRejected("nothing to regenerate", user_message="There is no answer to regenerate yet.")
+        for history in session.history:
+            if history and history[-1]["role"] == "assistant":
+                history.pop()
+        jobs, notices = self._jobs(session)
+        async for view in self._stream_turn(session, jobs, notices, replace=True):
+            yield view
+
+    async def _stream_turn(
+        self,
+        session: BattleSession,
+        jobs: tuple[SideJob, SideJob],
+        notices: tuple[str, ...],
+        *,
+        replace: bool,
+    ) -> AsyncIterator[TurnView]:
+        session.status = "streaming"
+        answers = (Answer(), Answer())
+        try:
+            async for answers in stream_pair(jobs, interval=self.settings.stream_interval):
+                session.answers = answers
+                if not all(a.done for a in answers):
+                    yield TurnView(session.history, answers, streaming=True, can_vote=False, notices=notices)
+        except BaseException:
+            # Cancelled (new round, visitor left): the turn never finished, so it cannot be voted.
+            session.status = "failed"
+            raise
+        for history, answer in zip(session.history, answers, strict=True):
+            history.append({"role": "assistant", "content": answer.text})
+        ok = all(a.ok for a in answers)
+        session.status = "ready" if ok else "failed"
+        session.finished_at = self._clock()
+        final_notices = list(notices)
+        for side, answer in zip(("A", "B"), answers, strict=True):
+            if answer.finish_reason == "length":
+                final_notices.append(f"Model {side}'s answer was cut off at its length limit.")
+        rows = self._turn_rows(session, answers)
+        battle_id = session.battle_id
+        assert battle_id is not None  # send() creates the battle before its first turn streams
+        try:
+            if replace:
+                await asyncio.to_thread(self.store.replace_turn, battle_id, session.turn, rows)
+            else:
+                await asyncio.to_thread(self.store.add_messages, rows)
+        except StorageError:
+            session.status = "failed"
+            raise
+        yield TurnView(session.history, answers, streaming=False, can_vote=ok, notices=tuple(final_notices))
+
+    def _turn_rows(self, session: BattleSession, answers: tuple[Answer, Answer]) -> list[MessageRecord]:
+        assert session.battle_id is not None
+        rows: list[MessageRecord] = []
+        for side, history, answer in zip(_SIDES, session.history, answers, strict=True):
+            rows.append(MessageRecord(session.battle_id, side, session.turn, "user", history[-2]["content"]))
+            rows.append(
+                MessageRecord(
+                    session.battle_id,
+                    side,
+                    session.turn,
+                    "assistant",
+                    answer.text,
+                    finish_reason=answer.finish_reason,
+                    generated_tokens=answer.generated_tokens,
+                    ttft_ms=None if answer.ttft is None else round(answer.ttft * 1000),
+                    total_ms=None if answer.total_time is None else round(answer.total_time * 1000),
+                    error=answer.error_kind,
+                )
+            )
+        return rows
+
+    # -- votes ----------------------------------------------------------------------------------
+
+    async def vote(self, session: BattleSession | None, winner: Winner, *, reason: str | None = None) -> Reveal:
+        """Record the visitor's vote; committed to the database before this returns.
+
+        Raises
+        ------
+        VoteRejected
+            No battle, answers unfinished or failed, or already voted.
+        StorageError
+            The database is unavailable; nothing was written.
+        """
+        if session is None or session.battle_id is None:
+            raise VoteRejected("no battle", user_message="There is nothing to vote on yet. Send a prompt first.")
+        if session.status == "voted":
+            raise VoteRejected("already voted", user_message="You have already voted in this round.")
+        if session.status == "streaming":
+            raise VoteRejected("streaming", user_message="Please wait until both answers have finished.")
+        if session.status != "ready":
+            raise VoteRejected(
+                "battle failed", user_message="This round cannot be voted because a model failed. Press “New round”."
+            )
+        reason = (reason or "").strip()[: self.settings.max_reason_chars] or None
+        record = VoteRecord(battle_id=session.battle_id, winner=winner, created_at=self._now(), reason=reason)
+        await asyncio.to_thread(self.store.record_vote, record)
+        session.status, session.winner = "voted", winner
+        if self.journal is not None:
+            self.journal(
+                {
+                    "event": "vote",
+                    "battle_id": record.battle_id,
+                    "winner": winner,
+                    "reason": reason,
+                    "flags": list(record.flags),
+                    "tstamp": record.created_at.isoformat(),
+                }
+            )
+        answers = session.answers or (None, None)
+        sides = (side_stats(session.pairing.model_a, answers[0]), side_stats(session.pairing.model_b, answers[1]))
+        return Reveal(session.pairing.model_a, session.pairing.model_b, winner, sides, record.flags)
+
+    # -- ratings ----------------------------------------------------------------------------------
+
+    async def leaderboard(self, slice_name: str = "overall") -> LeaderboardView:
+        """The ratings of one leaderboard slice (``overall``, ``lang:pl``, ``pool:chat``, ``named``).
+
+        Fitted in a worker thread and cached until the slice's votes change, so page views cost one
+        COUNT query (see :class:`arena.leaderboard.LeaderboardCache`).
+
+        Raises
+        ------
+        ValueError
+            For an unknown slice name.
+        StorageError
+            When the database cannot be read.
+        """
+        from arena.leaderboard import FitParams, LeaderboardCache
+
+        # Created on first use (setdefault is atomic), so building a service costs nothing for it.
+        cache: LeaderboardCache = self.__dict__.setdefault(
+            "_leaderboard_cache",
+            LeaderboardCache(
+                FitParams(
+                    tie_policy=self.settings.tie_policy,  # type: ignore[arg-type]
+                    alpha=self.settings.alpha,
+                    interval=self.settings.interval,  # type: ignore[arg-type]
+                    bootstrap_rounds=self.settings.bootstrap_rounds,
+                    min_votes=self.settings.min_votes,
+                ),
+                now=self._now,
+            ),
+        )
+        return await asyncio.to_thread(cache.view, self.store, slice_name)
+
+
+def user_text(error: BaseException) -> str:
+    """The plain-language text a visitor sees for ``error`` (never a trace, URL or model name)."""
+    if isinstance(error, ArenaError):
+        return error.user_message
+    return ArenaError.user_message

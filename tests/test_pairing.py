@@ -1,0 +1,179 @@
+"""Pairing: distinct models, weights honoured, pools kept apart, never NaN on zero weights."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from arena.pairing import NotEnoughModels, draw_pair
+from arena.registry import ModelSpec
+
+
+def spec(name: str, weight: float = 1.0, kind: str = "chat", enabled: bool = True) -> ModelSpec:
+    return ModelSpec(name=name, backend="tgi", url="http://127.0.0.1:1", weight=weight, kind=kind, enabled=enabled)
+
+
+def test_two_distinct_models_and_both_sides() -> None:
+    rng = np.random.default_rng(1)
+    models = [spec("a"), spec("b"), spec("c")]
+    seen_first = Counter()
+    for _ in range(600):
+        p = draw_pair(models, rng)
+        assert p.model_a != p.model_b
+        seen_first[p.model_a] += 1
+    assert set(seen_first) == {"a", "b", "c"}
+    assert min(seen_first.values()) > 150  # uniform by default
+
+
+def test_zero_or_missing_weights_fall_back_to_uniform() -> None:
+    rng = np.random.default_rng(2)
+    models = [spec("a", 0.0), spec("b", 0.0), spec("c", 0.0)]
+    pairs = Counter(frozenset((p.model_a, p.model_b)) for p in (draw_pair(models, rng) for _ in range(300)))
+    assert len(pairs) == 3
+    # one positive weight is not enough to make a pair either: uniform again
+    models = [spec("a", 1.0), spec("b", 0.0), spec("c", 0.0)]
+    assert len({frozenset((p.model_a, p.model_b)) for p in (draw_pair(models, rng) for _ in range(300))}) == 3
+
+
+def test_weights_shift_the_draw_and_propensity_is_a_probability() -> None:
+    rng = np.random.default_rng(3)
+    models = [spec("heavy", 8.0), spec("b"), spec("c")]
+    draws = [draw_pair(models, rng) for _ in range(3000)]
+    freq = Counter(frozenset((p.model_a, p.model_b)) for p in draws)
+    assert freq[frozenset(("b", "c"))] < freq[frozenset(("heavy", "b"))] / 3
+    # The stored propensity matches the observed frequency of each pair.
+    for p in draws[:20]:
+        observed = freq[frozenset((p.model_a, p.model_b))] / len(draws)
+        assert p.propensity == pytest.approx(observed, abs=0.03)
+
+
+def test_base_models_only_meet_base_models_and_disabled_never_play() -> None:
+    rng = np.random.default_rng(4)
+    models = [spec("c1"), spec("c2"), spec("b1", kind="base"), spec("b2", kind="base"), spec("off", enabled=False)]
+    for _ in range(300):
+        p = draw_pair(models, rng)
+        assert "off" not in (p.model_a, p.model_b)
+        kinds = {m.kind for m in models if m.name in (p.model_a, p.model_b)}
+        assert kinds == {p.pool}
+
+
+def test_not_enough_models() -> None:
+    rng = np.random.default_rng(5)
+    with pytest.raises(NotEnoughModels):
+        draw_pair([spec("a"), spec("b", kind="base")], rng)
+    with pytest.raises(NotEnoughModels):
+        draw_pair([spec("a"), spec("b")], rng, available=frozenset({"a"}))
+
+
+# --- PairSampler: uniform / weighted / active ---------------------------------------------------
+
+from arena.domain import PairCount  # noqa: E402
+from arena.pairing import PairSampler  # noqa: E402
+from arena.ratings import fit_ratings  # noqa: E402
+
+STRATEGIES = ("uniform", "weighted", "active")
+
+
+def _fitted_sampler(counts: list[PairCount], **kwargs: object) -> PairSampler:
+    sampler = PairSampler("active", **kwargs)  # type: ignore[arg-type]
+    sampler.update(fit_ratings(counts, interval="sandwich", bootstrap_rounds=0), counts)
+    return sampler
+
+
+def _ladder_counts() -> list[PairCount]:
+    """a ~ b are close (50/50); both far above c and d (9 to 1); every pair has 40 battles."""
+    rows = []
+    for x, y, wx in (("a", "b", 20), ("a", "c", 36), ("a", "d", 36), ("b", "c", 36), ("b", "d", 36), ("c", "d", 20)):
+        rows += [PairCount(x, y, "model_a", wx), PairCount(x, y, "model_b", 40 - wx)]
+    return rows
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_every_strategy_respects_pools_health_and_disabled(strategy: str) -> None:
+    rng = np.random.default_rng(6)
+    models = [spec("c1"), spec("c2"), spec("c3"), spec("b1", kind="base"), spec("b2", kind="base")]
+    models += [spec("off", enabled=False), spec("down")]
+    sampler = PairSampler(strategy)  # type: ignore[arg-type]
+    sampler.update(None, [])
+    online = frozenset({"c1", "c2", "c3", "b1", "b2", "off"})
+    seen = set()
+    for _ in range(400):
+        p = sampler.draw(models, rng, available=online)
+        assert {p.model_a, p.model_b}.isdisjoint({"off", "down"})
+        kinds = {m.kind for m in models if m.name in (p.model_a, p.model_b)}
+        assert kinds == {p.pool}
+        seen.add(frozenset((p.model_a, p.model_b)))
+    assert len(seen) == 4  # three chat pairs and the base pair
+    with pytest.raises(NotEnoughModels):
+        sampler.draw(models, rng, available=frozenset({"c1", "b1"}))
+
+
+def test_active_prefers_overlapping_pairs_and_the_floor_holds() -> None:
+    models = [spec(m) for m in "abcd"]
+    sampler = _fitted_sampler(_ladder_counts(), floor=0.1, min_votes=0)
+    dist = sampler.distribution(models)
+    prob = {
+        frozenset((dist.names[i], dist.names[j])): dist.probability[i, j]
+        for i, j in zip(*np.nonzero(dist.probability), strict=True)
+    }
+    assert sum(prob.values()) == pytest.approx(1.0)
+    assert len(prob) == 6
+    # The unsure pairs (a-b, c-d) are drawn more than any settled one.
+    assert min(prob[frozenset("ab")], prob[frozenset("cd")]) > 3 * prob[frozenset("ad")]
+    assert min(prob.values()) >= 0.1 / 6 - 1e-12
+    # Without a floor the settled pairs get almost nothing: the floor is what keeps them alive.
+    bare = _fitted_sampler(_ladder_counts(), floor=0.0, min_votes=0).distribution(models)
+    assert bare.probability[bare.names.index("a"), bare.names.index("d")] < 0.1 / 6
+
+
+def test_propensities_are_exact_and_match_observed_frequencies() -> None:
+    rng = np.random.default_rng(7)
+    models = [spec(m) for m in "abcd"] + [spec("x", kind="base"), spec("y", kind="base")]
+    sampler = _fitted_sampler(_ladder_counts(), floor=0.1, min_votes=0)
+    dist = sampler.distribution(models)
+    assert dist.probability.sum() == pytest.approx(1.0)
+    draws = [sampler.draw(models, rng) for _ in range(6000)]
+    freq = Counter(frozenset((p.model_a, p.model_b)) for p in draws)
+    for p in draws[:50]:
+        i, j = sorted((dist.names.index(p.model_a), dist.names.index(p.model_b)))
+        assert p.propensity == pytest.approx(dist.probability[i, j], rel=1e-9)
+        assert p.propensity == pytest.approx(freq[frozenset((p.model_a, p.model_b))] / len(draws), abs=0.02)
+    # Propensities of the distinct pairs sum to 1 (every eligible pair accounted for).
+    by_pair = {frozenset((p.model_a, p.model_b)): p.propensity for p in draws}
+    assert len(by_pair) == 7
+    assert sum(by_pair.values()) == pytest.approx(1.0)
+
+
+def test_weighted_strategy_is_draw_pair() -> None:
+    models = [spec("heavy", 8.0), spec("b"), spec("c")]
+    a = [PairSampler("weighted").draw(models, np.random.default_rng(8)) for _ in range(1)]
+    b = [draw_pair(models, np.random.default_rng(8)) for _ in range(1)]
+    assert a == b
+
+
+def test_new_model_gets_a_warm_up_boost() -> None:
+    models = [spec(m) for m in "abcd"] + [spec("new")]
+    # "new" has 10 of its 30 warm-up votes, level with a.
+    counts = [*_ladder_counts(), PairCount("new", "a", "model_a", 5), PairCount("new", "a", "model_b", 5)]
+
+    def odds(warmup_boost: float) -> float:
+        """How much likelier the newcomer's pair with b is than the settled-but-unsure pair c-d."""
+        d = _fitted_sampler(counts, floor=0.0, min_votes=30, warmup_boost=warmup_boost).distribution(models)
+        k, b, c, e = (d.names.index(m) for m in ("new", "b", "c", "d"))
+        return float(d.probability[min(k, b), max(k, b)] / d.probability[c, e])
+
+    # 10 of 30 votes: a deficit of 2/3, so the pair's score is multiplied by 1 + 4 * 2/3.
+    assert odds(4.0) == pytest.approx(odds(0.0) * (1 + 4 * 2 / 3), rel=1e-6)
+    # A model the last fit has never seen (added since) is treated as unsettled and drawn most.
+    fresh = _fitted_sampler(_ladder_counts(), floor=0.1, min_votes=30).distribution(models)
+    k = fresh.names.index("new")
+    assert fresh.probability[k, :].sum() + fresh.probability[:, k].sum() > 0.5
+
+
+def test_sampler_rejects_bad_parameters() -> None:
+    with pytest.raises(ValueError, match="strategy"):
+        PairSampler("greedy")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="floor"):
+        PairSampler("active", floor=1.5)
