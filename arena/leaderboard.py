@@ -1,0 +1,352 @@
+"""Leaderboard slices, the cached fit per slice, and the data of its table and plots (no Gradio).
+
+Slices
+------
+``overall``      every anonymous battle (the default leaderboard)
+``lang:<code>``  anonymous battles whose first prompt is in that language (``lang:pl``, ``lang:zh-Hant``)
+``pool:<name>``  anonymous battles of one model pool (``pool:chat``, ``pool:base``)
+``named``        battles where the visitor chose the models (never mixed with anonymous ones)
+
+Votes flagged ``identity_leak`` or ``too_fast`` are left out of every slice (the store's default).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from arena.ratings import DEFAULT_MIN_VOTES, IntervalMethod, RatingsResult, TiePolicy, fit_ratings
+
+if TYPE_CHECKING:
+    from arena.storage.store import Store, VoteGroup
+
+__all__ = [
+    "COLUMNS",
+    "DEFAULT_SLICE",
+    "FitParams",
+    "LeaderboardCache",
+    "LeaderboardView",
+    "Slice",
+    "SliceInfo",
+    "available_slices",
+    "fit_slice",
+    "heatmap_data",
+    "heatmap_figure",
+    "leaderboard_rows",
+    "parse_slice",
+    "ratings_figure",
+    "ratings_plot_data",
+    "summary",
+]
+
+COLUMNS = ("Rank", "Model", "Rating", "95% interval", "Votes", "Win rate", "Note")
+DEFAULT_SLICE = "overall"
+
+
+# --- slices -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One leaderboard: which battles count."""
+
+    name: str
+    mode: str
+    pool: str | None = None
+    language: str | None = None
+
+    @property
+    def label(self) -> str:
+        if self.name == "overall":
+            return "All anonymous battles"
+        if self.name == "named":
+            return "Named battles (models chosen by the visitor)"
+        if self.pool is not None:
+            return f"Pool: {self.pool}"
+        return f"Language: {self.language}"
+
+    def filters(self) -> dict[str, Any]:
+        """Keyword arguments of ``Store.pair_counts`` / ``Store.iter_battles`` selecting this slice."""
+        return {"mode": self.mode, "pool": self.pool, "language": self.language}
+
+    def matches(self, group: VoteGroup) -> bool:
+        return (
+            group.mode == self.mode
+            and (self.pool is None or group.pool == self.pool)
+            and (self.language is None or group.language == self.language)
+        )
+
+
+def parse_slice(name: str) -> Slice:
+    """The slice called ``name``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name; the message lists the forms that exist.
+    """
+    name = name.strip()
+    if name == "overall":
+        return Slice(name, "anonymous")
+    if name == "named":
+        return Slice(name, "named")
+    kind, sep, value = name.partition(":")
+    if sep and value and kind == "pool" and value in ("chat", "base"):
+        return Slice(name, "anonymous", pool=value)
+    if sep and value and kind == "lang":
+        return Slice(name, "anonymous", language=value)
+    raise ValueError(
+        f"Unknown slice {name!r}: use overall, named, pool:chat, pool:base or lang:<code> (e.g. lang:pl, lang:zh-Hant)."
+    )
+
+
+@dataclass(frozen=True)
+class SliceInfo:
+    name: str
+    label: str
+    votes: int
+
+
+def _slice_state(groups: Sequence[VoteGroup], sl: Slice) -> tuple[int, int]:
+    """(votes, newest vote id) of a slice: equal states mean equal counts, so no refit is needed."""
+    hits = [g for g in groups if sl.matches(g)]
+    return sum(g.votes for g in hits), max((g.last_vote_id for g in hits), default=0)
+
+
+def available_slices(groups: Sequence[VoteGroup]) -> list[SliceInfo]:
+    """The slices that have counted votes: overall, pools, languages (most votes first), named."""
+    candidates = [parse_slice("overall"), parse_slice("pool:chat"), parse_slice("pool:base")]
+    languages: dict[str, int] = {}
+    for g in groups:
+        if g.mode == "anonymous" and g.language:
+            languages[g.language] = languages.get(g.language, 0) + g.votes
+    candidates += [parse_slice(f"lang:{c}") for c, _ in sorted(languages.items(), key=lambda kv: (-kv[1], kv[0]))]
+    candidates.append(parse_slice("named"))
+    out = []
+    for sl in candidates:
+        votes, _ = _slice_state(groups, sl)
+        if votes:
+            out.append(SliceInfo(sl.name, sl.label, votes))
+    return out
+
+
+# --- fitting and the cache --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FitParams:
+    """How a slice is fitted (see :func:`arena.ratings.fit_ratings`)."""
+
+    tie_policy: TiePolicy = "half"
+    alpha: float = 0.0
+    interval: IntervalMethod = "bootstrap"
+    bootstrap_rounds: int = 1000
+    seed: int = 0  # fixed, so the same votes always show the same intervals
+    min_votes: int = DEFAULT_MIN_VOTES
+
+
+def fit_slice(store: Store, sl: Slice, params: FitParams) -> RatingsResult:
+    """Read one slice's counts (one GROUP BY) and fit them."""
+    counts = store.pair_counts(**sl.filters())
+    return fit_ratings(
+        counts,
+        tie_policy=params.tie_policy,
+        alpha=params.alpha,
+        interval=params.interval,
+        bootstrap_rounds=params.bootstrap_rounds,
+        seed=params.seed,
+        min_votes=params.min_votes,
+    )
+
+
+@dataclass(frozen=True)
+class LeaderboardView:
+    """Everything the leaderboard tab shows for one slice."""
+
+    slice: Slice
+    result: RatingsResult
+    slices: tuple[SliceInfo, ...]  # every slice with votes, for the selector
+    votes: int  # counted votes in this slice
+    updated_at: datetime  # when the counts behind ``result`` were read (the ratings' cutoff)
+
+
+@dataclass
+class _Entry:
+    state: tuple[int, int]
+    result: RatingsResult
+    updated_at: datetime
+
+
+@dataclass
+class LeaderboardCache:
+    """Fits each slice once per state of its votes; page views in between reuse the fit.
+
+    Checking costs one cheap GROUP BY (:meth:`Store.vote_groups`); a refit happens only when a
+    slice's vote count or newest vote changed. Thread-safe: concurrent requests for the same
+    stale slice wait for one fit instead of each running their own. Blocking: call it from a
+    worker thread.
+    """
+
+    params: FitParams = field(default_factory=FitParams)
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    fits: int = 0  # how many fits ran (tests and metrics)
+    _entries: dict[str, _Entry] = field(default_factory=dict, repr=False)
+    _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
+    _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def view(self, store: Store, slice_name: str = DEFAULT_SLICE) -> LeaderboardView:
+        """The leaderboard of one slice, refitted only if its votes changed.
+
+        Raises
+        ------
+        ValueError
+            For an unknown slice name.
+        StorageError
+            When the database cannot be read.
+        """
+        sl = parse_slice(slice_name)
+        groups = store.vote_groups()
+        state = _slice_state(groups, sl)
+        with self._guard:
+            lock = self._locks.setdefault(sl.name, threading.Lock())
+        with lock:
+            entry = self._entries.get(sl.name)
+            if entry is None or entry.state != state:
+                updated_at = self.now()
+                result = fit_slice(store, sl, self.params)
+                self.fits += 1
+                # The state read before the fit: a vote arriving meanwhile triggers one more fit later.
+                entry = self._entries[sl.name] = _Entry(state, result, updated_at)
+        return LeaderboardView(sl, entry.result, tuple(available_slices(groups)), state[0], entry.updated_at)
+
+
+# --- table ------------------------------------------------------------------------------------
+
+
+def _win_rate(wins: int, losses: int, ties: int, bothbad: int) -> float | None:
+    decided = wins + losses + ties + bothbad
+    return (wins + 0.5 * (ties + bothbad)) / decided if decided else None
+
+
+def leaderboard_rows(result: RatingsResult) -> list[list[object]]:
+    """One row per rated model, best first, as the leaderboard table shows it."""
+    rows: list[list[object]] = []
+    for r in result.rows:
+        rate = _win_rate(r.wins, r.losses, r.ties, r.bothbad)
+        rows.append(
+            [
+                r.rank,
+                r.model,
+                round(r.rating),
+                f"{round(r.ci_lower)} – {round(r.ci_upper)}" if math.isfinite(r.ci_lower) else "",
+                r.votes,
+                "" if rate is None else f"{rate:.0%}",
+                "preliminary" if r.preliminary else "",
+            ]
+        )
+    return rows
+
+
+def summary(result: RatingsResult, *, updated_at: datetime | None = None, slice_label: str | None = None) -> str:
+    """Markdown saying what the table rests on: votes, method, update time, and the fit's notes."""
+    if not result.rows:
+        return "No votes yet. Battle and vote, and the ranking appears here."
+    parts = [
+        f"**{result.n_battles} votes**",
+        f"Bradley-Terry ratings with 95% {result.interval_method} intervals",
+        f"ties count {'half a win each way' if result.tie_policy == 'half' else 'as excluded'}",
+    ]
+    if slice_label:
+        parts.insert(0, slice_label)
+    if updated_at is not None:
+        parts.append(f"updated {updated_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC")
+    text = " · ".join(parts)
+    if any(r.preliminary for r in result.rows):
+        text += f"\n\n*preliminary*: fewer than {result.min_votes} votes, the rating may still move a lot."
+    notes = " ".join(result.notes)
+    return text + (f"\n\n{notes}" if notes else "")
+
+
+# --- plots ------------------------------------------------------------------------------------
+
+
+def _num(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def ratings_plot_data(result: RatingsResult) -> dict[str, list[Any]]:
+    """Per rated model (best first): rating and the distances to its interval's ends (error bars)."""
+    return {
+        "models": [r.model for r in result.rows],
+        "ratings": [r.rating for r in result.rows],
+        "error_minus": [_num(r.rating - r.ci_lower) for r in result.rows],
+        "error_plus": [_num(r.ci_upper - r.rating) for r in result.rows],
+        "preliminary": [r.preliminary for r in result.rows],
+    }
+
+
+def heatmap_data(result: RatingsResult, kind: str) -> dict[str, Any]:
+    """``kind="win_rate"``: row model's score against the column model (None without battles);
+    ``kind="battles"``: battles between the two. Rows and columns are the rated models, best first.
+    """
+    if kind not in ("win_rate", "battles"):
+        raise ValueError(f"kind must be 'win_rate' or 'battles', not {kind!r}.")
+    n = len(result.rows)  # ``result.models`` lists the rated models first, in the rows' order
+    matrix = result.win_rate if kind == "win_rate" else result.battle_count
+    z = [[_num(float(matrix[i, j])) if kind == "win_rate" else int(matrix[i, j]) for j in range(n)] for i in range(n)]
+    return {"models": list(result.models[:n]), "z": z}
+
+
+def ratings_figure(result: RatingsResult) -> Any:
+    """A plotly figure: each model's rating with its 95% interval as error bars."""
+    import plotly.graph_objects as go
+
+    d = ratings_plot_data(result)
+    fig = go.Figure(
+        go.Scatter(
+            x=d["models"],
+            y=d["ratings"],
+            mode="markers",
+            error_y={"type": "data", "symmetric": False, "array": d["error_plus"], "arrayminus": d["error_minus"]},
+            marker={"size": 10, "symbol": ["circle-open" if p else "circle" for p in d["preliminary"]]},
+            hovertemplate="%{x}: %{y:.0f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=f"Ratings with 95% {result.interval_method} intervals (open marker: preliminary)",
+        yaxis_title="rating",
+        margin={"l": 40, "r": 20, "t": 50, "b": 40},
+        height=420,
+    )
+    return fig
+
+
+def heatmap_figure(result: RatingsResult, kind: str) -> Any:
+    """A plotly heatmap of :func:`heatmap_data` (row model against column model)."""
+    import plotly.graph_objects as go
+
+    d = heatmap_data(result, kind)
+    win = kind == "win_rate"
+    fig = go.Figure(
+        go.Heatmap(
+            z=d["z"],
+            x=d["models"],
+            y=d["models"],
+            colorscale="RdBu" if win else "Blues",
+            zmin=0 if win else None,
+            zmax=1 if win else None,
+            texttemplate="%{z:.2f}" if win else "%{z}",
+            hovertemplate="%{y} vs %{x}: %{z}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title="Win rate of row model against column model (ties count half)" if win else "Battles between models",
+        yaxis={"autorange": "reversed"},
+        margin={"l": 40, "r": 20, "t": 50, "b": 40},
+        height=460,
+    )
+    return fig
