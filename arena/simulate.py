@@ -1,0 +1,355 @@
+"""Simulated arenas with known strengths: how many votes each pairing strategy needs for a trusted ranking.
+
+The truth
+---------
+Each seed draws ``n_models`` true ratings from a normal distribution with standard deviation
+``spread`` Elo points (default 120: the top and bottom of a 20-model arena end up ~450-550 points
+apart, like Chatbot Arena's open-model range). Outcomes follow a Davidson tie model on the
+Bradley-Terry strengths ``pi = exp(rating / SCALE)``::
+
+    P(i wins) : P(j wins) : P(tie) = pi_i : pi_j : nu * sqrt(pi_i * pi_j)
+
+with ``nu = 2 t / (1 - t)`` so that two equal models tie with probability ``t`` (``tie_rate``,
+default 0.3, about Chatbot Arena's share of ties plus both-bad votes); half of the ties are
+recorded as "tie", half as "tie (bothbad)". The fit counts a tie as half a win each way, which
+does not match the Davidson model exactly, so fitted ratings are pulled towards the mean for every
+strategy; this is the kind of misspecification under which a non-uniform design can shift the
+estimates, and the reason inverse-propensity weighting exists.
+
+The race
+--------
+All seeds run side by side (vectorised). Votes arrive in batches of ``refit_every``: the pairs of
+one batch are drawn from the sampler's pair distribution, the outcomes from the truth, then
+:func:`arena.ratings.fit_ratings` (sandwich intervals, no bootstrap) is refitted and the sampler
+updated, exactly as the service does. After every batch the ranking's Spearman correlation with
+the truth is recorded. "Votes to target" is the first checkpoint from which the Spearman
+correlation stays at or above ``target`` up to ``max_votes`` (runs that never get there count as
+``max_votes``; the report says how many). Both strategies see the same true strengths per seed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import choix
+import numpy as np
+from numpy.typing import NDArray
+
+from arena.domain import PairCount, Winner
+from arena.pairing import DEFAULT_FLOOR, PairSampler, Strategy
+from arena.ratings import BASE_RATING, SCALE, RatingsResult, fit_ratings
+from arena.registry import ModelSpec
+
+__all__ = ["SimulationConfig", "SimulationResult", "StrategyRun", "format_report", "run_simulation", "write_plot"]
+
+Float = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Everything a simulation run depends on (the defaults are the documented ones)."""
+
+    n_models: int = 20
+    seeds: int = 50
+    spread: float = 120.0  # sd of the true ratings, Elo points
+    tie_rate: float = 0.3  # tie share between two equal models (Davidson)
+    target: float = 0.95  # Spearman correlation with the truth
+    max_votes: int = 6000
+    refit_every: int = 50
+    floor: float = DEFAULT_FLOOR
+    min_votes: int = 30
+    ipw: bool = False  # fit the active arm with inverse-propensity weights
+    seed: int = 0
+    bootstrap_rounds: int = 2000  # for the saving's confidence interval (over seeds)
+    strategies: tuple[Strategy, ...] = ("uniform", "active")
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the option to change when a value is out of range."""
+        if self.n_models < 3:
+            raise ValueError("--models must be at least 3 (a ranking of two is a coin flip, not a ranking).")
+        if self.seeds < 2:
+            raise ValueError("--seeds must be at least 2 (the confidence interval needs several).")
+        if not (self.spread > 0 and math.isfinite(self.spread)):
+            raise ValueError("--spread must be a positive number of Elo points.")
+        if not 0 <= self.tie_rate < 1:
+            raise ValueError("--tie-rate must be in [0, 1).")
+        if not -1 < self.target <= 1:
+            raise ValueError("--target must be a Spearman correlation in (-1, 1].")
+        if self.refit_every < 1 or self.max_votes < self.refit_every:
+            raise ValueError("--refit-every must be >= 1 and no larger than --max-votes.")
+
+
+@dataclass
+class StrategyRun:
+    """One strategy over every seed."""
+
+    strategy: str
+    checkpoints: NDArray[np.int64]  # votes after each batch
+    spearman: Float  # (seeds, checkpoints)
+    votes_to_target: Float  # (seeds,), censored at max_votes
+    reached: NDArray[np.bool_]  # (seeds,)
+    votes_to_top: Float  # (seeds,), NaN when the top model was never separated
+    final_error: Float  # (seeds,): mean |fitted - true| rating (both centred), Elo points
+
+
+@dataclass
+class SimulationResult:
+    config: SimulationConfig
+    runs: dict[str, StrategyRun] = field(default_factory=dict)
+    saving: float = math.nan
+    saving_ci: tuple[float, float] = (math.nan, math.nan)
+
+
+def _roster(n: int) -> list[ModelSpec]:
+    return [ModelSpec(name=f"m{i:02d}", backend="tgi", url="http://127.0.0.1:1") for i in range(n)]
+
+
+def _outcome_tables(ratings: Float, tie_rate: float) -> tuple[Float, Float]:
+    """``p_win[s, i, j]`` (i beats j) and ``p_tie[s, i, j]`` under the Davidson model."""
+    nu = 2 * tie_rate / (1 - tie_rate)
+    pi = np.exp((ratings - ratings.mean(axis=1, keepdims=True)) / SCALE)
+    pi_i, pi_j = pi[:, :, None], pi[:, None, :]
+    tie = nu * np.sqrt(pi_i * pi_j)
+    total = pi_i + pi_j + tie
+    return pi_i / total, tie / total
+
+
+def _rows(
+    names: Sequence[str], wins: NDArray[np.int64], ties: NDArray[np.int64], bad: NDArray[np.int64]
+) -> list[PairCount]:
+    rows: list[PairCount] = []
+    n = len(names)
+    for i, j in zip(*np.nonzero(wins), strict=True):
+        rows.append(PairCount(names[i], names[j], "model_a", int(wins[i, j])))
+    iu, ju = np.triu_indices(n, k=1)
+    for matrix, winner in ((ties, "tie"), (bad, "tie (bothbad)")):
+        w: Winner = winner  # type: ignore[assignment]
+        for i, j in zip(iu.tolist(), ju.tolist(), strict=True):
+            if matrix[i, j]:
+                rows.append(PairCount(names[i], names[j], w, int(matrix[i, j])))
+    return rows
+
+
+def _spearman(x: Float, y: Float) -> float:
+    rx = np.argsort(np.argsort(x)).astype(np.float64)
+    ry = np.argsort(np.argsort(y)).astype(np.float64)
+    rx -= rx.mean()
+    ry -= ry.mean()
+    return float((rx @ ry) / math.sqrt((rx @ rx) * (ry @ ry)))
+
+
+def _fitted(result: RatingsResult, names: Sequence[str]) -> tuple[Float, Float, Float]:
+    """Ratings, sandwich lower and upper bounds in roster order (unrated: mean rating, no interval)."""
+    r = np.full(len(names), BASE_RATING)
+    lo = np.full(len(names), -np.inf)
+    hi = np.full(len(names), np.inf)
+    index = {m: i for i, m in enumerate(names)}
+    for row in result.rows:
+        i = index[row.model]
+        r[i], lo[i], hi[i] = row.rating, row.sandwich_lower, row.sandwich_upper
+    return r, lo, hi
+
+
+def _run_strategy(cfg: SimulationConfig, strategy: Strategy, truth: Float, rng: np.random.Generator) -> StrategyRun:
+    s_count, n = truth.shape
+    names = [m.name for m in _roster(n)]
+    roster = _roster(n)
+    p_win, p_tie = _outcome_tables(truth, cfg.tie_rate)
+    iu, ju = np.triu_indices(n, k=1)
+    n_pairs = iu.size
+    wins = np.zeros((s_count, n, n), dtype=np.int64)
+    ties = np.zeros((s_count, n, n), dtype=np.int64)
+    bad = np.zeros((s_count, n, n), dtype=np.int64)
+    # Inverse-propensity weighted counts (score matrix y[i, j] and pair totals), for ``ipw``.
+    y_w = np.zeros((s_count, n, n))
+    samplers = [PairSampler(strategy, floor=cfg.floor, min_votes=cfg.min_votes) for _ in range(s_count)]
+    n_checks = cfg.max_votes // cfg.refit_every
+    checkpoints = cfg.refit_every * np.arange(1, n_checks + 1)
+    spearman = np.zeros((s_count, n_checks))
+    top_at = np.full(s_count, np.nan)
+    true_top = truth.argmax(axis=1)
+    final = np.zeros((s_count, n))
+    k = cfg.refit_every
+    seed_rows = np.arange(s_count)[:, None]
+    for c in range(n_checks):
+        prob = np.empty((s_count, n_pairs))
+        for s in range(s_count):
+            dist = samplers[s].distribution(roster)
+            prob[s] = dist.probability[iu, ju]
+        cum = np.cumsum(prob, axis=1)
+        u = rng.random((s_count, k)) * cum[:, -1:]
+        pick = np.minimum((cum[:, None, :] <= u[:, :, None]).sum(axis=2), n_pairs - 1)  # (S, k)
+        a, b = iu[pick], ju[pick]
+        draw = rng.random((s_count, k))
+        pw = p_win[seed_rows, a, b]
+        pt = p_tie[seed_rows, a, b]
+        a_wins = draw < pw
+        tied = (draw >= pw) & (draw < pw + pt)
+        b_wins = ~(a_wins | tied)
+        bothbad = tied & (rng.random((s_count, k)) < 0.5)
+        plain_tie = tied & ~bothbad
+        ss = np.broadcast_to(seed_rows, (s_count, k))
+        np.add.at(wins, (ss[a_wins], a[a_wins], b[a_wins]), 1)
+        np.add.at(wins, (ss[b_wins], b[b_wins], a[b_wins]), 1)
+        for m, flag in ((ties, plain_tie), (bad, bothbad)):
+            np.add.at(m, (ss[flag], a[flag], b[flag]), 1)
+            np.add.at(m, (ss[flag], b[flag], a[flag]), 1)
+        if cfg.ipw:
+            w = (1.0 / n_pairs) / prob[seed_rows, pick]
+            score = np.where(a_wins, 1.0, np.where(tied, 0.5, 0.0))
+            np.add.at(y_w, (ss, a, b), w * score)
+            np.add.at(y_w, (ss, b, a), w * (1.0 - score))
+        for s in range(s_count):
+            rows = _rows(names, wins[s], ties[s], bad[s])
+            result = fit_ratings(rows, models=names, interval="sandwich", bootstrap_rounds=0, min_votes=cfg.min_votes)
+            samplers[s].update(result, rows)
+            fitted, lo, hi = _fitted(result, names)
+            spearman[s, c] = _spearman(fitted, truth[s])
+            if np.isnan(top_at[s]):
+                top = int(fitted.argmax())
+                others = np.delete(hi, top)
+                if top == true_top[s] and lo[top] > others.max():
+                    top_at[s] = checkpoints[c]
+            if c == n_checks - 1:
+                final[s] = _ipw_fit(y_w[s]) if cfg.ipw and strategy != "uniform" else fitted
+    below = spearman < cfg.target
+    # First checkpoint after the last one below target.
+    last_below = np.where(below.any(axis=1), n_checks - 1 - np.argmax(below[:, ::-1], axis=1), -1)
+    reached = last_below < n_checks - 1
+    votes = np.where(reached, checkpoints[np.minimum(last_below + 1, n_checks - 1)], cfg.max_votes).astype(np.float64)
+    centred_truth = truth - truth.mean(axis=1, keepdims=True)
+    centred_fit = final - final.mean(axis=1, keepdims=True)
+    error = np.abs(centred_fit - centred_truth).mean(axis=1)
+    return StrategyRun(strategy, checkpoints, spearman, votes, reached, top_at, error)
+
+
+def _ipw_fit(y: Float) -> Float:
+    """Bradley-Terry ratings (centred at 1000) from an inverse-propensity weighted score matrix."""
+    th = choix.ilsr_pairwise_dense(y, alpha=0.0, max_iter=5000, tol=1e-9)
+    return np.asarray(BASE_RATING + SCALE * (th - th.mean()), dtype=np.float64)
+
+
+def run_simulation(cfg: SimulationConfig) -> SimulationResult:
+    """Race every strategy in ``cfg.strategies`` on the same simulated arenas.
+
+    Raises
+    ------
+    ValueError
+        When a setting is out of range (the message names the option).
+    """
+    cfg.check()
+    master = np.random.default_rng(cfg.seed)
+    truth = master.normal(0.0, cfg.spread, size=(cfg.seeds, cfg.n_models))
+    out = SimulationResult(cfg)
+    for k, strategy in enumerate(cfg.strategies):
+        out.runs[strategy] = _run_strategy(cfg, strategy, truth, np.random.default_rng([cfg.seed, k + 1]))
+    if "active" in out.runs and "uniform" in out.runs:
+        a = out.runs["active"].votes_to_target
+        u = out.runs["uniform"].votes_to_target
+        out.saving = 100.0 * (1.0 - a.mean() / u.mean())
+        boot = np.random.default_rng([cfg.seed, 99]).integers(0, cfg.seeds, size=(cfg.bootstrap_rounds, cfg.seeds))
+        savings = 100.0 * (1.0 - a[boot].mean(axis=1) / u[boot].mean(axis=1))
+        lo, hi = np.percentile(savings, [2.5, 97.5])
+        out.saving_ci = (float(lo), float(hi))
+    return out
+
+
+def format_report(result: SimulationResult) -> list[str]:
+    """The report's lines; the last two are the ``saving:`` and ``bias:`` lines."""
+    cfg = result.config
+    lines = [
+        f"{cfg.seeds} simulated arenas of {cfg.n_models} models (true ratings ~ N(0, {cfg.spread:g}) Elo, "
+        f"Davidson ties {cfg.tie_rate:.0%} between equals), refit every {cfg.refit_every} votes, "
+        f"floor {cfg.floor:g}, ipw {'on' if cfg.ipw else 'off'}",
+        f"{'strategy':<10} {'votes to Spearman>=' + format(cfg.target, 'g'):>26} {'reached':>8} "
+        f"{'votes to top separated':>24} {'final |error| Elo':>18}",
+    ]
+    for name, run in result.runs.items():
+        top = run.votes_to_top[np.isfinite(run.votes_to_top)]
+        top_text = f"{np.median(top):.0f} median ({top.size}/{cfg.seeds})" if top.size else f"never (0/{cfg.seeds})"
+        lines.append(
+            f"{name:<10} {run.votes_to_target.mean():>19.0f} mean {int(run.reached.sum()):>5}/{cfg.seeds:<2} "
+            f"{top_text:>24} {run.final_error.mean():>18.1f}"
+        )
+    if "active" in result.runs and "uniform" in result.runs:
+        lo, hi = result.saving_ci
+        lines.append(f"saving: {result.saving:.1f}% (95% CI [{lo:.1f}, {hi:.1f}])")
+        lines.append(
+            f"bias: active {result.runs['active'].final_error.mean():.1f} "
+            f"uniform {result.runs['uniform'].final_error.mean():.1f}"
+        )
+    return lines
+
+
+_COLOURS = {"uniform": "#1f77b4", "active": "#d62728", "weighted": "#2ca02c"}
+
+
+def write_plot(result: SimulationResult, path: str) -> str:
+    """Plot mean Spearman correlation against votes for each strategy; returns the file written.
+
+    ``.html`` writes an interactive plotly file (plotly is in the venv; kaleido, which plotly needs
+    for PNG, and matplotlib are not, so no PNG can be written offline). Any other suffix writes a
+    hand-made SVG, with the suffix replaced by ``.svg``.
+    """
+    from pathlib import Path
+
+    cfg = result.config
+    target = Path(path)
+    if target.suffix.lower() == ".html":
+        import plotly.graph_objects as go
+
+        fig = go.Figure()
+        for name, run in result.runs.items():
+            fig.add_scatter(x=run.checkpoints, y=run.spearman.mean(axis=0), name=name, mode="lines")
+        fig.add_hline(y=cfg.target, line_dash="dot")
+        fig.update_layout(xaxis_title="votes", yaxis_title="Spearman with the truth (mean over seeds)")
+        fig.write_html(str(target), include_plotlyjs=True)
+        return str(target)
+    target = target.with_suffix(".svg")
+    width, height, margin = 720, 440, 60
+    x_max = float(cfg.max_votes)
+    y_min = 0.5
+
+    def xy(x: float, y: float) -> tuple[float, float]:
+        px = margin + (width - 2 * margin) * x / x_max
+        py = height - margin - (height - 2 * margin) * (max(y, y_min) - y_min) / (1 - y_min)
+        return px, py
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+        'font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+    ]
+    for k in range(6):
+        y = y_min + k * (1 - y_min) / 5
+        _, py = xy(0, y)
+        parts.append(f'<line x1="{margin}" x2="{width - margin}" y1="{py:.1f}" y2="{py:.1f}" stroke="#ddd"/>')
+        parts.append(f'<text x="{margin - 6}" y="{py + 4:.1f}" text-anchor="end">{y:.2f}</text>')
+    for k in range(6):
+        x = k * x_max / 5
+        px, _ = xy(x, y_min)
+        parts.append(f'<text x="{px:.1f}" y="{height - margin + 18}" text-anchor="middle">{x:.0f}</text>')
+    _, ty = xy(0, cfg.target)
+    parts.append(
+        f'<line x1="{margin}" x2="{width - margin}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="#555" stroke-dasharray="4 4"/>'
+    )
+    for k, (name, run) in enumerate(result.runs.items()):
+        points = " ".join(
+            "{:.1f},{:.1f}".format(*xy(float(x), float(y)))
+            for x, y in zip(run.checkpoints, run.spearman.mean(axis=0), strict=True)
+        )
+        colour = _COLOURS.get(name, "#000")
+        parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        parts.append(
+            f'<text x="{width - margin - 80}" y="{height - margin - 20 - 16 * k}" fill="{colour}">{name}</text>'
+        )
+    parts.append(f'<text x="{width / 2}" y="{height - 15}" text-anchor="middle">votes</text>')
+    parts.append(
+        f'<text x="15" y="{height / 2}" transform="rotate(-90 15 {height / 2})" text-anchor="middle">'
+        f"Spearman with the truth (mean of {cfg.seeds} seeds, {cfg.n_models} models)</text>"
+    )
+    parts.append("</svg>")
+    target.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    return str(target)
