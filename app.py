@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -104,6 +105,7 @@ def build(settings: Settings, environ: Mapping[str, str]) -> tuple[gr.Blocks, Ar
     server_info = asyncio.run(_probe(models, timeouts, environ))
     backends = {m.name: make_backend(m, timeouts, environ) for m in models}
     service = ArenaService(settings, registry, store, backends, rng=np.random.default_rng(), server_info=server_info)
+    service.refresh_pairing()
     demo = build_ui(service)
     demo.queue(default_concurrency_limit=settings.concurrency_limit, max_size=settings.queue_size)
     return demo, service, servers
@@ -146,6 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ArenaError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    # Load the language model now, off the request path (the first prompt would wait for it).
+    from arena.language import preload
+
+    threading.Thread(target=preload, name="language-preload", daemon=True).start()
     port = settings.port or _free_port(settings.host)
     try:
         from arena.ui.app import CSS

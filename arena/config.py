@@ -121,6 +121,9 @@ class Settings:
     pairing_warmup_votes: int = _setting(
         30, "ARENA_PAIRING_WARMUP_VOTES", "Active pairing: a model with fewer votes is drawn more often (warm-up)."
     )
+    pairing_refresh_votes: int = _setting(
+        20, "ARENA_PAIRING_REFRESH_VOTES", "Active pairing: refit the pair scores after this many new votes."
+    )
     ipw: bool = _setting(
         False,
         "ARENA_IPW",

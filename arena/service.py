@@ -6,13 +6,14 @@ import asyncio
 import hashlib
 import logging
 import secrets
+import threading
 import time
 import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -22,13 +23,12 @@ from arena.config import Settings
 from arena.domain import Answer, BattleRecord, Message, MessageRecord, Mode, Side, VoteRecord, Winner
 from arena.errors import ArenaError, PromptRejected, StorageError, TemplateError, VoteRejected
 from arena.language import detect_language
-from arena.pairing import Pairing, draw_pair
+from arena.leaderboard import FitParams, LeaderboardCache, LeaderboardView
+from arena.pairing import Pairing, PairSampler
+from arena.ratings import fit_ratings
 from arena.registry import ModelSpec, Registry
 from arena.storage import Store
 from arena.streaming import SideJob, stream_pair
-
-if TYPE_CHECKING:
-    from arena.leaderboard import LeaderboardView
 
 __all__ = ["ArenaService", "BattleSession", "Reveal", "TurnView"]
 
@@ -157,6 +157,23 @@ class ArenaService:
         self._now = now
         self._clock = clock
         self.journal = journal  # called with each stored battle and vote (the append-only log)
+        self._leaderboard = LeaderboardCache(
+            FitParams(
+                tie_policy=settings.tie_policy,  # type: ignore[arg-type]
+                alpha=settings.alpha,
+                interval=settings.interval,  # type: ignore[arg-type]
+                bootstrap_rounds=settings.bootstrap_rounds,
+                min_votes=settings.min_votes,
+            ),
+            now=now,
+        )
+        self.sampler = PairSampler(
+            settings.pairing,  # type: ignore[arg-type]
+            floor=settings.pairing_floor,
+            min_votes=settings.pairing_warmup_votes,
+        )
+        self._votes_since_refresh = 0
+        self._refreshing = threading.Lock()
         self._salt = settings.client_salt or secrets.token_hex(16)
 
     # -- sessions -----------------------------------------------------------------------------
@@ -184,7 +201,7 @@ class ArenaService:
         """
         client = self.client_hash(client_key)
         if models is None:
-            return BattleSession(pairing=draw_pair(self.playable_models(), self.rng), client_hash=client)
+            return BattleSession(pairing=self.sampler.draw(self.playable_models(), self.rng), client_hash=client)
         playable = {m.name: m for m in self.playable_models()}
         first, second = models
         if first == second or first not in playable or second not in playable:
@@ -396,11 +413,31 @@ class ArenaService:
                     "tstamp": record.created_at.isoformat(),
                 }
             )
+        if self.sampler.strategy == "active":
+            self._votes_since_refresh += 1
+            if self._votes_since_refresh >= self.settings.pairing_refresh_votes:
+                await asyncio.to_thread(self.refresh_pairing)
         answers = session.answers or (None, None)
         sides = (side_stats(session.pairing.model_a, answers[0]), side_stats(session.pairing.model_b, answers[1]))
         return Reveal(session.pairing.model_a, session.pairing.model_b, winner, sides, record.flags)
 
     # -- ratings ----------------------------------------------------------------------------------
+
+    def refresh_pairing(self) -> None:
+        """Refit (sandwich intervals only: milliseconds) and hand the result to the active sampler.
+
+        Runs at start-up and every ``pairing_refresh_votes`` votes, never per request; a refresh
+        already running elsewhere makes this one a no-op. Blocking: call it from a worker thread.
+        """
+        if self.sampler.strategy != "active" or not self._refreshing.acquire(blocking=False):
+            return
+        try:
+            self._votes_since_refresh = 0
+            counts = self.store.pair_counts()
+            result = fit_ratings(counts, tie_policy=self.settings.tie_policy, interval="sandwich", bootstrap_rounds=0)  # type: ignore[arg-type]
+            self.sampler.update(result if result.rows else None, counts)
+        finally:
+            self._refreshing.release()
 
     async def leaderboard(self, slice_name: str = "overall") -> LeaderboardView:
         """The ratings of one leaderboard slice (``overall``, ``lang:pl``, ``pool:chat``, ``named``).
@@ -415,23 +452,7 @@ class ArenaService:
         StorageError
             When the database cannot be read.
         """
-        from arena.leaderboard import FitParams, LeaderboardCache
-
-        # Created on first use (setdefault is atomic), so building a service costs nothing for it.
-        cache: LeaderboardCache = self.__dict__.setdefault(
-            "_leaderboard_cache",
-            LeaderboardCache(
-                FitParams(
-                    tie_policy=self.settings.tie_policy,  # type: ignore[arg-type]
-                    alpha=self.settings.alpha,
-                    interval=self.settings.interval,  # type: ignore[arg-type]
-                    bootstrap_rounds=self.settings.bootstrap_rounds,
-                    min_votes=self.settings.min_votes,
-                ),
-                now=self._now,
-            ),
-        )
-        return await asyncio.to_thread(cache.view, self.store, slice_name)
+        return await asyncio.to_thread(self._leaderboard.view, self.store, slice_name)
 
 
 def user_text(error: BaseException) -> str:

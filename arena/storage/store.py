@@ -188,7 +188,13 @@ def _battle_values(b: BattleRecord) -> dict[str, Any]:
 
 
 def _vote_values(v: VoteRecord) -> dict[str, Any]:
-    return {"battle_id": v.battle_id, "winner": v.winner, "created_at": v.created_at, "flags": _join_flags(v.flags)}
+    return {
+        "battle_id": v.battle_id,
+        "winner": v.winner,
+        "created_at": v.created_at,
+        "flags": _join_flags(v.flags),
+        "reason": _clean_text(v.reason),
+    }
 
 
 def _battle_record(r: sa.RowMapping) -> BattleRecord:
@@ -397,10 +403,7 @@ class Store:
         with self._guard("saving a vote"):
             try:
                 with self._write() as conn:
-                    conn.execute(
-                        sa.insert(VoteRow),
-                        {"battle_id": v.battle_id, "winner": v.winner, "created_at": v.created_at, "flags": flags},
-                    )
+                    conn.execute(sa.insert(VoteRow), {**_vote_values(v), "flags": flags})
             except exc.IntegrityError as e:
                 raise self._vote_rejected(v.battle_id) from e
 
@@ -491,6 +494,7 @@ class Store:
             winner=row["winner"],
             created_at=row["created_at"],
             flags=_split_flags(row["flags"]),
+            reason=row["reason"],
         )
 
     def messages(self, battle_id: str) -> list[MessageRecord]:
@@ -612,6 +616,7 @@ class Store:
                 _VOTES.c.winner,
                 _VOTES.c.created_at.label("voted_at"),
                 _VOTES.c.flags,
+                _VOTES.c.reason,
             )
             .select_from(join)
             .where(*self._filters(mode, pool, language, exclude_flags))
@@ -642,7 +647,11 @@ class Store:
                 vote = None
                 if r["vote_id"] is not None:
                     vote = VoteRecord(
-                        battle_id=r["id"], winner=r["winner"], created_at=r["voted_at"], flags=_split_flags(r["flags"])
+                        battle_id=r["id"],
+                        winner=r["winner"],
+                        created_at=r["voted_at"],
+                        flags=_split_flags(r["flags"]),
+                        reason=r["reason"],
                     )
                 yield {
                     "battle": _battle_record(r),

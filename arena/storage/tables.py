@@ -69,6 +69,8 @@ class BattleRow(Base):
     __table_args__ = (
         CheckConstraint(_in("mode", ("anonymous", "named")), name="ck_battles_mode"),
         CheckConstraint(_in("pool", ("chat", "base")), name="ck_battles_pool"),
+        # Rate limits count a client's recent battles (and votes through them) on every replica.
+        Index("ix_battles_client_hash_created_at", "client_hash", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -120,3 +122,5 @@ class VoteRow(Base):
     # Comma-separated flag names (',identity_leak,' style matching in SQL works on every backend,
     # unlike JSON functions); empty string when the vote has no flags.
     flags: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    # The visitor's optional free-text "why?" (length-capped by the service).
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
