@@ -66,20 +66,25 @@ async def stream_pair(
     *,
     interval: float = 0.04,
     clock: Callable[[], float] = time.monotonic,
+    stop: asyncio.Event | None = None,
 ) -> AsyncIterator[tuple[Answer, Answer]]:
     """Stream both sides concurrently, yielding snapshots at most every ``interval`` seconds.
 
     Tokens arriving between two snapshots are coalesced into one update. The final snapshot has
     both answers ``done``. Closing the generator (or cancelling the task consuming it) cancels
-    both upstream requests.
+    both upstream requests; so does setting ``stop`` (the visitor started a new round), after
+    which the generator ends without a final snapshot.
     """
     answers = (Answer(), Answer())
     changed = asyncio.Event()
     tasks = [asyncio.create_task(_run_side(job, ans, changed, clock)) for job, ans in zip(jobs, answers, strict=True)]
+    helpers = [*tasks, asyncio.create_task(_relay(stop, changed))] if stop is not None else tasks
     try:
         last = -float("inf")
         while True:
             await changed.wait()
+            if stop is not None and stop.is_set():
+                return
             wait = last + interval - clock()
             if wait > 0 and not all(a.done for a in answers):
                 await asyncio.sleep(wait)
@@ -90,6 +95,12 @@ async def stream_pair(
             if all(a.done for a in snapshot):
                 return
     finally:
-        for task in tasks:
+        for task in helpers:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*helpers, return_exceptions=True)
+
+
+async def _relay(stop: asyncio.Event, changed: asyncio.Event) -> None:
+    """Wake the snapshot loop when ``stop`` is set."""
+    await stop.wait()
+    changed.set()

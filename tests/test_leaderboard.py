@@ -155,7 +155,7 @@ def test_service_leaderboard_is_cached_and_runs_off_the_event_loop(tmp_path: Pat
             return a, b, c
 
         a, b, c = asyncio.run(scenario())
-        cache = service.__dict__["_leaderboard_cache"]
+        cache = service._leaderboard
         assert cache.fits == 2
         assert a.result is b.result and c.result is not a.result  # type: ignore[attr-defined]
         assert c.result.bootstrap_rounds == 20  # type: ignore[attr-defined]
