@@ -10,6 +10,7 @@
     │   ├── BackendOverloaded    HTTP 429 / "busy"
     │   └── BackendFailed        HTTP 4xx/5xx, an error event, malformed stream data
     ├── PromptRejected           the visitor's prompt is empty or too long
+    │   └── RateLimited          too many battles or votes from one visitor
     ├── VoteRejected             no such battle, not finished, failed, or already voted
     └── StorageError             the database is unavailable; nothing was half-written
 
@@ -73,6 +74,12 @@ class BackendFailed(BackendError):
 
 class PromptRejected(ArenaError):
     user_message = "Please type a message first."
+
+
+class RateLimited(PromptRejected):
+    """One visitor started too many battles or cast too many votes; ``user_message`` says when to retry."""
+
+    user_message = "You are going a little fast. Please wait a minute and try again."
 
 
 class VoteRejected(ArenaError):

@@ -227,12 +227,14 @@ def test_leaving_closes_the_upstream_request(kind: str, how: str) -> None:
                     await stream.aclose()  # type: ignore[attr-defined]
                 else:
 
+                    streaming = asyncio.Event()
+
                     async def consume() -> None:
                         async for _ in stream:
-                            pass
+                            streaming.set()
 
                     task = asyncio.create_task(consume())
-                    await asyncio.sleep(0.15)
+                    await asyncio.wait_for(streaming.wait(), 10)  # cancel mid-stream, not before it starts
                     task.cancel()
                     with pytest.raises(asyncio.CancelledError):
                         await task
@@ -240,7 +242,7 @@ def test_leaving_closes_the_upstream_request(kind: str, how: str) -> None:
                 await backend.aclose()
 
         asyncio.run(leave())
-        deadline = time.monotonic() + 1
+        deadline = time.monotonic() + 5
         while server.disconnects == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert server.disconnects == 1

@@ -1,0 +1,72 @@
+"""Who a visitor is (their IP address, proxy-aware) and how much they may do: pure functions.
+
+The counts behind the limits live in the database (battles per client hash), so every replica
+enforces the same limit; this module only decides.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["Limit", "check_limit", "client_ip"]
+
+
+def _valid_ip(text: str) -> str | None:
+    text = text.strip()
+    if text.startswith("[") and "]" in text:  # "[::1]:8080"
+        text = text[1 : text.index("]")]
+    elif text.count(":") == 1:  # "1.2.3.4:5678"
+        text = text.split(":", 1)[0]
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def client_ip(peer: str | None, headers: Mapping[str, str], trusted_hops: int) -> str:
+    """The visitor's IP address.
+
+    ``peer`` is the address that connected to us. X-Forwarded-For is only believed when
+    ``trusted_hops`` proxies that we run sit in front of the arena: each appends the address it saw,
+    so the visitor is the ``trusted_hops``-th entry from the right. Entries to the left of it were
+    written by the client and may be forged, so they are never used. With ``trusted_hops=0`` the
+    header is ignored entirely.
+
+    Returns ``peer`` (or ``"unknown"``) when the header is missing, too short or not an address.
+    """
+    fallback = (_valid_ip(peer) if peer else None) or (peer or "unknown")
+    if trusted_hops <= 0:
+        return fallback
+    # Several X-Forwarded-For headers are equivalent to one comma-joined header (RFC 7230 3.2.2).
+    values = [v for k, v in _header_items(headers) if k.lower() == "x-forwarded-for"]
+    entries = [e.strip() for value in values for e in value.split(",") if e.strip()]
+    if len(entries) < trusted_hops:
+        return fallback
+    return _valid_ip(entries[-trusted_hops]) or fallback
+
+
+def _header_items(headers: Mapping[str, str]) -> list[tuple[str, str]]:
+    # Starlette's Headers keeps repeated headers; .items() of a plain dict gives one each.
+    multi = getattr(headers, "multi_items", None)
+    return list(multi()) if callable(multi) else list(headers.items())
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most ``count`` events per ``window`` seconds; ``count == 0`` means no limit."""
+
+    count: int
+    window: float
+    what: str  # "new battles" / "votes", for the message
+    per: str  # "minute" / "hour"
+
+
+def check_limit(limit: Limit, used: int) -> str | None:
+    """None when one more event is allowed after ``used`` in the window, else the visitor's message."""
+    if limit.count <= 0 or used < limit.count:
+        return None
+    return (
+        f"You have reached the limit of {limit.count} {limit.what} per {limit.per}. Please wait a little and try again."
+    )
