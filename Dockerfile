@@ -1,22 +1,31 @@
-# The arena as a container: Python 3.12 slim, non-root user 1000, port 7860, database under /data.
+# The arena as a container: Python 3.12 slim, non-root user 1000, port 7860, data under the /data volume.
+#   docker build -t llm-arena . && docker run -p 7860:7860 -v arena-data:/data -e BREEZE_URL=... llm-arena
 FROM python:3.12-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    GRADIO_ANALYTICS_ENABLED=False \
+    HF_HOME=/data/hf \
     GRADIO_SERVER_NAME=0.0.0.0 \
     GRADIO_SERVER_PORT=7860 \
-    DATABASE_URL=sqlite:////data/arena.sqlite3
+    DATABASE_URL=sqlite:////data/arena.sqlite3 \
+    ARENA_JOURNAL_DIR=/data/sync
 
 RUN useradd --create-home --uid 1000 arena && mkdir -p /data && chown arena:arena /data
 WORKDIR /app
+# Dependencies first: this layer is rebuilt only when requirements.txt changes.
 COPY requirements.txt .
 RUN pip install -r requirements.txt
-COPY --chown=arena:arena . .
+# Code owned by root and read-only to the app user; only /data is writable.
+COPY . .
 
 USER arena
 VOLUME ["/data"]
 EXPOSE 7860
-HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:7860/', timeout=4); sys.exit(0)"
+# Gradio answers /config once the app is up; the probe is Python so the image needs no curl.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:7860/config', timeout=4)"]
+# Exec form: the app is PID 1 and gets SIGTERM on `docker stop`, flushing its journal before exit.
 CMD ["python", "app.py"]

@@ -10,11 +10,13 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
 from arena.config import SETTINGS, Settings
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
     from arena.backends.demo import DemoServer
     from arena.registry import ModelSpec
     from arena.service import ArenaService
+    from arena.storage import Store
+    from arena.sync import Sync
 
 ROOT = Path(__file__).resolve().parent
 log = logging.getLogger("arena")
@@ -37,6 +41,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         f"  {f.metadata['env']:<30} {f.metadata['help']} (default: {f.default!r})"
         for f in SETTINGS
         if f.metadata["env"]
+    )
+    epilog += (
+        f"\n  {'HF_TOKEN':<30} Hugging Face token with write access to ARENA_DATASET_REPO (a Space secret)."
+        "\n  Model server URLs and keys come from the variables models.yaml names (e.g. BREEZE_URL)."
     )
     parser = argparse.ArgumentParser(
         prog="python app.py",
@@ -71,8 +79,49 @@ def database_url(settings: Settings) -> str:
     return f"sqlite:///{ROOT / 'db' / name}"
 
 
-def build(settings: Settings, environ: Mapping[str, str]) -> tuple[gr.Blocks, ArenaService, list[DemoServer]]:
-    """Wire every part together; returns (gradio app, service, demo servers to stop on exit)."""
+def journal_dir(settings: Settings, store_url: str) -> Path:
+    """ARENA_JOURNAL_DIR, else ``<name>-sync/`` next to a SQLite file, else db/sync (db/demo-sync in demo mode)."""
+    if settings.journal_dir:
+        return Path(settings.journal_dir)
+    from sqlalchemy.engine import make_url
+
+    url = make_url(store_url)
+    if url.get_backend_name() == "sqlite" and url.database:
+        path = Path(url.database)
+        return path.with_name(f"{path.stem}-sync")
+    return ROOT / "db" / ("demo-sync" if settings.demo else "sync")
+
+
+def open_sync(settings: Settings, environ: Mapping[str, str], store: Store) -> Sync:
+    """Restore from the sync target (if one is configured), then start pushing and journaling.
+
+    Raises
+    ------
+    SyncError
+        The target cannot be read (start-up stops rather than run, and later push, without the votes).
+    """
+    from arena.sync import Sync, make_target
+
+    target = make_target(
+        dataset_repo=settings.dataset_repo,
+        dataset_path=settings.dataset_path,
+        sync_folder=settings.sync_folder,
+        every=settings.sync_minutes,
+        environ=environ,
+    )
+    sync = Sync(
+        store,
+        journal_dir(settings, store.engine.url.render_as_string(hide_password=False)),
+        target,
+        snapshot_every=settings.snapshot_minutes,
+    )
+    sync.restore()
+    sync.start()
+    return sync
+
+
+def build(settings: Settings, environ: Mapping[str, str]) -> tuple[gr.Blocks, ArenaService, list[DemoServer], Sync]:
+    """Wire every part together; returns (gradio app, service, demo servers and sync to stop on exit)."""
     import numpy as np
 
     from arena.backends import make_backend
@@ -92,9 +141,17 @@ def build(settings: Settings, environ: Mapping[str, str]) -> tuple[gr.Blocks, Ar
         )
         environ = {**environ, **demo_environ(servers)}
         config_path = str(DEMO_ROSTER_PATH)
-    registry = load_registry(config_path, environ)
-    store = Store(database_url(settings))
-    store.create_schema()
+    try:
+        registry = load_registry(config_path, environ)
+        store = Store(database_url(settings))
+        # Migrations, not create_all: PostgreSQL databases outlive releases. Replicas may start
+        # together; the migration lock lets one migrate while the others wait.
+        store.upgrade_locked()
+        sync = open_sync(settings, environ, store)
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
     timeouts = Timeouts(
         connect=settings.connect_timeout,
         first_token=settings.first_token_timeout,
@@ -104,11 +161,15 @@ def build(settings: Settings, environ: Mapping[str, str]) -> tuple[gr.Blocks, Ar
     models = registry.enabled
     server_info = asyncio.run(_probe(models, timeouts, environ))
     backends = {m.name: make_backend(m, timeouts, environ) for m in models}
-    service = ArenaService(settings, registry, store, backends, rng=np.random.default_rng(), server_info=server_info)
+    service = ArenaService(
+        settings, registry, store, backends, rng=np.random.default_rng(), server_info=server_info, journal=sync.journal
+    )
     service.refresh_pairing()
+    # Background health checks (daemon thread, own event loop): never delays start-up.
+    service.start_health_checks(lambda spec: make_backend(spec, timeouts, environ))
     demo = build_ui(service)
     demo.queue(default_concurrency_limit=settings.concurrency_limit, max_size=settings.queue_size)
-    return demo, service, servers
+    return demo, service, servers, sync
 
 
 async def _probe(
@@ -135,31 +196,49 @@ async def _probe(
     return {m.name: info for m, info in zip(models, results, strict=True)}
 
 
+def _fail(e: BaseException) -> int:
+    # One plain line: driver and YAML messages span several lines.
+    text = " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
+    print(f"error: {text}", file=sys.stderr)
+    return 2
+
+
+def _terminate(_signum: int, _frame: FrameType | None) -> None:
+    # Stop like Ctrl-C: Gradio's launch() returns and the finally below flushes the journal and
+    # pushes once more (a Space or `docker stop` sends SIGTERM).
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         settings = Settings.load(os.environ, **vars(args))
     except ArenaError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return _fail(e)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # seven lines of noise per start
     try:
-        demo, _service, servers = build(settings, os.environ)
+        demo, _service, servers, sync = build(settings, os.environ)
     except ArenaError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return _fail(e)
     # Load the language model now, off the request path (the first prompt would wait for it).
     from arena.language import preload
 
     threading.Thread(target=preload, name="language-preload", daemon=True).start()
     port = settings.port or _free_port(settings.host)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         from arena.ui.app import CSS
 
         demo.launch(server_name=settings.host, server_port=port, show_error=False, css=CSS)
+    except KeyboardInterrupt:
+        pass
     finally:
-        for server in servers:
-            server.stop()
+        try:
+            sync.close()
+        finally:
+            for server in servers:
+                server.stop()
     return 0
 
 

@@ -1,0 +1,70 @@
+"""app.py as a person runs it: --help documents every flag, start-up errors are one plain line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from arena.config import SETTINGS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_app(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "app.py", *args],
+        cwd=ROOT,
+        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_help_lists_every_flag_and_environment_variable() -> None:
+    done = run_app("--help")
+    assert done.returncode == 0
+    for f in SETTINGS:
+        if f.metadata.get("flag"):
+            assert f.metadata["flag"] in done.stdout
+        assert f.metadata["env"] in done.stdout
+    assert "HF_TOKEN" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("case", "fragment"),
+    [
+        ("bad_yaml", "not valid YAML"),
+        ("missing_env", "NOWHERE_URL is not set"),
+        ("unreachable_db", "Database error"),
+        ("hub_without_token", "HF_TOKEN"),
+    ],
+)
+def test_start_up_errors_are_one_plain_line(case: str, fragment: str, tmp_path: Path) -> None:
+    roster = tmp_path / "models.yaml"
+    roster.write_text(
+        "models:\n"
+        "  - {name: one, backend: openai, url: '${NOWHERE_URL}', model: m1}\n"
+        "  - {name: two, backend: openai, url: 'http://127.0.0.1:9/v1', model: m2}\n",
+        encoding="utf-8",
+    )
+    args = ["--config", str(roster), "--db", f"sqlite:///{tmp_path / 'a.sqlite3'}", "--port", "0"]
+    env = {"ARENA_JOURNAL_DIR": str(tmp_path / "sync")}
+    if case == "bad_yaml":
+        roster.write_text("models: [\n", encoding="utf-8")
+    elif case == "unreachable_db":
+        env["NOWHERE_URL"] = "http://127.0.0.1:9/v1"
+        args[3] = "postgresql+psycopg://nobody@127.0.0.1:9/none"  # nothing listens on port 9
+    elif case == "hub_without_token":
+        env |= {"NOWHERE_URL": "http://127.0.0.1:9/v1", "ARENA_DATASET_REPO": "someone/votes", "HF_TOKEN": ""}
+    done = run_app(*args, env=env)
+    assert done.returncode == 2, done.stderr
+    # Log lines may come first; the error is one line, the last one.
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and done.stderr.strip().splitlines()[-1] == errors[0], done.stderr
+    assert fragment in errors[0]
+    assert "Traceback" not in done.stderr
