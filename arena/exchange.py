@@ -6,6 +6,7 @@ notebooks::
 
     question_id, model_a, model_b, winner, judge, turn, anony, language, tstamp
     [conversation_a, conversation_b]    lists of {"role", "content"} (optional)
+    [reason]                            the voter's optional "why?" (written with the conversations)
 
 ``winner`` is ``model_a | model_b | tie | tie (bothbad)``, ``judge`` the salted hash of the
 voter, ``tstamp`` the vote's Unix time. Three extra columns keep what the public schema lacks, so
@@ -94,7 +95,8 @@ BATTLE_COLUMNS: tuple[str, ...] = (
     "tstamp",
 )
 EXTRA_BATTLE_COLUMNS: tuple[str, ...] = ("pool", "flags", "propensity")
-CONVERSATION_COLUMNS: tuple[str, ...] = ("conversation_a", "conversation_b")
+CONVERSATION_COLUMNS: tuple[str, ...] = ("conversation_a", "conversation_b", "reason")
+"""The visitors' own words: the conversations and the vote's optional "why?" (written only on request)."""
 
 _FORMULA_START = frozenset("=+-@\t\r")
 # Role names used by other public conversation datasets, folded into ours.
@@ -278,6 +280,7 @@ def battle_row(item: BattleExport, *, with_conversations: bool = False) -> dict[
     if with_conversations:
         row["conversation_a"] = _conversation(item["messages"], "a")
         row["conversation_b"] = _conversation(item["messages"], "b")
+        row["reason"] = v.reason if v is not None else None
     return row
 
 
@@ -316,7 +319,7 @@ def write_battles(
     for item in items:
         row = battle_row(item, with_conversations=with_conversations)
         if writer is not None:
-            for c in CONVERSATION_COLUMNS:
+            for c in ("conversation_a", "conversation_b"):
                 if c in row:
                     row[c] = json.dumps(row[c], ensure_ascii=False)
             writer.writerow([_csv_cell(row[c]) for c in columns])
@@ -546,7 +549,7 @@ def parse_battle(row: Mapping[str, Any], where: str) -> BattleExport:
     )
     vote = None
     if winner is not None:
-        vote = VoteRecord(battle_id=battle_id, winner=winner, created_at=when, flags=flags)
+        vote = VoteRecord(battle_id=battle_id, winner=winner, created_at=when, flags=flags, reason=_text(row, "reason"))
     messages = _messages(battle_id, "a", conv_a or []) + _messages(battle_id, "b", conv_b or [])
     return {"battle": battle, "propensity": propensity, "vote": vote, "messages": messages}
 

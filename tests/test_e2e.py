@@ -23,7 +23,13 @@ def arena(
     url = f"sqlite:///{tmp / 'arena.sqlite3'}" if request.param == "sqlite" else pg_database()
     app = AppProcess(
         ["--demo", "--db", url],
-        env={"ARENA_DEMO_TOKEN_RATE": "60", "ARENA_DEMO_FIRST_TOKEN_DELAY": "0.1"},
+        env={
+            "ARENA_DEMO_TOKEN_RATE": "60",
+            "ARENA_DEMO_FIRST_TOKEN_DELAY": "0.1",
+            # These clients vote the moment answers finish and all come from 127.0.0.1.
+            "ARENA_MIN_READ_SECONDS": "0",
+            "ARENA_BATTLES_PER_MINUTE": "0",
+        },
         log_path=tmp / "app.log",
     )
     try:
@@ -51,6 +57,7 @@ def _texts(output: tuple) -> tuple[str, str]:  # type: ignore[type-arg]
 def test_battle_streams_both_sides_then_one_vote_counts(arena: tuple[AppProcess, str]) -> None:
     app, db = arena
     client = Client(app.url, verbose=False)
+    client.predict(api_name="/accept_terms")  # the terms notice comes before any battle
     job = client.submit(PROMPT, api_name="/send")
     updates = [_texts(out) for out in job]
     assert job.status().success
@@ -90,6 +97,7 @@ def test_battle_streams_both_sides_then_one_vote_counts(arena: tuple[AppProcess,
 def test_vote_before_answers_finish_is_refused(arena: tuple[AppProcess, str]) -> None:
     app, _db = arena
     client = Client(app.url, verbose=False)
+    client.predict(api_name="/accept_terms")  # the terms notice comes before any battle
     job = client.submit("Write a long answer about the history of Kyoto, please.", api_name="/send")
     errors: list[str] = []
     # Wait for streaming to begin, then try to vote while both sides are still writing.
@@ -110,6 +118,7 @@ def test_vote_before_answers_finish_is_refused(arena: tuple[AppProcess, str]) ->
 def test_vote_without_a_battle_is_refused(arena: tuple[AppProcess, str]) -> None:
     app, _db = arena
     client = Client(app.url, verbose=False)
+    client.predict(api_name="/accept_terms")  # the terms notice comes before any battle
     with pytest.raises(Exception, match="nothing to vote on"):
         client.predict(api_name="/vote_tie")
     client.close()
@@ -118,6 +127,7 @@ def test_vote_without_a_battle_is_refused(arena: tuple[AppProcess, str]) -> None
 def test_follow_up_and_regenerate_then_new_round(arena: tuple[AppProcess, str]) -> None:
     app, _db = arena
     client = Client(app.url, verbose=False)
+    client.predict(api_name="/accept_terms")  # the terms notice comes before any battle
     first = client.predict("Cześć! Jak się masz?", api_name="/send")
     second = client.predict("A teraz po angielsku, proszę.", api_name="/send")
     chat_a, chat_b = second[0], second[1]
@@ -144,6 +154,7 @@ def test_concurrent_visitors_each_get_their_own_battle(arena: tuple[AppProcess, 
     def visitor(i: int) -> None:
         try:
             c = Client(app.url, verbose=False)
+            c.predict(api_name="/accept_terms")  # the terms notice comes before any battle
             c.predict(f"Visitor {i}: what is the capital of Poland?", api_name="/send")
             c.predict(api_name="/vote_a")
             c.close()
@@ -176,3 +187,16 @@ def test_page_config_names_no_model(arena: tuple[AppProcess, str]) -> None:
         assert name not in config, name
     # The only address in the page is the app's own, never a model server's.
     assert set(re.findall(r"127\.0\.0\.1:(\d+)", config)) <= {str(app.port)}
+
+
+def test_send_before_accepting_the_terms_is_refused(arena: tuple[AppProcess, str]) -> None:
+    app, _db = arena
+    client = Client(app.url, verbose=False)
+    with pytest.raises(Exception, match="I agree"):
+        client.predict("Hello?", api_name="/send")
+    with pytest.raises(Exception, match="I agree"):
+        client.predict("Hello?", "aurora-7b", "borealis-7b", api_name="/sbs_send")
+    client.predict(api_name="/accept_terms")
+    chat_a, chat_b, *_ = client.predict("Hello?", api_name="/send")
+    assert chat_a and chat_b
+    client.close()

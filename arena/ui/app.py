@@ -1,200 +1,198 @@
-"""The Gradio page: battle tab and leaderboard tab; handlers return dicts keyed by component."""
+"""The Gradio page: language, terms notice, battle, side-by-side and leaderboard tabs.
+
+Language: the page is rendered on the server from the catalogs in ``arena/i18n``. On load, the
+visitor's language is taken from ``?lang=``, else the choice they made here before (browser
+storage), else the browser's ``Accept-Language``, else ``ARENA_DEFAULT_LANGUAGE``; the selector at
+the top re-renders every text (see :class:`arena.ui.texts.Texts`). Errors, notices and the
+reveal are produced in the visitor's language by the handlers.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import gradio as gr
 
-from arena.domain import Answer, Message, Winner
-from arena.errors import ArenaError
-from arena.service import ArenaService, BattleSession, Reveal, TurnView, user_text
+from arena import i18n
+from arena.service import ArenaService
 from arena.ui.leaderboard import build_leaderboard_tab
+from arena.ui.panel import Panel, build_panel
+from arena.ui.status import build_status_tab
+from arena.ui.texts import Texts, Visitor
+
+__all__ = ["CSS", "build_page", "build_ui"]
 
 log = logging.getLogger(__name__)
 
-TITLE = "LLM Arena"
-INTRO = (
-    "Ask anything. Two anonymous models answer side by side; vote for the better answer. "
-    "The models' names are revealed after your vote."
-)
-
-VOTES: tuple[tuple[str, str, Winner], ...] = (
-    ("vote_a", "A is better", "model_a"),
-    ("vote_b", "B is better", "model_b"),
-    ("vote_tie", "Tie", "tie"),
-    ("vote_bothbad", "Both are bad", "tie (bothbad)"),
-)
-
 CSS = """
-#chat_a, #chat_b { min-height: 380px; }
-#reveal { text-align: center; }
+#terms { border: 2px solid var(--color-accent); border-radius: var(--radius-lg); padding: var(--spacing-lg); }
+#models_banner { border-left: 6px solid #d97706; background: #fffbeb; color: #78350f; padding: 8px 14px; }
+.arena-header h1 { margin-bottom: 0.2em; }
+.arena-reveal { text-align: center; }
+.arena-reveal table { margin: 0 auto; }
+.gradio-container button:focus-visible,
+.gradio-container textarea:focus-visible,
+.gradio-container input:focus-visible,
+.gradio-container [role="tab"]:focus-visible {
+  outline: 3px solid #2563eb !important;
+  outline-offset: 2px;
+}
+@media (max-width: 720px) {
+  /* Phones: the two answers one above the other, the vote buttons two per line. */
+  .arena-chats, .arena-top { flex-direction: column !important; }
+  .arena-top > * { width: 100% !important; }
+  /* Columns share a row's width with flex-basis 0; stacked, that basis would be their height. */
+  .arena-chats > * { flex: none !important; }
+  .arena-chats > * { width: 100% !important; min-width: 0 !important; }
+  .arena-votes > * { flex: 1 1 40% !important; min-width: 0 !important; }
+}
 """
 
-
-def _client_key(request: gr.Request | None) -> str:
-    if request is None:
-        return "anonymous"
-    host = request.client.host if request.client else "unknown"
-    return f"{host}|{request.session_hash}"
+LANGUAGE_STORAGE_KEY = "arena-language"
 
 
-def _chat(history: list[Message], answer: Answer | None) -> list[dict[str, str]]:
-    """The messages one panel shows: the finished turns plus the answer in progress."""
-    messages = [{"role": m["role"], "content": m["content"]} for m in history if m["role"] != "system"]
-    if answer is None:
-        return messages
-    if messages and messages[-1]["role"] == "user":
-        messages.append({"role": "assistant", "content": answer.text})
-    if answer.error and messages and messages[-1]["role"] == "assistant":
-        shown = messages[-1]["content"]
-        messages[-1]["content"] = (shown + "\n\n" if shown else "") + f"⚠️ {answer.error}"
-    return messages
+def _language_choices() -> list[tuple[str, str]]:
+    return [(i18n.text(code, "language.name"), code) for code in i18n.LANGUAGES]
+
+
+def _pick_language(saved: str | None, request: gr.Request | None, default: str) -> str:
+    if request is not None:
+        asked = i18n.normalise(request.query_params.get("lang"))
+        if asked:
+            return asked
+    remembered = i18n.normalise(saved)
+    if remembered:
+        return remembered
+    header = request.headers.get("accept-language") if request is not None else None
+    return i18n.negotiate(header, default)
+
+
+def _can_battle(service: ArenaService) -> bool:
+    """Whether some pool has two playable models (otherwise pairing raises NotEnoughModels)."""
+    kinds: dict[str, int] = {}
+    for m in service.playable_models():
+        kinds[m.kind] = kinds.get(m.kind, 0) + 1
+    return any(n >= 2 for n in kinds.values())
 
 
 def build_ui(service: ArenaService) -> gr.Blocks:
     """Build the arena page around ``service`` (the page holds no other state)."""
-    with gr.Blocks(title=TITLE) as demo:
-        gr.Markdown(f"# {TITLE}\n{INTRO}")
-        state = gr.State(None)
-        with gr.Tabs():
-            with gr.Tab("Battle", id="battle"):
-                with gr.Row(equal_height=True):
-                    chat_a = gr.Chatbot(
-                        label="Model A", elem_id="chat_a", feedback_options=None, height=420, buttons=["copy"]
-                    )
-                    chat_b = gr.Chatbot(
-                        label="Model B", elem_id="chat_b", feedback_options=None, height=420, buttons=["copy"]
-                    )
-                reveal = gr.Markdown("", elem_id="reveal")
-                notice = gr.Markdown("", elem_id="notice")
-                with gr.Row():
-                    vote_buttons = {
-                        winner: gr.Button(label, elem_id=elem, interactive=False, variant="secondary")
-                        for elem, label, winner in VOTES
-                    }
-                with gr.Row():
-                    prompt = gr.Textbox(
-                        show_label=False,
-                        placeholder="Type your prompt and press Enter",
-                        elem_id="prompt",
-                        scale=8,
-                        max_lines=8,
-                        lines=1,
-                        autofocus=True,
-                    )
-                    send = gr.Button("Send", variant="primary", elem_id="send", scale=1, min_width=90)
-                with gr.Row():
-                    regenerate = gr.Button("Regenerate", elem_id="regenerate", interactive=False)
-                    new_round = gr.Button("New round", elem_id="new_round")
-            build_leaderboard_tab(service)
+    return build_page(service)[0]
 
-        votes = list(vote_buttons.values())
-        outputs = [state, chat_a, chat_b, prompt, send, regenerate, reveal, notice, *votes]
 
-        def controls(*, can_vote: bool, can_send: bool, can_regenerate: bool) -> dict[Any, Any]:
-            update: dict[Any, Any] = {b: gr.update(interactive=can_vote) for b in votes}
-            update[prompt] = gr.update(interactive=can_send)
-            update[send] = gr.update(interactive=can_send)
-            update[regenerate] = gr.update(interactive=can_regenerate)
-            return update
+def build_page(service: ArenaService) -> tuple[gr.Blocks, Texts]:
+    """The page and the bindings of its texts (tests check every visible text is bound)."""
+    settings = service.settings
+    default = settings.default_language
+    texts = Texts(default)
+    page_title = settings.title or i18n.text(default, "app.title")
 
-        def render(session: BattleSession, view: TurnView, *, clear_prompt: bool = False) -> dict[Any, Any]:
-            update = controls(
-                can_vote=view.can_vote,
-                can_send=not view.streaming and session.status == "ready",
-                can_regenerate=not view.streaming and session.status in ("ready", "failed"),
+    def header(language: str) -> str:
+        title = settings.title or i18n.text(language, "app.title")
+        description = settings.description or i18n.text(language, "app.description")
+        return f"# {title}\n{description}"
+
+    def terms_text(language: str) -> str:
+        return f"### {i18n.text(language, 'terms.heading')}\n\n{settings.terms or i18n.text(language, 'terms.text')}"
+
+    with gr.Blocks(title=page_title) as demo:
+        visitor = gr.State(Visitor(default))
+        saved_language = gr.BrowserState(None, storage_key=LANGUAGE_STORAGE_KEY)
+        with gr.Row(equal_height=True, elem_classes=["arena-top"]):
+            texts.bind(gr.Markdown(elem_id="header", elem_classes=["arena-header"]), value=header)
+            language = texts.bind(
+                gr.Dropdown(
+                    choices=_language_choices(),
+                    value=default,
+                    elem_id="language",
+                    interactive=True,
+                    scale=0,
+                    min_width=160,
+                ),
+                label="app.language",
             )
-            update[state] = session
-            update[chat_a] = _chat(view.history[0], view.answers[0])
-            update[chat_b] = _chat(view.history[1], view.answers[1])
-            update[notice] = "\n\n".join(f"ℹ️ {n}" for n in view.notices)
-            if clear_prompt:
-                update[prompt] = gr.update(value="", interactive=False)
-            return update
-
-        async def stream(session: BattleSession, views: AsyncIterator[TurnView]) -> AsyncIterator[dict[Any, Any]]:
-            first = True
-            try:
-                async for view in views:
-                    yield render(session, view, clear_prompt=first)
-                    first = False
-            except ArenaError as e:
-                if first:
-                    raise gr.Error(user_text(e), print_exception=False) from None
-                failed = controls(can_vote=False, can_send=False, can_regenerate=session.status == "failed")
-                yield {**failed, state: session, notice: f"⚠️ {user_text(e)}"}
-
-        async def on_send(
-            text: str, session: BattleSession | None, request: gr.Request
-        ) -> AsyncIterator[dict[Any, Any]]:
-            try:
-                if session is None:
-                    session = service.new_session(_client_key(request))
-                views = service.send(session, text)
-            except ArenaError as e:
-                raise gr.Error(user_text(e), print_exception=False) from None
-            async for update in stream(session, views):
-                yield update
-
-        async def on_regenerate(session: BattleSession | None) -> AsyncIterator[dict[Any, Any]]:
-            if session is None:
-                raise gr.Error("There is no answer to regenerate yet.", print_exception=False)
-            async for update in stream(session, service.regenerate(session)):
-                yield update
-
-        def make_vote(winner: Winner) -> Callable[[BattleSession | None], Awaitable[dict[Any, Any]]]:
-            async def on_vote(session: BattleSession | None) -> dict[Any, Any]:
-                try:
-                    result: Reveal = await service.vote(session, winner)
-                except ArenaError as e:
-                    raise gr.Error(user_text(e), print_exception=False) from None
-                update = controls(can_vote=False, can_send=False, can_regenerate=False)
-                update[state] = session
-                update[reveal] = (
-                    f"### Model A: **{result.model_a}** · Model B: **{result.model_b}**\n"
-                    "Thank you, your vote is saved. Press “New round” for another battle."
-                )
-                update[notice] = ""
-                return update
-
-            return on_vote
-
-        def on_new_round(request: gr.Request) -> dict[Any, Any]:
-            update = controls(can_vote=False, can_send=True, can_regenerate=False)
-            update.update(
-                {chat_a: [], chat_b: [], reveal: "", notice: "", prompt: gr.update(value="", interactive=True)}
-            )
-            try:
-                update[state] = service.new_session(_client_key(request))
-            except ArenaError as e:
-                update[state] = None
-                update[notice] = f"⚠️ {user_text(e)}"
-            return update
-
-        send_event = gr.on(
-            [send.click, prompt.submit],
-            on_send,
-            inputs=[prompt, state],
-            outputs=outputs,
-            api_name="send",
-            show_progress="hidden",
+        banner = texts.bind(
+            gr.Markdown(elem_id="models_banner", visible=not _can_battle(service)), value="app.no_models"
         )
-        regen_event = regenerate.click(
-            on_regenerate, inputs=[state], outputs=outputs, api_name="regenerate", show_progress="hidden"
-        )
-        for elem, _label, winner in VOTES:
-            vote_buttons[winner].click(
-                make_vote(winner), inputs=[state], outputs=outputs, api_name=elem, show_progress="hidden"
-            )
-        new_round.click(
-            on_new_round,
-            inputs=None,
-            outputs=outputs,
-            api_name="new_round",
-            cancels=[send_event, regen_event],
-            show_progress="hidden",
-        )
-    return demo
+        with gr.Column(elem_id="terms") as terms_box:
+            texts.bind(gr.Markdown(elem_id="terms_text"), value=terms_text)
+            accept = texts.bind(gr.Button(variant="primary", elem_id="accept_terms"), value="terms.agree")
+        with gr.Tabs(elem_id="tabs"):
+            with gr.Tab(id="battle", elem_id="battle_tab") as battle_tab:
+                battle = build_panel(service, texts, visitor, mode="anonymous", prefix="")
+            with gr.Tab(id="sbs", elem_id="sbs_tab") as sbs_tab:
+                sbs = build_panel(service, texts, visitor, mode="named", prefix="sbs_")
+            leaderboard_tab = build_leaderboard_tab(service, texts, visitor)
+            build_status_tab(service)
+        texts.bind(battle_tab, label="tab.battle")
+        texts.bind(sbs_tab, label="tab.sbs")
+        texts.bind(leaderboard_tab, label="tab.leaderboard")
+        _bind_status_tab(demo, texts)
+        panels = (battle, sbs)
+        _wire_page(demo, service, texts, visitor, saved_language, language, banner, terms_box, accept, panels)
+    return demo, texts
+
+
+def _bind_status_tab(demo: gr.Blocks, texts: Texts) -> None:
+    """Translate the status tab's fixed labels (arena/ui/status.py builds it with English literals).
+
+    Interim: once ``build_status_tab`` takes ``texts`` and binds its own labels, this goes away.
+    """
+    for block in demo.blocks.values():
+        if isinstance(block, gr.Tab) and block.id == "status":
+            texts.bind(block, label="tab.status")
+        elif getattr(block, "elem_id", None) == "status_refresh":
+            texts.bind(block, value="leaderboard.refresh")
+
+
+def _wire_page(
+    demo: gr.Blocks,
+    service: ArenaService,
+    texts: Texts,
+    visitor: gr.State,
+    saved_language: gr.BrowserState,
+    language: gr.Dropdown,
+    banner: gr.Markdown,
+    terms_box: gr.Column,
+    accept: gr.Button,
+    panels: tuple[Panel, ...],
+) -> None:
+    default = texts.default
+    pickers = [picker for panel in panels for picker in (panel.pickers or ())]
+    page_outputs = [visitor, saved_language, language, *texts.blocks]
+    sending = [c for panel in panels for c in (panel.prompt, panel.send)]
+
+    def relabel(who: Visitor, code: str) -> dict[Any, Any]:
+        who.language = code
+        update = texts.updates(code)
+        update[language] = {**update[language], "value": code}  # its label is a bound text too
+        return {**update, visitor: who}
+
+    def on_load(saved: str | None, who: Visitor, request: gr.Request) -> dict[Any, Any]:
+        update = relabel(who, _pick_language(saved, request, default))
+        names = [m.name for m in service.playable_models()]
+        for i, picker in enumerate(pickers):
+            update[picker] = gr.update(choices=names, value=names[i % 2] if len(names) > 1 else None)
+        update[banner] = gr.update(value=texts.t(who.language, "app.no_models"), visible=not _can_battle(service))
+        return update
+
+    def on_language(code: str, who: Visitor) -> dict[Any, Any]:
+        chosen = i18n.normalise(code) or default
+        return {**relabel(who, chosen), saved_language: chosen}
+
+    def on_accept(who: Visitor) -> dict[Any, Any]:
+        who.accepted_terms = True
+        update: dict[Any, Any] = {visitor: who, terms_box: gr.Column(visible=False)}
+        for panel in panels:
+            update.update(panel.enable_sending())
+        return update
+
+    set_lang = "(code) => { if (code) document.documentElement.lang = code; }"
+    demo.load(
+        on_load, inputs=[saved_language, visitor], outputs=[*page_outputs, *pickers], api_visibility="private"
+    ).then(None, inputs=[language], js=set_lang)
+    language.input(on_language, inputs=[language, visitor], outputs=page_outputs, api_visibility="private").then(
+        None, inputs=[language], js=set_lang
+    )
+    accept.click(on_accept, inputs=[visitor], outputs=[visitor, terms_box, *sending], api_name="accept_terms")

@@ -12,20 +12,21 @@ from typing import Any
 
 import gradio as gr
 
-from arena import exchange
+from arena import exchange, i18n
 from arena.errors import ArenaError
 from arena.leaderboard import (
-    COLUMNS,
     DEFAULT_SLICE,
     LeaderboardView,
+    Slice,
     heatmap_figure,
     leaderboard_rows,
     parse_slice,
     ratings_figure,
-    summary,
 )
-from arena.service import ArenaService, user_text
+from arena.ratings import RatingsResult
+from arena.service import ArenaService
 from arena.storage.store import DEFAULT_EXCLUDED_FLAGS
+from arena.ui.texts import Texts, Visitor, message
 
 log = logging.getLogger(__name__)
 
@@ -42,53 +43,126 @@ class _Downloads:
         return self._dir / re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
-def _slice_choices(view: LeaderboardView) -> list[tuple[str, str]]:
-    choices = [(f"{s.label} ({s.votes} votes)", s.name) for s in view.slices]
+COLUMN_KEYS = (
+    "column.rank",
+    "column.model",
+    "column.rating",
+    "column.interval",
+    "column.votes",
+    "column.win_rate",
+    "column.note",
+)
+NOTE_COLUMN = COLUMN_KEYS.index("column.note")
+# Notes of the fit that the translated summary already says in the visitor's language.
+_SAID_NOTES = ("Preliminary (", "No votes yet")
+
+
+def slice_label(language: str, sl: Slice) -> str:
+    if sl.name in ("overall", "named"):
+        return i18n.text(language, f"slice.{sl.name}")
+    if sl.pool is not None:
+        return i18n.text(language, "slice.pool", pool=sl.pool)
+    return i18n.text(language, "slice.lang", language=sl.language)
+
+
+def _slice_choices(view: LeaderboardView, language: str) -> list[tuple[str, str]]:
+    choices = [
+        (
+            i18n.text(
+                language, "leaderboard.slice_votes", label=slice_label(language, parse_slice(s.name)), votes=s.votes
+            ),
+            s.name,
+        )
+        for s in view.slices
+    ]
     if not any(name == view.slice.name for _, name in choices):
-        choices.insert(0, (view.slice.label, view.slice.name))
+        choices.insert(0, (slice_label(language, view.slice), view.slice.name))
     return choices
 
 
-def build_leaderboard_tab(service: ArenaService) -> None:
+def summary(language: str, result: RatingsResult, *, updated_at: datetime, sl: Slice) -> str:
+    """What the table rests on (votes, method, update time), in the visitor's language."""
+    t = i18n.text
+    if not result.rows:
+        return t(language, "leaderboard.empty")
+    parts = [
+        slice_label(language, sl),
+        t(language, "leaderboard.votes", n=result.n_battles),
+        t(language, "leaderboard.method", interval=result.interval_method),
+        t(language, "leaderboard.ties_half" if result.tie_policy == "half" else "leaderboard.ties_excluded"),
+        t(language, "leaderboard.updated", when=f"{updated_at.astimezone(UTC):%Y-%m-%d %H:%M}"),
+    ]
+    text = " · ".join(parts)
+    if any(r.preliminary for r in result.rows):
+        text += "\n\n" + t(language, "leaderboard.preliminary_note", n=result.min_votes)
+    # The fit's other notes are for operators (model names, alpha): kept as the fit wrote them.
+    notes = " ".join(n for n in result.notes if not n.startswith(_SAID_NOTES))
+    return text + (f"\n\n{notes}" if notes else "")
+
+
+def table_value(language: str, result: RatingsResult | None) -> dict[str, Any]:
+    """The table with its headers in ``language`` (``None``: no rows)."""
+    rows = leaderboard_rows(result) if result is not None else []
+    for row in rows:
+        if row[NOTE_COLUMN]:
+            row[NOTE_COLUMN] = i18n.text(language, "leaderboard.preliminary")
+    return {"headers": [i18n.text(language, k) for k in COLUMN_KEYS], "data": rows}
+
+
+def build_leaderboard_tab(service: ArenaService, texts: Texts, visitor: gr.State) -> gr.Tab:
     downloads = _Downloads()
-    with gr.Tab("Leaderboard", id="leaderboard") as tab:
+    default = texts.default
+    with gr.Tab(id="leaderboard", elem_id="leaderboard_tab") as tab:
         with gr.Row():
-            choice = gr.Dropdown(
-                choices=[(parse_slice(DEFAULT_SLICE).label, DEFAULT_SLICE)],
-                value=DEFAULT_SLICE,
-                label="Leaderboard",
-                elem_id="leaderboard_slice",
-                interactive=True,
-                # The choices are filled in from the database after the first load; API callers may name any slice.
-                allow_custom_value=True,
-                scale=4,
+            choice = texts.bind(
+                gr.Dropdown(
+                    choices=[(slice_label(default, parse_slice(DEFAULT_SLICE)), DEFAULT_SLICE)],
+                    value=DEFAULT_SLICE,
+                    elem_id="leaderboard_slice",
+                    interactive=True,
+                    # The choices are filled in from the database after the first load; API callers may name any slice.
+                    allow_custom_value=True,
+                    scale=4,
+                ),
+                label="leaderboard.slice",
             )
-            refresh = gr.Button("Refresh", elem_id="leaderboard_refresh", scale=1)
+            refresh = texts.bind(gr.Button(elem_id="leaderboard_refresh", scale=1), value="leaderboard.refresh")
         info = gr.Markdown("", elem_id="leaderboard_info")
-        table = gr.Dataframe(headers=list(COLUMNS), interactive=False, elem_id="leaderboard_table", wrap=True)
-        ratings_plot = gr.Plot(label="Ratings", elem_id="leaderboard_ratings_plot")
+        table = gr.Dataframe(
+            headers=[i18n.text(default, k) for k in COLUMN_KEYS],
+            interactive=False,
+            elem_id="leaderboard_table",
+            wrap=True,
+        )
+        ratings_plot = texts.bind(gr.Plot(elem_id="leaderboard_ratings_plot"), label="leaderboard.ratings_plot")
         with gr.Row():
-            win_plot = gr.Plot(label="Win rates", elem_id="leaderboard_win_rates")
-            count_plot = gr.Plot(label="Battle counts", elem_id="leaderboard_battle_counts")
+            win_plot = texts.bind(gr.Plot(elem_id="leaderboard_win_rates"), label="leaderboard.win_rates")
+            count_plot = texts.bind(gr.Plot(elem_id="leaderboard_battle_counts"), label="leaderboard.battle_counts")
         with gr.Row():
-            ratings_file = gr.DownloadButton("Download ratings.csv", visible=False, elem_id="leaderboard_ratings_csv")
-            prepare = gr.Button("Prepare the battles file (CSV)", elem_id="leaderboard_prepare_battles")
-            battles_file = gr.DownloadButton("Download battles.csv", visible=False, elem_id="leaderboard_battles_csv")
+            ratings_file = texts.bind(
+                gr.DownloadButton(visible=False, elem_id="leaderboard_ratings_csv"),
+                label="leaderboard.download_ratings",
+            )
+            prepare = texts.bind(gr.Button(elem_id="leaderboard_prepare_battles"), value="leaderboard.prepare_battles")
+            battles_file = texts.bind(
+                gr.DownloadButton(visible=False, elem_id="leaderboard_battles_csv"),
+                label="leaderboard.download_battles",
+            )
 
     async def view_of(slice_name: str | None) -> LeaderboardView:
         return await service.leaderboard(slice_name or DEFAULT_SLICE)
 
-    async def load(slice_name: str | None) -> dict[Any, Any]:
+    async def load(slice_name: str | None, who: Visitor) -> dict[Any, Any]:
         try:
             view = await view_of(slice_name)
         except ValueError:
             view = await view_of(DEFAULT_SLICE)
         except ArenaError as e:
-            return {info: f"⚠️ {user_text(e)}", table: []}
-        text = summary(view.result, updated_at=view.updated_at, slice_label=view.slice.label)
-        return {info: text, table: leaderboard_rows(view.result)}
+            return {info: f"⚠️ {message(who.language, e)}", table: table_value(who.language, None)}
+        text = summary(who.language, view.result, updated_at=view.updated_at, sl=view.slice)
+        return {info: text, table: table_value(who.language, view.result)}
 
-    async def details(slice_name: str | None) -> dict[Any, Any]:
+    async def details(slice_name: str | None, who: Visitor) -> dict[Any, Any]:
         try:
             view = await view_of(slice_name)
         except (ValueError, ArenaError):
@@ -100,7 +174,7 @@ def build_leaderboard_tab(service: ArenaService) -> None:
             )
         rated = bool(view.result.rows)
         return {
-            choice: gr.update(choices=_slice_choices(view), value=view.slice.name),
+            choice: gr.update(choices=_slice_choices(view, who.language), value=view.slice.name),
             ratings_plot: ratings_figure(view.result) if rated else None,
             win_plot: heatmap_figure(view.result, "win_rate") if rated else None,
             count_plot: heatmap_figure(view.result, "battles") if rated else None,
@@ -108,7 +182,7 @@ def build_leaderboard_tab(service: ArenaService) -> None:
             battles_file: gr.update(visible=False),
         }
 
-    async def prepare_battles(slice_name: str | None) -> dict[Any, Any]:
+    async def prepare_battles(slice_name: str | None, who: Visitor) -> dict[Any, Any]:
         try:
             sl = parse_slice(slice_name or DEFAULT_SLICE)
         except ValueError:
@@ -120,16 +194,20 @@ def build_leaderboard_tab(service: ArenaService) -> None:
         try:
             n = await asyncio.to_thread(exchange.export_battles, service.store, path, filters=filters)
         except ArenaError as e:
-            gr.Warning(user_text(e))
+            gr.Warning(message(who.language, e))
             return {battles_file: gr.update(visible=False)}
-        return {battles_file: gr.update(value=str(path), visible=True, label=f"Download battles.csv ({n} battles)")}
+        label = i18n.text(who.language, "leaderboard.download_battles_n", n=n)
+        return {battles_file: gr.update(value=str(path), visible=True, label=label)}
 
     triggers = [refresh.click, tab.select, choice.input]
-    gr.on(triggers, load, inputs=[choice], outputs=[info, table], api_name="leaderboard", show_progress="hidden").then(
+    gr.on(
+        triggers, load, inputs=[choice, visitor], outputs=[info, table], api_name="leaderboard", show_progress="hidden"
+    ).then(
         details,
-        inputs=[choice],
+        inputs=[choice, visitor],
         outputs=[choice, ratings_plot, win_plot, count_plot, ratings_file, battles_file],
         api_visibility="private",
         show_progress="hidden",
     )
-    prepare.click(prepare_battles, inputs=[choice], outputs=[battles_file], api_visibility="private")
+    prepare.click(prepare_battles, inputs=[choice, visitor], outputs=[battles_file], api_visibility="private")
+    return tab

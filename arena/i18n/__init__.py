@@ -1,0 +1,169 @@
+"""Interface translations: the catalogs in arena/i18n/*.yaml, language negotiation, service messages.
+
+Each catalog is a flat mapping ``key -> text`` with ``{name}`` placeholders; ``en.yaml`` is the
+reference and every other file has exactly its keys (tests check this). Keys starting with
+``msg.`` translate the plain-language English messages the service raises (``user_message``)
+or reports (notices): :func:`translate_message` recognises the English text, placeholders
+included, and returns the same message in another language.
+
+No Gradio here: the UI calls :func:`text` and :func:`translate_message` at its edge.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+__all__ = [
+    "DEFAULT_LANGUAGE",
+    "LANGUAGES",
+    "catalog",
+    "message_patterns",
+    "negotiate",
+    "placeholders",
+    "text",
+    "translate_message",
+]
+
+CATALOG_DIR = Path(__file__).resolve().parent
+
+LANGUAGES: tuple[str, ...] = ("en", "zh-TW", "zh-CN", "ja", "pl")
+"""The interface languages, in the order the language selector lists them."""
+
+DEFAULT_LANGUAGE = "en"
+REFERENCE = "en"
+
+# Browser tags that name a script or region rather than one of our codes (BCP 47, lower-cased).
+_ALIASES = {
+    "zh": "zh-CN",
+    "zh-hans": "zh-CN",
+    "zh-cn": "zh-CN",
+    "zh-sg": "zh-CN",
+    "zh-my": "zh-CN",
+    "zh-hant": "zh-TW",
+    "zh-tw": "zh-TW",
+    "zh-hk": "zh-TW",
+    "zh-mo": "zh-TW",
+}
+
+
+@cache
+def catalog(language: str) -> Mapping[str, str]:
+    """The translations of one language (read once).
+
+    Raises
+    ------
+    KeyError
+        For a language that has no catalog file.
+    """
+    if language not in LANGUAGES:
+        raise KeyError(f"no translations for {language!r}; the languages are {', '.join(LANGUAGES)}")
+    data = yaml.safe_load((CATALOG_DIR / f"{language}.yaml").read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{language}.yaml must be a mapping of keys to texts")
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def text(language: str, key: str, /, **values: object) -> str:
+    """The text of ``key`` in ``language`` (English if the language lacks it), placeholders filled.
+
+    Raises
+    ------
+    KeyError
+        When ``key`` is not in the English catalog (a programming error: tests catch it).
+    """
+    reference = catalog(REFERENCE)
+    if key not in reference:
+        raise KeyError(f"unknown interface text {key!r}: add it to arena/i18n/en.yaml and every other language")
+    chosen = catalog(language) if language in LANGUAGES else reference
+    template = chosen.get(key, reference[key])
+    return template.format(**values) if values else template
+
+
+def placeholders(template: str) -> set[str]:
+    """The ``{names}`` a template fills in."""
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def normalise(tag: str | None) -> str | None:
+    """Our language code for a browser or operator tag (``pl-PL`` -> ``pl``, ``zh-HK`` -> ``zh-TW``)."""
+    if not tag:
+        return None
+    tag = tag.strip().replace("_", "-").lower()
+    for code in LANGUAGES:
+        if tag == code.lower():
+            return code
+    if tag in _ALIASES:
+        return _ALIASES[tag]
+    parts = tag.split("-")
+    if parts[0] == "zh":
+        # zh-Hant-HK, zh-Hans-CN: the script decides.
+        if "hant" in parts[1:]:
+            return "zh-TW"
+        return "zh-CN"
+    for code in LANGUAGES:
+        if parts[0] == code.lower():
+            return code
+    return None
+
+
+def negotiate(accept_language: str | None, default: str = DEFAULT_LANGUAGE) -> str:
+    """The interface language for an ``Accept-Language`` header (``"pl-PL,pl;q=0.9,en;q=0.8"``).
+
+    The highest-weighted tag we have wins; ``default`` when none matches.
+    """
+    ranked: list[tuple[float, int, str]] = []
+    for i, part in enumerate((accept_language or "").split(",")):
+        tag, _, params = part.strip().partition(";")
+        weight = 1.0
+        match = re.search(r"q=([0-9.]+)", params)
+        if match:
+            try:
+                weight = float(match.group(1))
+            except ValueError:
+                weight = 0.0
+        code = normalise(tag)
+        if code is not None and weight > 0:
+            ranked.append((-weight, i, code))
+    return sorted(ranked)[0][2] if ranked else default
+
+
+@cache
+def message_patterns() -> tuple[tuple[re.Pattern[str], str], ...]:
+    """(regex of an English service message, its ``msg.`` key), longest templates first."""
+    patterns = []
+    for key, template in catalog(REFERENCE).items():
+        if not key.startswith("msg."):
+            continue
+        regex = ""
+        for literal, name, _, _ in string.Formatter().parse(template):
+            regex += re.escape(literal)
+            if name:
+                regex += f"(?P<{name}>.+?)"
+        patterns.append((re.compile(regex + r"\Z", re.DOTALL), key))
+    patterns.sort(key=lambda p: -len(p[0].pattern))
+    return tuple(patterns)
+
+
+def message_key(message: str) -> tuple[str, dict[str, str]] | None:
+    """The ``msg.`` key and placeholder values of an English service message, if it is a known one."""
+    message = message.strip()
+    for pattern, key in message_patterns():
+        match = pattern.match(message)
+        if match:
+            return key, match.groupdict()
+    return None
+
+
+def translate_message(language: str, message: str) -> str:
+    """A service message (English ``user_message`` or notice) in ``language``; unknown ones unchanged."""
+    found = message_key(message)
+    if found is None:
+        return message
+    key, values = found
+    return text(language, key, **values)

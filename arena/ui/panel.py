@@ -1,0 +1,396 @@
+"""One battle panel (chats, votes, prompt) and its handlers, shared by the battle and side-by-side tabs.
+
+The anonymous battle tab and the named side-by-side tab are the same panel built twice: only the
+mode (who picks the models) and the prefix of element ids and API names differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import gradio as gr
+
+from arena import i18n
+from arena.domain import Answer, Message, Winner
+from arena.errors import ArenaError
+from arena.service import ArenaService, BattleSession, Reveal, SideStats, TurnView
+from arena.ui.texts import Texts, Visitor, error, message
+
+__all__ = ["LATEX", "VOTES", "Panel", "build_panel", "client_key"]
+
+VOTES: tuple[tuple[str, str, Winner], ...] = (
+    ("vote_a", "vote.a", "model_a"),
+    ("vote_b", "vote.b", "model_b"),
+    ("vote_tie", "vote.tie", "tie"),
+    ("vote_bothbad", "vote.bothbad", "tie (bothbad)"),
+)
+
+# $...$ as well as $$...$$ and the LaTeX brackets: models write all of them.
+LATEX: list[dict[str, str | bool]] = [
+    {"left": "$$", "right": "$$", "display": True},
+    {"left": "\\[", "right": "\\]", "display": True},
+    {"left": "\\(", "right": "\\)", "display": False},
+    {"left": "$", "right": "$", "display": False},
+]
+
+Mode = Literal["anonymous", "named"]
+
+
+def client_key(service: ArenaService, request: gr.Request | None) -> str:
+    """Who the visitor is for rate limits (their address, proxy-aware; see ``ArenaService.visitor_key``)."""
+    if request is None:
+        return "anonymous"
+    peer = request.client.host if request.client else None
+    return service.visitor_key(peer, request.headers)
+
+
+def _chat(history: list[Message], answer: Answer | None, language: str) -> list[dict[str, str]]:
+    """The messages one panel shows: the finished turns plus the answer in progress."""
+    messages = [{"role": m["role"], "content": m["content"]} for m in history if m["role"] != "system"]
+    if answer is None:
+        return messages
+    if messages and messages[-1]["role"] == "user":
+        messages.append({"role": "assistant", "content": answer.text})
+    if answer.error and messages and messages[-1]["role"] == "assistant":
+        shown = messages[-1]["content"]
+        warning = i18n.translate_message(language, answer.error)
+        messages[-1]["content"] = (shown + "\n\n" if shown else "") + f"⚠️ {warning}"
+    return messages
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _number(language: str, value: float, digits: int) -> str:
+    return f"{value:.{digits}f}".replace(".", i18n.text(language, "format.decimal_separator"))
+
+
+def reveal_markdown(language: str, result: Reveal) -> str:
+    """The names, each side's speed and cut-off, any flag that voids the vote, and thanks."""
+    t = i18n.text
+    lines = ["### " + t(language, "reveal.names", a=_cell(result.model_a), b=_cell(result.model_b)), ""]
+    if result.sides is not None:
+        a, b = result.sides
+
+        def ttft(s: SideStats) -> str:
+            if s.ttft is None:
+                return t(language, "reveal.unknown")
+            return t(language, "reveal.seconds", value=_number(language, s.ttft, 2))
+
+        def rate(s: SideStats) -> str:
+            return (
+                t(language, "reveal.unknown")
+                if s.tokens_per_second is None
+                else _number(language, s.tokens_per_second, 1)
+            )
+
+        def cut(s: SideStats) -> str:
+            return t(language, "reveal.yes" if s.cut_off else "reveal.no")
+
+        lines += [
+            f"| | {t(language, 'chat.a')}: {_cell(a.model)} | {t(language, 'chat.b')}: {_cell(b.model)} |",
+            "|---|---|---|",
+            f"| {t(language, 'reveal.ttft')} | {ttft(a)} | {ttft(b)} |",
+            f"| {t(language, 'reveal.tps')} | {rate(a)} | {rate(b)} |",
+            f"| {t(language, 'reveal.cut_off')} | {cut(a)} | {cut(b)} |",
+            "",
+        ]
+    for flag in result.flags:
+        key = f"flag.{flag}" if f"flag.{flag}" in i18n.catalog(i18n.REFERENCE) else "flag.other"
+        lines += [f"⚠️ {t(language, key)}", ""]
+    lines.append(t(language, "reveal.thanks"))
+    return "\n".join(lines)
+
+
+@dataclass
+class Panel:
+    """The components of one battle panel (ids and API names start with ``prefix``)."""
+
+    mode: Mode
+    prefix: str
+    session: gr.State
+    chat_a: gr.Chatbot
+    chat_b: gr.Chatbot
+    reveal: gr.Markdown
+    notice: gr.Markdown
+    votes: dict[Winner, gr.Button]
+    reason: gr.Textbox
+    prompt: gr.Textbox
+    send: gr.Button
+    regenerate: gr.Button
+    new_round: gr.Button
+    pickers: tuple[gr.Dropdown, gr.Dropdown] | None
+
+    def enable_sending(self) -> dict[Any, Any]:
+        """Updates that let the visitor type (once the terms are accepted)."""
+        return {self.prompt: gr.update(interactive=True), self.send: gr.update(interactive=True)}
+
+
+def build_panel(service: ArenaService, texts: Texts, visitor: gr.State, *, mode: Mode, prefix: str) -> Panel:
+    """Lay out one panel inside the current tab and wire its events (API names ``{prefix}send`` ...)."""
+    p = prefix
+    named = mode == "named"
+    texts.bind(
+        gr.Markdown(elem_id=f"{p}intro", elem_classes=["arena-intro"]), value="sbs.intro" if named else "battle.intro"
+    )
+    pickers: tuple[gr.Dropdown, gr.Dropdown] | None = None
+    if named:
+        # Empty in the page config (which names no model); the page's load event fills them in.
+        with gr.Row(elem_classes=["arena-pickers"]):
+            pickers = (
+                texts.bind(
+                    gr.Dropdown(
+                        choices=[],
+                        value=None,
+                        elem_id=f"{p}model_a",
+                        interactive=True,
+                        min_width=160,
+                        allow_custom_value=True,  # API callers name models; the service checks them
+                    ),
+                    label="sbs.model_a",
+                ),
+                texts.bind(
+                    gr.Dropdown(
+                        choices=[],
+                        value=None,
+                        elem_id=f"{p}model_b",
+                        interactive=True,
+                        min_width=160,
+                        allow_custom_value=True,  # API callers name models; the service checks them
+                    ),
+                    label="sbs.model_b",
+                ),
+            )
+    session = gr.State(None)
+    with gr.Row(equal_height=True, elem_classes=["arena-chats"]):
+        chats = tuple(
+            texts.bind(
+                gr.Chatbot(
+                    elem_id=f"{p}chat_{side}",
+                    elem_classes=["arena-chat"],
+                    feedback_options=None,
+                    height=460,
+                    buttons=["copy"],
+                    latex_delimiters=LATEX,
+                    min_width=280,
+                ),
+                label=f"chat.{side}",
+            )
+            for side in ("a", "b")
+        )
+    chat_a, chat_b = chats
+    reveal = gr.Markdown("", elem_id=f"{p}reveal", elem_classes=["arena-reveal"])
+    notice = gr.Markdown("", elem_id=f"{p}notice", elem_classes=["arena-notice"])
+    with gr.Row(elem_classes=["arena-votes"]):
+        vote_buttons: dict[Winner, gr.Button] = {
+            winner: texts.bind(
+                gr.Button(elem_id=f"{p}{elem}", interactive=False, variant="secondary", min_width=120), value=key
+            )
+            for elem, key, winner in VOTES
+        }
+    reason = texts.bind(
+        gr.Textbox(elem_id=f"{p}reason", lines=1, max_lines=3, value="", elem_classes=["arena-reason"]),
+        label="vote.reason",
+        placeholder="vote.reason_placeholder",
+    )
+    with gr.Row(elem_classes=["arena-prompt-row"]):
+        prompt = texts.bind(
+            gr.Textbox(
+                show_label=False,
+                elem_id=f"{p}prompt",
+                scale=8,
+                max_lines=8,
+                lines=1,
+                autofocus=not named,
+                interactive=False,  # until the terms are accepted
+                min_width=200,
+            ),
+            placeholder="prompt.placeholder",
+        )
+        send = texts.bind(
+            gr.Button(variant="primary", elem_id=f"{p}send", scale=1, min_width=90, interactive=False),
+            value="prompt.send",
+        )
+    with gr.Row():
+        regenerate = texts.bind(gr.Button(elem_id=f"{p}regenerate", interactive=False), value="button.regenerate")
+        new_round = texts.bind(gr.Button(elem_id=f"{p}new_round"), value="button.new_round")
+
+    panel = Panel(
+        mode, prefix, session, chat_a, chat_b, reveal, notice, vote_buttons, reason, prompt, send, regenerate,
+        new_round, pickers,
+    )  # fmt: skip
+    _wire(service, panel, visitor)
+    return panel
+
+
+def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
+    p = panel.prefix
+    state, chat_a, chat_b, prompt = panel.session, panel.chat_a, panel.chat_b, panel.prompt
+    votes = list(panel.votes.values())
+    outputs = [
+        state,
+        chat_a,
+        chat_b,
+        prompt,
+        panel.send,
+        panel.regenerate,
+        panel.reveal,
+        panel.notice,
+        panel.reason,
+        *votes,
+    ]
+    pickers = list(panel.pickers or ())
+
+    def controls(*, can_vote: bool, can_send: bool, can_regenerate: bool) -> dict[Any, Any]:
+        update: dict[Any, Any] = {b: gr.update(interactive=can_vote) for b in votes}
+        update[panel.reason] = gr.update(interactive=can_vote)
+        update[prompt] = gr.update(interactive=can_send)
+        update[panel.send] = gr.update(interactive=can_send)
+        update[panel.regenerate] = gr.update(interactive=can_regenerate)
+        return update
+
+    def render(session: BattleSession, view: TurnView, language: str, *, clear_prompt: bool = False) -> dict[Any, Any]:
+        update = controls(
+            can_vote=view.can_vote,
+            can_send=not view.streaming and session.status == "ready",
+            can_regenerate=not view.streaming and session.status in ("ready", "failed"),
+        )
+        update[state] = session
+        update[chat_a] = _chat(view.history[0], view.answers[0], language)
+        update[chat_b] = _chat(view.history[1], view.answers[1], language)
+        update[panel.notice] = "\n\n".join(f"ℹ️ {i18n.translate_message(language, n)}" for n in view.notices)
+        if clear_prompt:
+            update[prompt] = gr.update(value="", interactive=False)
+        return update
+
+    async def stream(
+        session: BattleSession, views: AsyncIterator[TurnView], language: str
+    ) -> AsyncIterator[dict[Any, Any]]:
+        first = True
+        try:
+            async for view in views:
+                yield render(session, view, language, clear_prompt=first)
+                first = False
+        except ArenaError as e:
+            if first:
+                raise error(language, e) from None
+            failed = controls(can_vote=False, can_send=False, can_regenerate=session.status == "failed")
+            yield {**failed, state: session, panel.notice: f"⚠️ {message(language, e)}"}
+
+    def start(request: gr.Request, chosen: tuple[str, str] | None) -> BattleSession:
+        if panel.mode == "named":
+            if chosen is None or not all(chosen):
+                # Same text as the service's own refusal, so it is translated the same way.
+                raise ArenaError("no models picked", user_message=i18n.text(i18n.REFERENCE, "msg.pick_two"))
+            return service.new_session(client_key(service, request), models=chosen)
+        return service.new_session(client_key(service, request))
+
+    async def send(
+        text: str, chosen: tuple[str, str] | None, who: Visitor, session: BattleSession | None, request: gr.Request
+    ) -> AsyncIterator[dict[Any, Any]]:
+        if not who.accepted_terms:
+            raise gr.Error(i18n.text(who.language, "terms.required"), print_exception=False)
+        try:
+            if session is None or (chosen is not None and session.models != chosen and session.turn == 0):
+                session = start(request, chosen)
+            views = service.send(session, text)
+        except ArenaError as e:
+            raise error(who.language, e) from None
+        async for update in stream(session, views, who.language):
+            yield update
+
+    # Two signatures, because Gradio maps inputs to parameters (and names the API's arguments after them).
+    async def on_send(
+        text: str, who: Visitor, session: BattleSession | None, request: gr.Request
+    ) -> AsyncIterator[dict[Any, Any]]:
+        async for update in send(text, None, who, session, request):
+            yield update
+
+    async def on_send_named(
+        text: str, model_a: str, model_b: str, who: Visitor, session: BattleSession | None, request: gr.Request
+    ) -> AsyncIterator[dict[Any, Any]]:
+        async for update in send(text, (model_a, model_b), who, session, request):
+            yield update
+
+    async def on_regenerate(who: Visitor, session: BattleSession | None) -> AsyncIterator[dict[Any, Any]]:
+        if session is None:
+            raise gr.Error(i18n.text(who.language, "msg.nothing_to_regenerate"), print_exception=False)
+        async for update in stream(session, service.regenerate(session), who.language):
+            yield update
+
+    def make_vote(winner: Winner) -> Callable[[str | None, Visitor, BattleSession | None], Awaitable[dict[Any, Any]]]:
+        async def on_vote(reason: str | None, who: Visitor, session: BattleSession | None) -> dict[Any, Any]:
+            try:
+                result: Reveal = await service.vote(session, winner, reason=reason)
+            except ArenaError as e:
+                raise error(who.language, e) from None
+            update = controls(can_vote=False, can_send=False, can_regenerate=False)
+            update[state] = session
+            update[panel.reveal] = reveal_markdown(who.language, result)
+            update[panel.notice] = ""
+            return update
+
+        return on_vote
+
+    def new_round(
+        who: Visitor, chosen: tuple[str, str] | None, old: BattleSession | None, request: gr.Request
+    ) -> dict[Any, Any]:
+        service.abandon(old)  # an API client's running turn stops too (the page cancels its own event)
+        update = controls(can_vote=False, can_send=who.accepted_terms, can_regenerate=False)
+        update.update(
+            {
+                chat_a: [],
+                chat_b: [],
+                panel.reveal: "",
+                panel.notice: "",
+                panel.reason: gr.update(value="", interactive=False),
+                prompt: gr.update(value="", interactive=who.accepted_terms),
+            }
+        )
+        try:
+            update[state] = start(request, chosen)
+        except ArenaError as e:
+            update[state] = None
+            update[panel.notice] = f"⚠️ {message(who.language, e)}"
+        return update
+
+    def on_new_round(who: Visitor, old: BattleSession | None, request: gr.Request) -> dict[Any, Any]:
+        return new_round(who, None, old, request)
+
+    def on_new_round_named(
+        who: Visitor, model_a: str, model_b: str, old: BattleSession | None, request: gr.Request
+    ) -> dict[Any, Any]:
+        return new_round(who, (model_a, model_b), old, request)
+
+    send_event = gr.on(
+        [panel.send.click, prompt.submit],
+        on_send_named if pickers else on_send,
+        inputs=[prompt, *pickers, visitor, state],
+        outputs=outputs,
+        api_name=f"{p}send",
+        show_progress="hidden",
+    )
+    regen_event = panel.regenerate.click(
+        on_regenerate, inputs=[visitor, state], outputs=outputs, api_name=f"{p}regenerate", show_progress="hidden"
+    )
+    for elem, _key, winner in VOTES:
+        panel.votes[winner].click(
+            make_vote(winner),
+            inputs=[panel.reason, visitor, state],
+            outputs=outputs,
+            api_name=f"{p}{elem}",
+            show_progress="hidden",
+        )
+    new_round_triggers = [panel.new_round.click, *(picker.input for picker in pickers)]
+    gr.on(
+        new_round_triggers,
+        on_new_round_named if pickers else on_new_round,
+        inputs=[visitor, *pickers, state],
+        outputs=outputs,
+        api_name=f"{p}new_round",
+        cancels=[send_event, regen_event],
+        show_progress="hidden",
+    )

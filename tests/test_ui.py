@@ -1,0 +1,179 @@
+"""The page built in-process around a real service: texts all translated, ids and endpoints stable."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pytest
+
+from arena import i18n
+from arena.service import ArenaService, Reveal, SideStats
+from arena.storage import Store
+from arena.ui.app import build_page
+from arena.ui.panel import LATEX, reveal_markdown
+from tests.support.services import make_service, tgi_spec
+
+CONTRACT_IDS = ["prompt", "send", "chat_a", "chat_b", "vote_a", "vote_b", "vote_tie", "vote_bothbad", "regenerate"]
+CONTRACT_IDS += ["new_round", "reveal", "reason", "accept_terms", "language"]
+CONTRACT_APIS = ["send", "vote_a", "vote_b", "vote_tie", "vote_bothbad", "regenerate", "new_round", "leaderboard"]
+CONTRACT_APIS += ["accept_terms"]
+SIDE_BY_SIDE = ["send", "vote_a", "vote_b", "vote_tie", "vote_bothbad", "regenerate", "new_round"]
+
+# Texts that are words in every language (model names are not ours to translate).
+SAME_EVERYWHERE: set[str] = set()
+
+
+def _service(tmp_path: Path, names: tuple[str, ...] = ("alpha", "beta", "gamma"), **settings: Any) -> ArenaService:
+    # Nothing streams in these tests: the backends point at a closed port.
+    specs = [tgi_spec(name, "http://127.0.0.1:9") for name in names]
+    return make_service(specs, Store(f"sqlite:///{tmp_path / 'arena.sqlite3'}"), settings=settings)
+
+
+def _build(service: ArenaService) -> tuple[gr.Blocks, Any]:
+    """build_page inside a running loop: Gradio makes (and never closes) loops of its own otherwise."""
+
+    async def build() -> tuple[gr.Blocks, Any]:
+        return build_page(service)
+
+    return asyncio.run(build())
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Iterator[tuple[gr.Blocks, Any]]:
+    service = _service(tmp_path)
+    demo, texts = _build(service)
+    yield demo, texts
+    service.store.dispose()
+
+
+def _visible_texts(demo: gr.Blocks) -> list[tuple[gr.blocks.Block, str, str]]:
+    """(block, property, text) of every text a visitor can read in the page as built."""
+    found = []
+    for block in demo.blocks.values():
+        props: tuple[str, ...] = ("label", "placeholder", "info")
+        if isinstance(block, gr.Button | gr.Markdown) and not isinstance(block, gr.DownloadButton):
+            props += ("value",)
+        for prop in props:
+            value = getattr(block, prop, None)
+            if isinstance(value, str) and value.strip():
+                found.append((block, prop, value))
+    return found
+
+
+def test_every_visible_text_comes_from_a_catalog_key(page: tuple[gr.Blocks, Any]) -> None:
+    demo, texts = page
+    visible = _visible_texts(demo)
+    assert len(visible) > 30  # the walk sees the page (labels, buttons, tabs, notices)
+    raw = [
+        (type(b).__name__, b.elem_id, prop, value) for b, prop, value in visible if (b._id, prop) not in texts.bound()
+    ]
+    assert raw == [], "literal texts: pass them through Texts.bind(..., prop='key')"
+
+
+def test_no_text_is_left_in_english_after_switching_to_japanese(page: tuple[gr.Blocks, Any]) -> None:
+    demo, texts = page
+    english = {(b._id, p): v for b, p, v in _visible_texts(demo)}
+    updates = texts.updates("ja")
+    assert {b for b, _, _ in _visible_texts(demo)} <= set(updates)
+    for block, update in updates.items():
+        for prop, value in update.items():
+            if prop == "__type__" or (block._id, prop) not in english:
+                continue
+            assert value != english[(block._id, prop)], (block.elem_id, prop, value)
+
+
+def test_element_ids_are_unique_and_the_contract_ids_exist(page: tuple[gr.Blocks, Any]) -> None:
+    demo, _ = page
+    ids = [b.elem_id for b in demo.blocks.values() if getattr(b, "elem_id", None)]
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+    missing = [i for i in CONTRACT_IDS + [f"sbs_{i}" for i in CONTRACT_IDS[:11]] if i not in ids]
+    assert missing == []
+    assert {"sbs_model_a", "sbs_model_b"} <= set(ids)
+
+
+def test_api_endpoints_of_both_modes(page: tuple[gr.Blocks, Any]) -> None:
+    demo, _ = page
+    names = {fn.api_name for fn in demo.fns.values() if fn.api_name}
+    expected = set(CONTRACT_APIS) | {f"sbs_{n}" for n in SIDE_BY_SIDE}
+    assert expected <= names, expected - names
+    # The vote reason is an optional argument: /vote_a stays callable with no argument.
+    info = demo.get_api_info()["named_endpoints"]
+    for name in ("/vote_a", "/sbs_vote_tie"):
+        params = info[name]["parameters"]
+        assert [p["parameter_name"] for p in params] == ["reason"] and params[0]["parameter_has_default"]
+    assert [p["parameter_name"] for p in info["/sbs_send"]["parameters"]] == ["text", "model_a", "model_b"]
+    assert [p["parameter_name"] for p in info["/send"]["parameters"]] == ["text"]
+
+
+def test_chats_render_math_and_stack_on_phones(page: tuple[gr.Blocks, Any]) -> None:
+    demo, _ = page
+    chats = [b for b in demo.blocks.values() if isinstance(b, gr.Chatbot)]
+    assert len(chats) == 4
+    for chat in chats:
+        assert chat.latex_delimiters == LATEX
+        assert "arena-chat" in (chat.elem_classes or [])
+    assert any(d["left"] == "$" for d in LATEX)
+
+
+def test_the_page_config_names_no_model(page: tuple[gr.Blocks, Any]) -> None:
+    demo, _ = page
+    config = str(demo.get_config_file()).lower()
+    assert "alpha" not in config and "gamma" not in config
+    pickers = [b for b in demo.blocks.values() if b.elem_id in ("sbs_model_a", "sbs_model_b")]
+    assert len(pickers) == 2 and all(not p.choices and p.value is None for p in pickers)
+
+
+def test_operator_texts_replace_the_defaults_in_every_language(tmp_path: Path) -> None:
+    service = _service(tmp_path, title="Arena Kraków", terms="Only **research** use.", default_language="pl")
+    demo, texts = _build(service)
+    try:
+        header = next(b for b in demo.blocks.values() if b.elem_id == "header")
+        terms = next(b for b in demo.blocks.values() if b.elem_id == "terms_text")
+        assert header.value.startswith("# Arena Kraków") and i18n.text("pl", "app.description") in header.value
+        assert "Only **research** use." in terms.value and i18n.text("pl", "terms.heading") in terms.value
+        ja = texts.updates("ja")
+        assert (
+            ja[header]["value"].startswith("# Arena Kraków")
+            and i18n.text("ja", "app.description") in ja[header]["value"]
+        )
+        assert "Only **research** use." in ja[terms]["value"]
+        assert demo.title == "Arena Kraków"
+    finally:
+        service.store.dispose()
+
+
+def test_the_banner_shows_when_fewer_than_two_models_can_play(tmp_path: Path) -> None:
+    one = _service(tmp_path, names=("alpha",))
+    try:
+        demo, _ = _build(one)
+        banner = next(b for b in demo.blocks.values() if b.elem_id == "models_banner")
+        assert banner.visible is True
+    finally:
+        one.store.dispose()
+
+
+def test_the_banner_is_hidden_when_two_models_can_play(page: tuple[gr.Blocks, Any]) -> None:
+    demo, _ = page
+    banner = next(b for b in demo.blocks.values() if b.elem_id == "models_banner")
+    assert banner.visible is False
+
+
+def test_reveal_names_stats_flags_in_the_visitors_language() -> None:
+    result = Reveal(
+        "alpha",
+        "be|ta",
+        "model_a",
+        (SideStats("alpha", 0.25, 41.55, False), SideStats("be|ta", None, None, True)),
+        ("identity_leak", "something_new"),
+    )
+    pl = reveal_markdown("pl", result)
+    assert "Model A: **alpha**" in pl and "be\\|ta" in pl  # a pipe in a name cannot break the table
+    assert "0,25 s" in pl and "| 41,5 |" in pl  # decimal comma in Polish (41.55 rounds to 41.5 in binary)
+    assert "| Ucięta na limicie długości | nie | tak |" in pl
+    assert i18n.text("pl", "flag.identity_leak") in pl and i18n.text("pl", "flag.other") in pl
+    ja = reveal_markdown("ja", result)
+    assert "0.25 秒" in ja and i18n.text("ja", "reveal.thanks") in ja and "–" in ja
