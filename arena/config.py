@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from arena.errors import ConfigError
+from arena.i18n import LANGUAGES
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -122,12 +123,95 @@ class Settings:
         30, "ARENA_PAIRING_WARMUP_VOTES", "Active pairing: a model with fewer votes is drawn more often (warm-up)."
     )
     pairing_refresh_votes: int = _setting(
-        20, "ARENA_PAIRING_REFRESH_VOTES", "Active pairing: refit the pair scores after this many new votes."
+        20,
+        "ARENA_PAIRING_REFRESH_VOTES",
+        "Active pairing: refit the pair scores after this many new votes (python -m arena simulate refits as often).",
     )
     ipw: bool = _setting(
         False,
         "ARENA_IPW",
-        "Weight each battle by 1/propensity in the fit, so a non-uniform pairing cannot tilt the ratings.",
+        "Weight each battle by (1/K)/propensity in the fit (fit_ratings weights=), so a non-uniform pairing "
+        "cannot tilt the ratings; costs some precision.",
+    )
+    trusted_proxy_hops: int = _setting(
+        0,
+        "ARENA_TRUSTED_PROXY_HOPS",
+        "How many reverse proxies in front of the arena append to X-Forwarded-For; 0 ignores the header "
+        "(anyone can forge it) and uses the connecting address.",
+    )
+    battles_per_minute: int = _setting(
+        20, "ARENA_BATTLES_PER_MINUTE", "New battles one visitor (one IP address) may start per minute; 0: no limit."
+    )
+    votes_per_hour: int = _setting(
+        240, "ARENA_VOTES_PER_HOUR", "Votes one visitor (one IP address) may cast per hour; 0: no limit."
+    )
+    min_read_seconds: float = _setting(
+        2.0,
+        "ARENA_MIN_READ_SECONDS",
+        "A vote cast sooner than this after both answers finished is kept but flagged too_fast (left out of ratings).",
+    )
+    health_interval: float = _setting(
+        15.0,
+        "ARENA_HEALTH_INTERVAL",
+        "Seconds between background health checks of every model server (TGI /health, OpenAI /v1/models); "
+        "0 turns them off.",
+    )
+    breaker_failures: int = _setting(
+        3,
+        "ARENA_BREAKER_FAILURES",
+        "Failed answers in a row after which a model leaves the pairing pool until a health check passes.",
+    )
+    breaker_cooldown: float = _setting(
+        60.0,
+        "ARENA_BREAKER_COOLDOWN",
+        "Seconds an offline model waits before one trial battle when no health check has brought it back.",
+    )
+
+    default_language: str = _setting(
+        "en",
+        "ARENA_DEFAULT_LANGUAGE",
+        "Interface language when the visitor's browser asks for none we have: en, zh-TW, zh-CN, ja or pl "
+        "(visitors can switch on the page).",
+    )
+    title: str = _setting("", "ARENA_TITLE", "Page title; empty: 'LLM Arena' in the visitor's language.")
+    description: str = _setting(
+        "", "ARENA_DESCRIPTION", "Text (Markdown) under the title; empty: a short translated explanation."
+    )
+    terms: str = _setting(
+        "",
+        "ARENA_TERMS",
+        "Terms (Markdown) a visitor accepts once per session before the first battle; empty: a translated "
+        "notice that prompts and votes are stored and may be published for research.",
+    )
+    journal_dir: str = _setting(
+        "",
+        "ARENA_JOURNAL_DIR",
+        "Local folder for the append-only journal of battles and votes (journal/*.jsonl) and the snapshot "
+        "staged for pushing. Empty: next to the SQLite file (<name>-sync/), or db/sync for PostgreSQL.",
+    )
+    dataset_repo: str = _setting(
+        "",
+        "ARENA_DATASET_REPO",
+        "Hugging Face dataset repo (owner/name) that receives the journal and SQLite snapshots, and that the "
+        "arena restores from at start-up (a Space's disk is wiped on restart). Needs HF_TOKEN (write access).",
+    )
+    dataset_path: str = _setting(
+        "", "ARENA_DATASET_PATH", "Folder inside ARENA_DATASET_REPO for the arena's files (empty: the repo root)."
+    )
+    sync_folder: str = _setting(
+        "",
+        "ARENA_SYNC_FOLDER",
+        "A folder (e.g. a mounted network disk) used like ARENA_DATASET_REPO: pushed to, restored from. "
+        "Set one of the two, not both.",
+    )
+    sync_minutes: float = _setting(
+        5.0, "ARENA_SYNC_MINUTES", "Minutes between pushes of the journal (and snapshot) to the sync target."
+    )
+    snapshot_minutes: float = _setting(
+        60.0,
+        "ARENA_SNAPSHOT_MINUTES",
+        "Minutes between SQLite snapshots included in a push (0: with every push); one is always pushed at "
+        "shutdown. Votes between snapshots are in the journal.",
     )
 
     @classmethod
@@ -169,9 +253,25 @@ class Settings:
         for name in ("connect_timeout", "first_token_timeout", "read_timeout", "total_timeout", "stream_interval"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{_env_name(name)} must be a positive number of seconds.")
+        limits = ("trusted_proxy_hops", "battles_per_minute", "votes_per_hour", "min_read_seconds", "health_interval")
+        for name in limits:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{_env_name(name)} must be 0 or more.")
+        if self.breaker_failures < 1 or self.breaker_cooldown <= 0:
+            raise ConfigError("ARENA_BREAKER_FAILURES must be at least 1 and ARENA_BREAKER_COOLDOWN positive.")
         for name in ("concurrency_limit", "queue_size", "max_prompt_chars"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{_env_name(name)} must be at least 1.")
+        if self.default_language not in LANGUAGES:
+            raise ConfigError(
+                f"ARENA_DEFAULT_LANGUAGE must be one of {', '.join(LANGUAGES)}, not {self.default_language!r}."
+            )
+        if self.dataset_repo and self.sync_folder:
+            raise ConfigError("Set ARENA_DATASET_REPO or ARENA_SYNC_FOLDER, not both (one sync target).")
+        if self.dataset_repo and (self.dataset_repo.count("/") != 1 or " " in self.dataset_repo):
+            raise ConfigError(f"ARENA_DATASET_REPO must look like owner/name, not {self.dataset_repo!r}.")
+        if self.sync_minutes <= 0 or self.snapshot_minutes < 0:
+            raise ConfigError("ARENA_SYNC_MINUTES must be positive and ARENA_SNAPSHOT_MINUTES 0 or more.")
         if not 0 <= self.port <= 65535:
             raise ConfigError("The port must be between 0 and 65535.")
 

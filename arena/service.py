@@ -12,7 +12,7 @@ import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import numpy as np
@@ -21,20 +21,30 @@ from arena import templates
 from arena.backends.base import Backend, ServerInfo
 from arena.config import Settings
 from arena.domain import Answer, BattleRecord, Message, MessageRecord, Mode, Side, VoteRecord, Winner
-from arena.errors import ArenaError, PromptRejected, StorageError, TemplateError, VoteRejected
+from arena.errors import ArenaError, PromptRejected, RateLimited, StorageError, VoteRejected
+from arena.health import HealthChecker, HealthTracker, ModelHealth
+from arena.identity import IdentityMatcher
 from arena.language import detect_language
 from arena.leaderboard import FitParams, LeaderboardCache, LeaderboardView
+from arena.limits import Limit, check_limit, client_ip
 from arena.pairing import Pairing, PairSampler
 from arena.ratings import fit_ratings
 from arena.registry import ModelSpec, Registry
 from arena.storage import Store
 from arena.streaming import SideJob, stream_pair
 
-__all__ = ["ArenaService", "BattleSession", "Reveal", "TurnView"]
+__all__ = ["FLAG_NOTES", "ArenaService", "BattleSession", "Reveal", "TurnView"]
 
 log = logging.getLogger(__name__)
 
-Status = Literal["new", "streaming", "ready", "failed", "voted"]
+Status = Literal["new", "streaming", "ready", "failed", "voting", "voted"]
+
+FLAG_NOTES: dict[str, str] = {
+    "identity_leak": "One of the answers named its own model, so this vote is saved but will not count in the ratings.",
+    "too_fast": "This vote came very quickly after the answers finished, so it is saved but will not count "
+    "in the ratings. Take your time to read both answers next round.",
+}
+"""What a visitor is told after voting, for each flag that keeps a vote out of the ratings."""
 
 
 @dataclass
@@ -51,6 +61,7 @@ class BattleSession:
     status: Status = "new"
     winner: Winner | None = None
     finished_at: float | None = None  # monotonic time the last turn finished (for the read-time check)
+    stop: asyncio.Event | None = None  # set to abandon the turn that is streaming
 
     @property
     def models(self) -> tuple[str, str]:
@@ -85,6 +96,11 @@ class Reveal:
     winner: Winner
     sides: tuple[SideStats, SideStats] | None = None
     flags: tuple[str, ...] = ()
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Plain-language sentences for the flags (why this vote will not count), for the page."""
+        return tuple(FLAG_NOTES[f] for f in self.flags if f in FLAG_NOTES)
 
 
 def side_stats(model: str, answer: Answer | None) -> SideStats:
@@ -175,8 +191,45 @@ class ArenaService:
         self._votes_since_refresh = 0
         self._refreshing = threading.Lock()
         self._salt = settings.client_salt or secrets.token_hex(16)
+        self.health = HealthTracker(
+            [m.name for m in self.playable_models()],
+            failures=settings.breaker_failures,
+            cooldown=settings.breaker_cooldown,
+            clock=clock,
+        )
+        for spec in self.playable_models():
+            info = self.server_info.get(spec.name)
+            if spec.model and info and info.model_id and info.model_id != spec.model:
+                self.health.checked(spec.name, False, wrong_model=True)
+        self.identity = IdentityMatcher(registry.enabled)
+        self.health_checker: HealthChecker | None = None
+        self._battle_limit = Limit(settings.battles_per_minute, 60.0, "new battles", "minute")
+        self._vote_limit = Limit(settings.votes_per_hour, 3600.0, "votes", "hour")
+
+    def start_health_checks(self, make_backend: Callable[[ModelSpec], Backend]) -> HealthChecker:
+        """Start the background health checks (a daemon thread; returns at once).
+
+        ``make_backend`` builds a fresh backend for a spec inside the checker's own event loop.
+        """
+        if self.health_checker is None:
+            self.health_checker = HealthChecker(
+                self.health,
+                self.playable_models(),
+                make_backend,
+                interval=self.settings.health_interval,
+                timeout=self.settings.connect_timeout + self.settings.read_timeout,
+            ).start()
+        return self.health_checker
+
+    def model_status(self) -> list[ModelHealth]:
+        """Every playable model, online or offline (the same for every visitor; names no battle)."""
+        return self.health.snapshot()
 
     # -- sessions -----------------------------------------------------------------------------
+
+    def visitor_key(self, peer: str | None, headers: Mapping[str, str]) -> str:
+        """The visitor's identity for rate limits: their IP address (X-Forwarded-For only behind trusted proxies)."""
+        return client_ip(peer, headers, self.settings.trusted_proxy_hops)
 
     def client_hash(self, client_key: str) -> str:
         """A salted hash of the visitor's identity; raw addresses are never stored."""
@@ -201,7 +254,8 @@ class ArenaService:
         """
         client = self.client_hash(client_key)
         if models is None:
-            return BattleSession(pairing=self.sampler.draw(self.playable_models(), self.rng), client_hash=client)
+            pairing = self.sampler.draw(self.playable_models(), self.rng, available=self.health.available())
+            return BattleSession(pairing=pairing, client_hash=client)
         playable = {m.name: m for m in self.playable_models()}
         first, second = models
         if first == second or first not in playable or second not in playable:
@@ -250,58 +304,78 @@ class ArenaService:
         StorageError
             When the battle cannot be recorded.
         """
-        if session.status in ("streaming",):
+        if session.status in ("streaming", "voting"):
             raise PromptRejected("busy", user_message="Please wait until both answers have finished.")
         if session.status == "voted":
             raise PromptRejected("voted", user_message="This round is over. Press “New round” to start another.")
         if session.status == "failed":
             raise PromptRejected("failed", user_message="A model failed in this round. Press “New round” to continue.")
         text = clean_prompt(prompt, self.settings.max_prompt_chars)
+        # Claimed before the first await, so a second request on this session (double click, a raw
+        # API call) is refused above instead of running alongside.
+        previous, session.status = session.status, "streaming"
         for history in session.history:
             history.append({"role": "user", "content": text})
         try:
             jobs, notices = self._jobs(session)
-        except TemplateError:
+            if session.battle_id is None:
+                await self._start_battle(session, text)
+        except BaseException:
             for history in session.history:
                 history.pop()
+            session.status = previous
             raise
-        if session.battle_id is None:
-            battle = BattleRecord(
-                id=uuid.uuid4().hex,
-                model_a=session.pairing.model_a,
-                model_b=session.pairing.model_b,
-                mode=session.mode,
-                pool=session.pairing.pool,  # type: ignore[arg-type]
-                created_at=self._now(),
-                client_hash=session.client_hash,
-                language=detect_language(text),
-                propensity=session.pairing.propensity,
-            )
-            try:
-                await asyncio.to_thread(self.store.create_battle, battle)
-            except StorageError:
-                for history in session.history:
-                    history.pop()
-                raise
-            session.battle_id = battle.id
-            if self.journal is not None:
-                self.journal(
-                    {
-                        "event": "battle",
-                        "battle_id": battle.id,
-                        "model_a": battle.model_a,
-                        "model_b": battle.model_b,
-                        "mode": battle.mode,
-                        "pool": battle.pool,
-                        "judge": battle.client_hash,
-                        "language": battle.language,
-                        "propensity": battle.propensity,
-                        "tstamp": battle.created_at.isoformat(),
-                    }
-                )
         session.turn += 1
         async for view in self._stream_turn(session, jobs, notices, replace=False):
             yield view
+
+    def abandon(self, session: BattleSession | None) -> None:
+        """The visitor moved on (new round): stop both upstream streams of ``session`` now.
+
+        Needed for API clients: the page cancels a running event itself, a client calling
+        ``/new_round`` does not.
+        """
+        if session is not None and session.stop is not None:
+            session.stop.set()
+
+    async def _start_battle(self, session: BattleSession, text: str) -> None:
+        """Check the visitor's battle rate, then store the battle (before anything streams)."""
+        now = self._now()
+        if self._battle_limit.count:
+            used = await asyncio.to_thread(
+                self.store.battles_since, session.client_hash, now - timedelta(seconds=self._battle_limit.window)
+            )
+            refusal = check_limit(self._battle_limit, used)
+            if refusal:
+                raise RateLimited(f"client {session.client_hash[:8]} started {used} battles", user_message=refusal)
+        battle = BattleRecord(
+            id=uuid.uuid4().hex,
+            model_a=session.pairing.model_a,
+            model_b=session.pairing.model_b,
+            mode=session.mode,
+            pool=session.pairing.pool,  # type: ignore[arg-type]
+            created_at=now,
+            client_hash=session.client_hash,
+            language=detect_language(text),
+            propensity=session.pairing.propensity,
+        )
+        await asyncio.to_thread(self.store.create_battle, battle)
+        session.battle_id = battle.id
+        if self.journal is not None:
+            self.journal(
+                {
+                    "event": "battle",
+                    "battle_id": battle.id,
+                    "model_a": battle.model_a,
+                    "model_b": battle.model_b,
+                    "mode": battle.mode,
+                    "pool": battle.pool,
+                    "judge": battle.client_hash,
+                    "language": battle.language,
+                    "propensity": battle.propensity,
+                    "tstamp": battle.created_at.isoformat(),
+                }
+            )
 
     async def regenerate(self, session: BattleSession) -> AsyncIterator[TurnView]:
         """Re-run the last turn on both sides (only before the vote)."""
@@ -323,16 +397,22 @@ class ArenaService:
         replace: bool,
     ) -> AsyncIterator[TurnView]:
         session.status = "streaming"
+        session.stop = asyncio.Event()
         answers = (Answer(), Answer())
         try:
-            async for answers in stream_pair(jobs, interval=self.settings.stream_interval):
+            async for answers in stream_pair(jobs, interval=self.settings.stream_interval, stop=session.stop):
                 session.answers = answers
                 if not all(a.done for a in answers):
                     yield TurnView(session.history, answers, streaming=True, can_vote=False, notices=notices)
         except BaseException:
-            # Cancelled (new round, visitor left): the turn never finished, so it cannot be voted.
+            # Cancelled (visitor left): the turn never finished, so it cannot be voted.
             session.status = "failed"
             raise
+        if session.stop.is_set():  # abandoned for a new round: nothing to store or show
+            session.status = "failed"
+            return
+        for name, answer in zip(session.models, answers, strict=True):
+            self.health.record(name, answer.ok)
         for history, answer in zip(session.history, answers, strict=True):
             history.append({"role": "assistant", "content": answer.text})
         ok = all(a.ok for a in answers)
@@ -392,15 +472,26 @@ class ArenaService:
             raise VoteRejected("no battle", user_message="There is nothing to vote on yet. Send a prompt first.")
         if session.status == "voted":
             raise VoteRejected("already voted", user_message="You have already voted in this round.")
+        if session.status == "voting":
+            raise VoteRejected("vote in flight", user_message="Your vote is being saved.")
         if session.status == "streaming":
             raise VoteRejected("streaming", user_message="Please wait until both answers have finished.")
         if session.status != "ready":
             raise VoteRejected(
                 "battle failed", user_message="This round cannot be voted because a model failed. Press “New round”."
             )
-        reason = (reason or "").strip()[: self.settings.max_reason_chars] or None
-        record = VoteRecord(battle_id=session.battle_id, winner=winner, created_at=self._now(), reason=reason)
-        await asyncio.to_thread(self.store.record_vote, record)
+        # Claimed before the first await: a second click, a second request or a raw API call on this
+        # session is refused above; across processes the database's UNIQUE(battle_id) decides.
+        session.status = "voting"
+        try:
+            record = await self._vote_record(session, winner, reason)
+            await asyncio.to_thread(self.store.record_vote, record)
+        except VoteRejected:
+            session.status = "voted"  # the database already holds this battle's vote
+            raise
+        except BaseException:
+            session.status = "ready"  # nothing was written: the visitor may try again
+            raise
         session.status, session.winner = "voted", winner
         if self.journal is not None:
             self.journal(
@@ -420,6 +511,28 @@ class ArenaService:
         answers = session.answers or (None, None)
         sides = (side_stats(session.pairing.model_a, answers[0]), side_stats(session.pairing.model_b, answers[1]))
         return Reveal(session.pairing.model_a, session.pairing.model_b, winner, sides, record.flags)
+
+    async def _vote_record(self, session: BattleSession, winner: Winner, reason: str | None) -> VoteRecord:
+        """The vote to store, with its flags; refuses it when the visitor is over the vote limit."""
+        assert session.battle_id is not None
+        now = self._now()
+        if self._vote_limit.count:
+            used = await asyncio.to_thread(
+                self.store.votes_since, session.client_hash, now - timedelta(seconds=self._vote_limit.window)
+            )
+            refusal = check_limit(self._vote_limit, used)
+            if refusal:
+                raise RateLimited(f"client {session.client_hash[:8]} cast {used} votes", user_message=refusal)
+        flags: list[str] = []
+        for name, history in zip(session.models, session.history, strict=True):
+            said = "\n".join(m["content"] for m in history if m["role"] == "assistant")
+            if self.identity.names_itself(name, said):
+                flags.append("identity_leak")
+                break
+        if session.finished_at is not None and self._clock() - session.finished_at < self.settings.min_read_seconds:
+            flags.append("too_fast")
+        reason = (reason or "").strip()[: self.settings.max_reason_chars] or None
+        return VoteRecord(battle_id=session.battle_id, winner=winner, created_at=now, flags=tuple(flags), reason=reason)
 
     # -- ratings ----------------------------------------------------------------------------------
 

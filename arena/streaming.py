@@ -14,7 +14,7 @@ from arena.domain import Answer
 from arena.errors import BackendError, BackendFailed
 from arena.templates import StopFilter
 
-__all__ = ["SideJob", "stream_pair"]
+__all__ = ["SideJob", "UpdateBudget", "stream_pair"]
 
 log = logging.getLogger(__name__)
 
@@ -61,33 +61,61 @@ async def _run_side(job: SideJob, answer: Answer, changed: asyncio.Event, clock:
         changed.set()
 
 
+class UpdateBudget:
+    """A rate of screen updates per second shared by every battle streaming at once.
+
+    Each streamed update costs the UI server milliseconds of CPU whatever it carries (Gradio
+    rebuilds every output of the event and diffs it), so under load the total number per second
+    is what must be bounded: with ``rate`` updates/s shared by n battles, each one gets an update
+    at most every ``max(interval, n / rate)`` seconds. Tokens in between are coalesced, so the text
+    arrives in larger pieces, never later; the final update is never held back.
+    """
+
+    def __init__(self, rate: float) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.active = 0
+
+    def interval(self, minimum: float) -> float:
+        return max(minimum, self.active / self.rate)
+
+
 async def stream_pair(
     jobs: tuple[SideJob, SideJob],
     *,
     interval: float = 0.04,
     clock: Callable[[], float] = time.monotonic,
     stop: asyncio.Event | None = None,
+    budget: UpdateBudget | None = None,
 ) -> AsyncIterator[tuple[Answer, Answer]]:
     """Stream both sides concurrently, yielding snapshots at most every ``interval`` seconds.
 
     Tokens arriving between two snapshots are coalesced into one update. The final snapshot has
-    both answers ``done``. Closing the generator (or cancelling the task consuming it) cancels
-    both upstream requests; so does setting ``stop`` (the visitor started a new round), after
-    which the generator ends without a final snapshot.
+    both answers ``done`` and is yielded as soon as both are. Closing the generator (or cancelling
+    the task consuming it) cancels both upstream requests; so does setting ``stop`` (the visitor
+    started a new round), after which the generator ends without a final snapshot. With a
+    ``budget``, the interval also stretches to share the budget's rate among all streaming pairs.
     """
     answers = (Answer(), Answer())
     changed = asyncio.Event()
     tasks = [asyncio.create_task(_run_side(job, ans, changed, clock)) for job, ans in zip(jobs, answers, strict=True)]
     helpers = [*tasks, asyncio.create_task(_relay(stop, changed))] if stop is not None else tasks
+    if budget is not None:
+        budget.active += 1
     try:
         last = -float("inf")
         while True:
             await changed.wait()
             if stop is not None and stop.is_set():
                 return
-            wait = last + interval - clock()
+            gap = budget.interval(interval) if budget is not None else interval
+            wait = last + gap - clock()
             if wait > 0 and not all(a.done for a in answers):
-                await asyncio.sleep(wait)
+                # Wakes early when both sides finish, so the final snapshot is not held back.
+                await asyncio.wait(tasks, timeout=wait)
+                if stop is not None and stop.is_set():
+                    return
             changed.clear()
             last = clock()
             snapshot = (dataclasses.replace(answers[0]), dataclasses.replace(answers[1]))
@@ -95,6 +123,8 @@ async def stream_pair(
             if all(a.done for a in snapshot):
                 return
     finally:
+        if budget is not None:
+            budget.active -= 1
         for task in helpers:
             task.cancel()
         await asyncio.gather(*helpers, return_exceptions=True)

@@ -15,13 +15,18 @@ Faults (``server.fault``; ``None`` behaves normally). They apply to the generati
 ``"no_first_token"`` send the response headers, then hang before the first token
 ``"malformed"``      stream two tokens, then an event whose data is not valid JSON
 ``"never_ends"``     stream tokens forever
+
+``server.fault_rate`` (0 to 1) additionally gives each generation request, independently, that
+probability of one fault drawn from ``server.random_faults`` (for soak tests).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
+import random
 import re
 import socket
 import threading
@@ -61,6 +66,8 @@ _MAX_TOTAL_TOKENS = 4096
 _MAX_STOP_SEQUENCES = 4
 _EOS_TEXT = "</s>"
 _TOKENS_BEFORE_FAULT = 2
+# The fault drawn for the request being handled (``fault_rate``); set in each request's own context.
+_REQUEST_FAULT: contextvars.ContextVar[str | None] = contextvars.ContextVar("demo_request_fault", default=None)
 
 _TGI_TOP_KEYS = {"inputs", "parameters", "stream"}
 _TGI_PARAMETERS = {
@@ -222,6 +229,16 @@ def _answer(model_id: str, user_text: str, language: str) -> str:
     return opener.format(quote=quote) + "\n\n" + body
 
 
+def _exact_length(text: str, tokens: int) -> str:
+    """``text`` repeated (paragraph by paragraph) and cut to exactly ``tokens`` pieces of :func:`_tokenize`."""
+    pieces = _tokenize(text)
+    if not pieces:
+        return text
+    repeats = -(-tokens // len(pieces))
+    # Cut at a piece boundary: the kept prefix tokenizes back into the same pieces.
+    return "".join(_tokenize("\n\n".join([text] * repeats))[:tokens])
+
+
 def _tokenize(text: str) -> list[str]:
     """Split into small pieces: a word with its leading whitespace, or one or two CJK characters."""
     pieces: list[str] = []
@@ -279,6 +296,16 @@ def _sse(data: Any) -> bytes:
 # --------------------------------------------------------------------------------------------
 
 
+class _Schedule:
+    """When the n-th token of one stream is due: first_token_delay after the request, then 1/rate apart."""
+
+    def __init__(self, start: float, first_token_delay: float, token_rate: float) -> None:
+        self.start, self.first, self.step = start, first_token_delay, 1 / token_rate
+
+    def due(self, index: int) -> float:
+        return self.start + self.first + index * self.step
+
+
 class _Rejected(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -296,6 +323,9 @@ class DemoServer:
         Tokens per second while streaming.
     first_token_delay:
         Seconds between receiving a request and sending the first token.
+    answer_tokens:
+        When set, every answer is exactly this many tokens long (the canned answer repeated), before
+        ``max_new_tokens`` and stop sequences apply; for benchmarks that need a fixed answer length.
     port:
         0 picks a free port; restarts reuse the port first bound.
 
@@ -320,14 +350,21 @@ class DemoServer:
         token_rate: float = 40.0,
         first_token_delay: float = 0.2,
         port: int = 0,
+        answer_tokens: int | None = None,
     ) -> None:
         if token_rate <= 0:
             raise ValueError("token_rate must be positive")
+        if answer_tokens is not None and answer_tokens < 1:
+            raise ValueError("answer_tokens must be at least 1")
+        self.answer_tokens = answer_tokens
         self.model_id = model_id
         self.token_rate = token_rate
         self.first_token_delay = first_token_delay
         self.port = port
         self.fault: str | None = None
+        self.fault_rate = 0.0
+        self.random_faults: tuple[str, ...] = ("status:500", "status:429", "status:503", "error_event", "malformed")
+        self.random = random.Random(0)  # seeded: a soak run injects the same faults each time
         self.requests: list[tuple[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.disconnects = 0
@@ -442,11 +479,19 @@ class DemoServer:
         except ValueError:
             body = raw.decode("utf-8", "replace")
         self.requests.append((request.url.path, body))
+        drawn = None
+        if self.fault is None and self.fault_rate > 0 and self.random.random() < self.fault_rate:
+            drawn = self.random.choice(self.random_faults)
+        _REQUEST_FAULT.set(drawn)
         self.headers.append(dict(request.headers))
         return body
 
+    def _current_fault(self) -> str | None:
+        """The fault for the request being handled: ``fault``, else the one drawn for it by ``fault_rate``."""
+        return self.fault or _REQUEST_FAULT.get()
+
     def _status_fault(self) -> int | None:
-        fault = self.fault
+        fault = self._current_fault()
         if fault and fault.startswith("status:"):
             return int(fault.split(":", 1)[1])
         return None
@@ -460,8 +505,19 @@ class DemoServer:
         messages = {429: "Model is overloaded", 503: "Service unavailable"}
         return self._tgi_error(status, messages.get(status, f"Demo fault: HTTP {status}"), kinds.get(status, "demo"))
 
-    async def _pace(self, index: int) -> None:
-        await asyncio.sleep(self.first_token_delay if index == 0 else 1 / self.token_rate)
+    def _answer_text(self, user_text: str, *, language_of: str | None = None) -> str:
+        text = _answer(self.model_id, user_text, detect_language(user_text if language_of is None else language_of))
+        return text if self.answer_tokens is None else _exact_length(text, self.answer_tokens)
+
+    @staticmethod
+    async def _pace_until(due: float) -> None:
+        # An absolute schedule: a late wake-up is made up on the next token instead of slowing
+        # the whole stream down (relative sleeps drift by the loop's latency on every token).
+        delay = due - asyncio.get_running_loop().time()
+        await asyncio.sleep(delay if delay > 0 else 0)
+
+    def _schedule(self) -> _Schedule:
+        return _Schedule(asyncio.get_running_loop().time(), self.first_token_delay, self.token_rate)
 
     # -- TGI native --------------------------------------------------------------------------
 
@@ -512,7 +568,7 @@ class DemoServer:
 
     def _tgi_plan(self, prompt: str, params: Mapping[str, Any]) -> _Plan:
         user_text = _last_user_text(prompt)
-        text = _answer(self.model_id, user_text, detect_language(user_text))
+        text = self._answer_text(user_text)
         return _Plan(text, params.get("max_new_tokens"), params.get("stop") or [], include_stop=True)
 
     async def _root(self, request: Request) -> Response:
@@ -536,7 +592,7 @@ class DemoServer:
         except _Rejected as e:
             return self._tgi_error(422, e.message, "validation")
         plan = self._tgi_plan(prompt, params)
-        if self.fault in ("stall", "no_first_token", "never_ends"):
+        if self._current_fault() in ("stall", "no_first_token", "never_ends"):
             await self._hang()
         await asyncio.sleep(self.first_token_delay + len(plan.pieces) / self.token_rate)
         result: dict[str, Any] = {"generated_text": plan.text}
@@ -559,7 +615,7 @@ class DemoServer:
         except _Rejected as e:
             return self._tgi_error(422, e.message, "validation")
         plan = self._tgi_plan(prompt, params)
-        fault = self.fault
+        fault = self._current_fault()
 
         def token(index: int, text: str, *, special: bool = False) -> dict[str, Any]:
             return {
@@ -571,6 +627,7 @@ class DemoServer:
             }
 
         async def events() -> AsyncIterator[bytes]:
+            schedule = self._schedule()
             pieces = list(plan.pieces)
             if plan.finish == "eos_token":
                 pieces.append(_EOS_TEXT)
@@ -585,7 +642,7 @@ class DemoServer:
                 if fault == "malformed" and index == _TOKENS_BEFORE_FAULT:
                     yield b'data: {"index": 2, "token": {"id": 7, "te\n\n'
                     return
-                await self._pace(index)
+                await self._pace_until(schedule.due(index))
                 if self._release is not None and self._release.is_set():
                     return
                 if fault == "never_ends":
@@ -700,7 +757,7 @@ class DemoServer:
         except _Rejected as e:
             return self._openai_error(422, e.message, "invalid_request_error")
         user_text = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
-        text = _answer(self.model_id, " ".join(user_text.split()), detect_language(user_text))
+        text = self._answer_text(" ".join(user_text.split()), language_of=user_text)
         plan = _Plan(text, body.get("max_tokens"), body["stop"], include_stop=False)
         finish = {"eos_token": "stop", "stop_sequence": "stop", "length": "length"}[plan.finish]
         # vLLM reports which stop string matched in ``stop_reason``; None means end of sequence.
@@ -715,7 +772,7 @@ class DemoServer:
         ident, created, model = f"chatcmpl-{uuid.uuid4().hex[:12]}", int(time.time()), body["model"]
 
         if not body.get("stream"):
-            if self.fault in ("stall", "no_first_token", "never_ends"):
+            if self._current_fault() in ("stall", "no_first_token", "never_ends"):
                 await self._hang()
             await asyncio.sleep(self.first_token_delay + len(plan.pieces) / self.token_rate)
             choice = {
@@ -737,7 +794,7 @@ class DemoServer:
             )
 
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        fault = self.fault
+        fault = self._current_fault()
 
         def chunk(delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> bytes:
             choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None, **extra}
@@ -752,6 +809,7 @@ class DemoServer:
             )
 
         async def events() -> AsyncIterator[bytes]:
+            schedule = self._schedule()
             index = 0
             while index < len(plan.pieces) or fault == "never_ends":
                 if fault == "no_first_token" or (fault == "stall" and index == _TOKENS_BEFORE_FAULT):
@@ -763,7 +821,7 @@ class DemoServer:
                 if fault == "malformed" and index == _TOKENS_BEFORE_FAULT:
                     yield b'data: {"id": "x", "choices": [{"delta": {"cont\n\n'
                     return
-                await self._pace(index)
+                await self._pace_until(schedule.due(index))
                 if self._release is not None and self._release.is_set():
                     return
                 delta: dict[str, Any] = {"content": plan.pieces[index % len(plan.pieces)] if plan.pieces else ""}
@@ -772,7 +830,7 @@ class DemoServer:
                 yield chunk(delta)
                 index += 1
             if not plan.pieces:
-                await self._pace(0)
+                await self._pace_until(schedule.due(0))
             yield chunk({}, finish, stop_reason=stop_reason)
             if include_usage:
                 yield _sse(

@@ -68,8 +68,17 @@ _EXPECTED = (
 )
 
 
+async def _read_error_body(response: httpx2.Response) -> None:
+    # What huggingface_hub's own response hook does: an error's body is read while the stream is open,
+    # so the raised error carries TGI's message.
+    if response.status_code >= 400:
+        await response.aread()
+
+
 class TgiBackend(Backend):
     """Streams from a text-generation-inference server (``POST /`` with ``stream: true``)."""
+
+    _pool: httpx2.AsyncClient | None = None
 
     def _client(self) -> AsyncInferenceClient:
         # An explicit "authorization": None keeps huggingface_hub from sending a locally saved HF token
@@ -77,12 +86,28 @@ class TgiBackend(Backend):
         headers: dict[str, str] = {} if self.api_key else cast(dict[str, str], {"authorization": None})
         timeout = httpx2.Timeout(connect=self.timeouts.connect, read=None, write=self.timeouts.connect, pool=None)
         # huggingface_hub passes ``timeout`` straight to httpx2, which accepts a Timeout object.
-        return AsyncInferenceClient(
+        client = AsyncInferenceClient(
             base_url=self.spec.url,
             api_key=self.api_key,
             headers=headers,
             timeout=cast(float, timeout),
         )
+        # Each answer gets its own AsyncInferenceClient (see stream) but shares this backend's connection
+        # pool: left to itself the client builds a new httpx2 client per answer, and with it an SSL context
+        # (reading the CA bundle) and a new connection: ~30 of the ~50 ms of CPU a 200-token answer cost
+        # (benchmarks/results_perf.md). It creates that client lazily into ``_async_client`` and closes
+        # only what it entered on its exit stack (the streamed response), so a pool set here outlives
+        # each answer's client.
+        if self._pool is None:
+            self._pool = httpx2.AsyncClient(
+                event_hooks={"response": [_read_error_body]},
+                follow_redirects=True,
+                timeout=None,
+                # One connection per concurrent answer, as before; the pool only adds keep-alive reuse.
+                limits=httpx2.Limits(max_connections=None, max_keepalive_connections=64),
+            )
+        client._async_client = self._pool
+        return client
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         if request.prompt is None:
@@ -152,6 +177,11 @@ class TgiBackend(Backend):
             max_total_tokens=number("max_total_tokens"),
             max_stop_sequences=number("max_stop_sequences"),
         )
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
 
     def _http(self) -> httpx2.AsyncClient:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}

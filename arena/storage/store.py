@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
@@ -19,6 +21,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from arena.domain import WINNERS, BattleRecord, MessageRecord, PairCount, VoteRecord, Winner
 from arena.errors import ConfigError, StorageError, VoteRejected
 from arena.storage.tables import BattleRow, MessageRow, ModelRow, VoteRow
+
+log = logging.getLogger(__name__)
 
 DB_DIR = Path(__file__).resolve().parents[2] / "db"
 """The fixed folder holding the migrations and the default SQLite files."""
@@ -298,11 +302,16 @@ class Store:
             raise StorageError(f"Database error while {what} ({self.url}): {_describe(e)}") from e
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sa.Connection]:
+    def _write(self, what: str = "write") -> Iterator[sa.Connection]:
+        # At DEBUG, one line per committed write with its duration (connection, lock wait, commit):
+        # what benchmarks/bench_votes.py reads. Costs one clock read when DEBUG is off.
+        started = time.perf_counter() if log.isEnabledFor(logging.DEBUG) else None
         with self._engine.connect() as conn:
             conn.execution_options(arena_write=True)
             with conn.begin():
                 yield conn
+        if started is not None:
+            log.debug("committed %s in %.3f ms", what, (time.perf_counter() - started) * 1000)
 
     def _insert_models(self, conn: sa.Connection, names: Iterable[str]) -> None:
         rows = [{"name": n} for n in dict.fromkeys(names)]
@@ -352,7 +361,7 @@ class Store:
     def create_battle(self, b: BattleRecord) -> None:
         """Store a new battle (and its two model names, if new)."""
         _require_aware(b.created_at, "BattleRecord.created_at")
-        with self._guard("saving a battle"), self._write() as conn:
+        with self._guard("saving a battle"), self._write("battle") as conn:
             self._insert_models(conn, (b.model_a, b.model_b))
             conn.execute(
                 sa.insert(BattleRow),
@@ -373,7 +382,7 @@ class Store:
         """Store messages, all or none."""
         if not rows:
             return
-        with self._guard("saving messages"), self._write() as conn:
+        with self._guard("saving messages"), self._write("messages") as conn:
             conn.execute(sa.insert(MessageRow), [_message_values(m) for m in rows])
 
     def replace_turn(self, battle_id: str, turn: int, rows: Sequence[MessageRecord]) -> None:
@@ -402,7 +411,7 @@ class Store:
         flags = _join_flags(v.flags)
         with self._guard("saving a vote"):
             try:
-                with self._write() as conn:
+                with self._write("vote") as conn:
                     conn.execute(sa.insert(VoteRow), {**_vote_values(v), "flags": flags})
             except exc.IntegrityError as e:
                 raise self._vote_rejected(v.battle_id) from e
@@ -516,6 +525,28 @@ class Store:
         """How many battles were started, voted or not."""
         with self._guard("counting battles"), self._engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(_BATTLES)).scalar_one())
+
+    def battles_since(self, client_hash: str, since: datetime) -> int:
+        """How many battles ``client_hash`` started at or after ``since`` (rate limits; uses the client index)."""
+        _require_aware(since, "since")
+        stmt = (
+            sa.select(sa.func.count())
+            .select_from(_BATTLES)
+            .where(_BATTLES.c.client_hash == client_hash, _BATTLES.c.created_at >= since)
+        )
+        with self._guard("counting recent battles"), self._engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+    def votes_since(self, client_hash: str, since: datetime) -> int:
+        """How many votes were cast at or after ``since`` on battles of ``client_hash`` (rate limits)."""
+        _require_aware(since, "since")
+        stmt = (
+            sa.select(sa.func.count())
+            .select_from(_VOTES.join(_BATTLES, _VOTES.c.battle_id == _BATTLES.c.id))
+            .where(_BATTLES.c.client_hash == client_hash, _VOTES.c.created_at >= since)
+        )
+        with self._guard("counting recent votes"), self._engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
 
     @staticmethod
     def _filters(
@@ -659,3 +690,142 @@ class Store:
                     "vote": vote,
                     "messages": messages.get(r["id"], []),
                 }
+
+    # -- deployment: consistent snapshots, idempotent restore, migrations under a lock ----------------
+
+    def snapshot(self, dest: str | Path) -> None:
+        """Write a consistent copy of a SQLite database to ``dest`` (replaced if it exists).
+
+        Uses SQLite's online backup API in one step, which reads the whole database inside one read
+        transaction: concurrent writers keep writing, and the copy holds every transaction committed
+        before the backup began and nothing of any later one. (Copying the file instead loses the
+        rows still in the ``-wal`` file.) The copy is written next to ``dest`` and renamed into place,
+        so a reader never sees half a file.
+
+        Raises
+        ------
+        ConfigError
+            The database is PostgreSQL (back it up with ``pg_dump``).
+        StorageError
+            The database cannot be read or ``dest`` cannot be written.
+        """
+        import sqlite3
+
+        if self._engine.dialect.name != "sqlite":
+            raise ConfigError(
+                "Snapshots are for SQLite databases; back PostgreSQL up with pg_dump (the journal still syncs)."
+            )
+        dest = Path(dest)
+        partial = dest.with_name(dest.name + ".partial")
+        partial.unlink(missing_ok=True)
+        with self._guard("taking a snapshot"):
+            raw = self._engine.raw_connection()
+            try:
+                target = sqlite3.connect(partial)
+                try:
+                    raw.driver_connection.backup(target)  # type: ignore[union-attr]
+                finally:
+                    target.close()
+            except sqlite3.Error as e:
+                partial.unlink(missing_ok=True)
+                raise StorageError(f"Could not write a snapshot of {self.url} to {dest}: {e}") from e
+            finally:
+                raw.close()
+        partial.replace(dest)
+
+    def merge_battles(
+        self,
+        battles: Iterable[BattleRecord],
+        votes: Iterable[VoteRecord] = (),
+        messages: Mapping[str, Sequence[MessageRecord]] | None = None,
+    ) -> MergeResult:
+        """Add what is missing, in one transaction; running it again adds nothing (restores use it).
+
+        A battle is added when its id is not stored; a vote when its battle is stored (or added
+        here) and has no vote yet; a battle's messages when that battle has no messages yet.
+        Unlike :meth:`import_battles`, a vote for a battle stored earlier without one is added.
+
+        Raises
+        ------
+        ValueError
+            A timestamp is naive, or a message is filed under another battle's id.
+        StorageError
+            The database is unavailable; nothing was written.
+        """
+        battles = list({b.id: b for b in battles}.values())
+        votes = list({v.battle_id: v for v in votes}.values())
+        messages = dict(messages or {})
+        for b in battles:
+            _require_aware(b.created_at, "BattleRecord.created_at")
+        for v in votes:
+            _require_aware(v.created_at, "VoteRecord.created_at")
+        for battle_id, rows in messages.items():
+            if any(m.battle_id != battle_id for m in rows):
+                raise ValueError(f"battle {battle_id!r}: a message belongs to another battle")
+        ids = list(dict.fromkeys([b.id for b in battles] + [v.battle_id for v in votes] + list(messages)))
+        result = MergeResult()
+        with self._guard("merging battles"), self._write() as conn:
+            stored: set[str] = set()
+            voted: set[str] = set()
+            with_messages: set[str] = set()
+            for chunk in _chunks(ids, 500):
+                stored.update(conn.execute(sa.select(_BATTLES.c.id).where(_BATTLES.c.id.in_(chunk))).scalars())
+                voted.update(conn.execute(sa.select(_VOTES.c.battle_id).where(_VOTES.c.battle_id.in_(chunk))).scalars())
+                with_messages.update(
+                    conn.execute(
+                        sa.select(_MESSAGES.c.battle_id).where(_MESSAGES.c.battle_id.in_(chunk)).distinct()
+                    ).scalars()
+                )
+            new_battles = [b for b in battles if b.id not in stored]
+            if new_battles:
+                self._insert_models(conn, (n for b in new_battles for n in (b.model_a, b.model_b)))
+                conn.execute(sa.insert(BattleRow), [_battle_values(b) for b in new_battles])
+                stored.update(b.id for b in new_battles)
+            new_votes = [v for v in votes if v.battle_id in stored and v.battle_id not in voted]
+            if new_votes:
+                conn.execute(sa.insert(VoteRow), [_vote_values(v) for v in new_votes])
+            new_messages = [
+                _message_values(m)
+                for battle_id, rows in messages.items()
+                if battle_id in stored and battle_id not in with_messages
+                for m in rows
+            ]
+            if new_messages:
+                conn.execute(sa.insert(MessageRow), new_messages)
+        result.battles, result.votes = len(new_battles), len(new_votes)
+        result.orphan_votes = sum(1 for v in votes if v.battle_id not in stored)
+        return result
+
+    def upgrade_locked(self) -> None:
+        """Apply the migrations up to head, one process at a time (replicas may start together).
+
+        On PostgreSQL a transaction-scoped advisory lock serialises concurrent start-ups: the first
+        process migrates, the others wait, then find the schema at head and do nothing. SQLite's
+        write lock does the same for a file.
+        """
+        from alembic import command
+
+        from arena.storage import migrations
+
+        _ensure_sqlite_dir(self._engine)
+        with self._guard("migrating the database"), self._write() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK_KEY)))
+            command.upgrade(migrations.alembic_config(conn), "head")
+
+
+_MIGRATION_LOCK_KEY = 0x4152454E41  # "ARENA": any fixed 64-bit number shared by every replica
+
+
+@dataclass
+class MergeResult:
+    """What :meth:`Store.merge_battles` added."""
+
+    battles: int = 0
+    votes: int = 0
+    orphan_votes: int = 0  # votes whose battle is neither stored nor given: not written
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

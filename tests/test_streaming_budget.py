@@ -1,0 +1,65 @@
+"""The update budget stretches the interval under load; the final snapshot is never held back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from arena.backends.base import Backend, Chunk, GenerationRequest, ServerInfo, Timeouts
+from arena.registry import ModelSpec
+from arena.streaming import SideJob, UpdateBudget, stream_pair
+
+
+class _Paced(Backend):
+    """``tokens`` one-word chunks, ``gap`` seconds apart (no server: only the timing matters here)."""
+
+    def __init__(self, tokens: int, gap: float) -> None:
+        super().__init__(ModelSpec(name="paced", backend="tgi", url="http://unused", template="chatml"), Timeouts())
+        self.tokens, self.gap = tokens, gap
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        for i in range(self.tokens):
+            await asyncio.sleep(self.gap)
+            yield Chunk(" w", "length" if i == self.tokens - 1 else None, self.tokens if i == self.tokens - 1 else None)
+
+    async def health(self) -> bool:
+        return True
+
+    async def info(self) -> ServerInfo | None:
+        return None
+
+
+def _jobs(tokens: int = 20, gap: float = 0.01) -> tuple[SideJob, SideJob]:
+    return SideJob(_Paced(tokens, gap), GenerationRequest(prompt="x")), SideJob(
+        _Paced(tokens, gap), GenerationRequest(prompt="x")
+    )
+
+
+async def _run(**kwargs: object) -> tuple[float, int]:
+    started = time.monotonic()
+    snapshots = [s async for s in stream_pair(_jobs(), **kwargs)]  # type: ignore[arg-type]
+    assert all(a.done for a in snapshots[-1]) and snapshots[-1][0].text == " w" * 20
+    return time.monotonic() - started, len(snapshots)
+
+
+def test_the_final_snapshot_is_not_held_back_by_a_long_interval() -> None:
+    elapsed, count = asyncio.run(_run(interval=5.0))
+    assert elapsed < 1.5  # the answers take ~0.2 s; waiting out the interval would take 5 s
+    assert count == 2  # the first token, then the end
+
+
+def test_a_budget_shared_by_many_streams_stretches_the_interval() -> None:
+    budget = UpdateBudget(rate=10.0)
+    budget.active = 9  # nine other battles streaming: with this one, one update per second each
+    elapsed, count = asyncio.run(_run(interval=0.01, budget=budget))
+    assert count == 2 and elapsed < 1.5
+    assert budget.active == 9  # released when the stream ends
+    assert UpdateBudget(rate=100.0).interval(0.04) == 0.04  # idle: the configured interval
+
+
+def test_a_budget_rate_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        UpdateBudget(0)
