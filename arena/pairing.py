@@ -77,6 +77,9 @@ class Pairing:
     model_b: str
     pool: str
     propensity: float  # probability that this unordered pair was drawn
+    # What uniform pairing would have given it (1 / eligible pairs of all pools): the battle's
+    # inverse-propensity weight is ``uniform_propensity / propensity`` (see :func:`ipw_weights`).
+    uniform_propensity: float | None = None
 
 
 def _pools(models: Iterable[ModelSpec]) -> dict[str, list[ModelSpec]]:
@@ -137,7 +140,7 @@ def draw_pair(
     first, second = members[i].name, members[j].name
     if rng.random() < 0.5:
         first, second = second, first
-    return Pairing(first, second, pool, float(propensity))
+    return Pairing(first, second, pool, float(propensity), float(1.0 / sizes.sum()))
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,18 @@ class PairDistribution:
     names: tuple[str, ...]
     pools: tuple[str, ...]  # the pool of each name
     probability: Float
+
+
+@dataclass(frozen=True)
+class _State:
+    """What :meth:`PairSampler.update` learnt, replaced as a whole on each update."""
+
+    index: dict[str, int]
+    theta: Float  # NaN when unrated
+    var: Float
+    component: NDArray[np.int64]  # -1 when unrated
+    votes: Float
+    scores: Float  # symmetric pair scores over every known model
 
 
 @dataclass
@@ -211,12 +226,7 @@ class PairSampler:
         self.floor = float(floor)
         self.min_votes = int(min_votes)
         self.warmup_boost = float(warmup_boost)
-        self._index: dict[str, int] = {}
-        self._theta: Float = np.zeros(0)
-        self._var: Float = np.zeros(0)
-        self._component: NDArray[np.int64] = np.zeros(0, dtype=np.int64)
-        self._votes: Float = np.zeros(0)
-        self._scores: Float = np.zeros((0, 0))
+        self._state = _State({}, np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros((0, 0)))
 
     # -- state -------------------------------------------------------------------------------------
 
@@ -239,28 +249,29 @@ class PairSampler:
                 names.update((r.model_a, r.model_b))
         order = sorted(names)
         n = len(order)
-        self._index = {m: i for i, m in enumerate(order)}
+        index = {m: i for i, m in enumerate(order)}
         battles = np.zeros((n, n))
         for r in counts:
             if r.model_a != r.model_b:
-                i, j = self._index[r.model_a], self._index[r.model_b]
+                i, j = index[r.model_a], index[r.model_b]
                 battles[i, j] += r.count
                 battles[j, i] += r.count
-        self._theta = np.full(n, np.nan)
-        self._var = np.full(n, _UNKNOWN_SD**2)
-        self._component = np.full(n, -1, dtype=np.int64)
-        self._votes = battles.sum(axis=1)
+        theta = np.full(n, np.nan)
+        var = np.full(n, _UNKNOWN_SD**2)
+        component = np.full(n, -1, dtype=np.int64)
+        votes = battles.sum(axis=1)
         if result is not None:
             for row in result.rows:
-                i = self._index[row.model]
+                i = index[row.model]
                 sd = (row.sandwich_upper - row.sandwich_lower) / (2 * 1.959963984540054 * SCALE)
                 if math.isfinite(row.rating) and math.isfinite(sd):
-                    self._theta[i] = row.rating / SCALE
-                    self._var[i] = min(sd * sd, _UNKNOWN_SD**2)
-                    self._component[i] = row.component
-        self._scores = _active_scores(
-            self._theta, self._var, self._component, self._votes, self.min_votes, self.warmup_boost
-        )
+                    theta[i] = row.rating / SCALE
+                    var[i] = min(sd * sd, _UNKNOWN_SD**2)
+                    component[i] = row.component
+        scores = _active_scores(theta, var, component, votes, self.min_votes, self.warmup_boost)
+        # One assignment, so a draw running meanwhile (the service updates from a worker thread)
+        # sees either the old state or the new one, never a mix.
+        self._state = _State(index, theta, var, component, votes, scores)
 
     # -- drawing -----------------------------------------------------------------------------------
 
@@ -322,7 +333,7 @@ class PairSampler:
         first, second = pool.members[int(pool.iu[c])], pool.members[int(pool.ju[c])]
         if rng.random() < 0.5:
             first, second = second, first
-        return Pairing(first, second, pool.name, float(share[k] * pool.q[c]))
+        return Pairing(first, second, pool.name, float(share[k] * pool.q[c]), float(1.0 / sizes.sum()))
 
     def _pool_tables(self, models: Sequence[ModelSpec], available: frozenset[str] | None) -> list[_Pool]:
         pools = _eligible_pools(models, available)
@@ -341,18 +352,19 @@ class PairSampler:
         return out
 
     def _active_q(self, members: tuple[str, ...], iu: NDArray[np.int64], ju: NDArray[np.int64]) -> Float:
-        idx = [self._index.get(m, -1) for m in members]
+        state = self._state
+        idx = [state.index.get(m, -1) for m in members]
         if min(idx) >= 0:
             ix = np.asarray(idx)
-            scores = self._scores[ix[iu], ix[ju]]
+            scores = state.scores[ix[iu], ix[ju]]
         else:
             # A model the last update did not know (added since): score its pairs from scratch.
             def pick(values: Float, fill: float) -> Float:
                 return np.array([values[i] if i >= 0 else fill for i in idx], dtype=np.float64)
 
-            theta, var = pick(self._theta, np.nan), pick(self._var, _UNKNOWN_SD**2)
-            comp = np.array([self._component[i] if i >= 0 else -1 for i in idx], dtype=np.int64)
-            full = _active_scores(theta, var, comp, pick(self._votes, 0.0), self.min_votes, self.warmup_boost)
+            theta, var = pick(state.theta, np.nan), pick(state.var, _UNKNOWN_SD**2)
+            comp = np.array([state.component[i] if i >= 0 else -1 for i in idx], dtype=np.int64)
+            full = _active_scores(theta, var, comp, pick(state.votes, 0.0), self.min_votes, self.warmup_boost)
             scores = full[iu, ju]
         total = scores.sum()
         uniform = np.full(iu.size, 1.0 / iu.size)

@@ -244,6 +244,7 @@ def fit_ratings(
     seed: int | np.random.Generator = 0,
     min_votes: int = DEFAULT_MIN_VOTES,
     anchor: tuple[str, float] | None = None,
+    weights: Sequence[float] | None = None,
 ) -> RatingsResult:
     """Fit Bradley-Terry ratings with 95% intervals and honest ranks from aggregated counts.
 
@@ -273,6 +274,11 @@ def fit_ratings(
     anchor : (str, float), optional
         Pin this model to this rating; its component is shifted accordingly and its intervals
         become intervals of the difference to the anchor.
+    weights : sequence of float, optional
+        Inverse-propensity weighting (see "Weighted fits" below): ``weights[k]`` is the sum of
+        the weights of the ``counts[k].count`` battles of row ``k`` (e.g. ``SUM(weight)`` next to
+        ``COUNT(*)`` in the GROUP BY). Only the ratios matter: multiplying every weight by the
+        same number changes nothing. Default: every battle weighs 1.
 
     Returns
     -------
@@ -288,15 +294,26 @@ def fit_ratings(
     RuntimeError
         If a component cannot be fitted even with the largest alpha in ``ALPHA_LADDER``
         (this should not happen for valid counts; please report the counts).
+
+    Notes
+    -----
+    Weighted fits: with ``weights`` the likelihood, the sandwich "bread" ``H`` and the bootstrap
+    use the weighted counts, so a battle whose pair was drawn with propensity ``pi`` and weight
+    ``(1/K) / pi`` counts as much as the battles uniform pairing would have collected in its place
+    (:func:`arena.pairing.ipw_weights`). The sandwich "meat" needs the sum of squared weights of a
+    cell; it is taken as ``weight_sum**2 / count``: exact when the battles of one cell share a
+    weight, otherwise too small (by Cauchy-Schwarz), so intervals come out somewhat narrow when a
+    cell's weights differ widely. Records (votes, wins, ``win_rate``,
+    ``battle_count``) stay raw counts.
     """
     _check_parameters(tie_policy, alpha, interval, bootstrap_rounds, min_votes)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     notes: list[str] = []
-    tally = _tally(counts, models, notes)
+    tally = _tally(counts, models, notes, weights)
     names = tally.names
     n_all = len(names)
 
-    y = _effective_wins(tally.wins, tally.ties, tally.bothbad, tie_policy)
+    y = _effective_wins(tally.wins_w, tally.ties_w, tally.bothbad_w, tie_policy)
     played = (y + y.T) > 0
     rated_mask: NDArray[np.bool_] = np.asarray(played.any(axis=1), dtype=bool)
     rated_idx = np.flatnonzero(rated_mask)
@@ -334,7 +351,7 @@ def fit_ratings(
 
     for k, g in enumerate(groups):
         pin = _local_index(g, anchor_idx)
-        var = _sandwich_covariance(theta[g], tally.wins[np.ix_(g, g)], _tie_total(tally, g), tie_policy, alphas[k])
+        var = _sandwich_covariance(theta[g], *_sandwich_inputs(tally, g), tie_policy, alphas[k])
         sandwich_sd[g] = np.sqrt(np.maximum(_contrast_variances(var, pin), 0.0))
         if alphas[k] > 0 and _one_sided(y[np.ix_(g, g)]):
             notes.append(
@@ -427,6 +444,10 @@ class _Tally:
     ties: NDArray[np.int64]  # symmetric
     bothbad: NDArray[np.int64]  # symmetric
     n_battles: int
+    # The same cells as weight sums (equal to the counts when the fit is unweighted).
+    wins_w: Float
+    ties_w: Float
+    bothbad_w: Float
 
 
 def _check_parameters(tie_policy: str, alpha: float, interval: str, rounds: int, min_votes: int) -> None:
@@ -444,7 +465,13 @@ def _check_parameters(tie_policy: str, alpha: float, interval: str, rounds: int,
         raise ValueError(f"min_votes must be an integer >= 0, not {min_votes!r}.")
 
 
-def _tally(counts: Sequence[PairCount], models: Sequence[str] | None, notes: list[str]) -> _Tally:
+def _tally(
+    counts: Sequence[PairCount], models: Sequence[str] | None, notes: list[str], weights: Sequence[float] | None = None
+) -> _Tally:
+    if weights is not None and len(weights) != len(counts):
+        raise ValueError(
+            f"weights has {len(weights)} entries for {len(counts)} count rows; pass one weight sum per row."
+        )
     if models is not None:
         names = list(dict.fromkeys(models))
         if len(names) != len(models):
@@ -456,8 +483,9 @@ def _tally(counts: Sequence[PairCount], models: Sequence[str] | None, notes: lis
     wins = np.zeros((n, n), dtype=np.int64)
     ties = np.zeros((n, n), dtype=np.int64)
     bothbad = np.zeros((n, n), dtype=np.int64)
+    cells = (np.zeros((n, n)), np.zeros((n, n)), np.zeros((n, n)))  # weight sums of wins, ties, bothbad
     self_battles = 0
-    for r in counts:
+    for k, r in enumerate(counts):
         c = r.count
         if isinstance(c, bool) or not isinstance(c, int | np.integer) or c < 0:
             raise ValueError(
@@ -471,26 +499,37 @@ def _tally(counts: Sequence[PairCount], models: Sequence[str] | None, notes: lis
         if r.model_a == r.model_b:
             self_battles += int(c)
             continue
+        w = float(c) if weights is None else _weight(weights[k], int(c), r)
         a, b = index[r.model_a], index[r.model_b]
         if r.winner == "model_a":
             wins[a, b] += c
+            cells[0][a, b] += w
         elif r.winner == "model_b":
             wins[b, a] += c
-        elif r.winner == "tie":
-            ties[a, b] += c
-            ties[b, a] += c
+            cells[0][b, a] += w
         else:
-            bothbad[a, b] += c
-            bothbad[b, a] += c
+            tied, tied_w = (ties, cells[1]) if r.winner == "tie" else (bothbad, cells[2])
+            tied[a, b] += c
+            tied[b, a] += c
+            tied_w[a, b] += w
+            tied_w[b, a] += w
     if self_battles:
         notes.append(f"Ignored {self_battles} battles of a model against itself (they say nothing about strength).")
     n_battles = int(wins.sum() + np.triu(ties).sum() + np.triu(bothbad).sum())
-    return _Tally(tuple(names), wins, ties, bothbad, n_battles)
+    return _Tally(tuple(names), wins, ties, bothbad, n_battles, *cells)
 
 
-def _effective_wins(
-    wins: NDArray[np.int64], ties: NDArray[np.int64], bothbad: NDArray[np.int64], tie_policy: TiePolicy
-) -> Float:
+def _weight(value: float, count: int, row: PairCount) -> float:
+    w = float(value)
+    if not (math.isfinite(w) and w >= 0) or (count == 0 and w > 0):
+        raise ValueError(
+            f"weight must be a finite sum >= 0 (0 for a row with count 0), got {value!r} for "
+            f"{row.model_a} vs {row.model_b}; pass the sum of the inverse-propensity weights of the row's battles."
+        )
+    return w
+
+
+def _effective_wins(wins: Float, ties: Float, bothbad: Float, tie_policy: TiePolicy) -> Float:
     """``y[i, j]``: what counts as i's wins over j in the likelihood."""
     y = wins.astype(np.float64)
     if tie_policy == "half":
@@ -498,8 +537,22 @@ def _effective_wins(
     return y
 
 
-def _tie_total(tally: _Tally, g: NDArray[np.int64]) -> NDArray[np.int64]:
-    return (tally.ties + tally.bothbad)[np.ix_(g, g)]
+def _sandwich_inputs(tally: _Tally, g: NDArray[np.int64]) -> tuple[Float, Float, Float, Float]:
+    """Weighted wins and ties of group ``g`` for the bread, and their squared-weight sums for the meat.
+
+    Unweighted, both are the counts. Weighted, a cell's sum of squared weights is taken as
+    ``weight_sum**2 / count`` (its battles are assumed to share one weight).
+    """
+    ix = np.ix_(g, g)
+    wins_h = tally.wins_w[ix]
+    ties_h = (tally.ties_w + tally.bothbad_w)[ix]
+    counts = (tally.wins[ix], tally.ties[ix], tally.bothbad[ix])
+    sums = (wins_h, tally.ties_w[ix], tally.bothbad_w[ix])
+    meat = []
+    for c, w in zip(counts, sums, strict=True):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            meat.append(np.where(c > 0, w * w / np.where(c > 0, c, 1), 0.0))
+    return wins_h, ties_h, meat[0], meat[1] + meat[2]
 
 
 def _components(played: NDArray[np.bool_], rated_idx: NDArray[np.int64]) -> list[NDArray[np.int64]]:
@@ -592,17 +645,29 @@ def _fit_group(y: Float, alpha: float, names: list[str]) -> tuple[Float, float, 
 
 
 def _sandwich_covariance(
-    theta: Float, wins: NDArray[np.int64], tie_total: NDArray[np.int64], tie_policy: TiePolicy, alpha: float
+    theta: Float,
+    wins: Float,
+    tie_total: Float,
+    wins_sq: Float,
+    tie_total_sq: Float,
+    tie_policy: TiePolicy,
+    alpha: float,
 ) -> Float:
-    """Robust covariance of the centred theta (see the module docstring for the derivation)."""
+    """Robust covariance of the centred theta (see the module docstring for the derivation).
+
+    ``wins``/``tie_total`` are (weighted) counts for the bread, ``wins_sq``/``tie_total_sq`` the
+    sums of squared weights for the meat; unweighted, both pairs are the counts.
+    """
     n = theta.size
     p = expit(theta[:, None] - theta[None, :])  # p[i, j] = P(i beats j)
-    w_f = wins.astype(np.float64)
-    t = tie_total.astype(np.float64) if tie_policy == "half" else np.zeros_like(w_f)
+    w_f = np.asarray(wins, dtype=np.float64)
+    t = np.asarray(tie_total, dtype=np.float64) if tie_policy == "half" else np.zeros_like(w_f)
+    w_sq = np.asarray(wins_sq, dtype=np.float64)
+    t_sq = np.asarray(tie_total_sq, dtype=np.float64) if tie_policy == "half" else np.zeros_like(w_f)
     n_ij = w_f + w_f.T + t
     info_w = n_ij * p * (1.0 - p)
     h = np.diag(info_w.sum(1)) - info_w
-    meat_w = w_f * (1.0 - p) ** 2 + w_f.T * p**2 + t * (0.5 - p) ** 2
+    meat_w = w_sq * (1.0 - p) ** 2 + w_sq.T * p**2 + t_sq * (0.5 - p) ** 2
     b = np.diag(meat_w.sum(1)) - meat_w
     ones = np.full((n, n), 1.0 / n)
     if alpha > 0:
@@ -655,18 +720,28 @@ def _to_rating(theta: Float, pin: int | None, anchor: tuple[str, float] | None) 
 # --- bootstrap --------------------------------------------------------------------------------
 
 
-def _cells(tally: _Tally) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
-    """The non-empty (pair, outcome) cells, with i < j: rows, columns, kinds, counts."""
+def _cells(
+    tally: _Tally,
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], Float]:
+    """The non-empty (pair, outcome) cells, with i < j: rows, columns, kinds, counts, mean weights."""
     iu, ju = np.triu_indices(len(tally.names), k=1)
     per_kind = (tally.wins[iu, ju], tally.wins[ju, iu], tally.ties[iu, ju], tally.bothbad[iu, ju])
-    ci, cj, kind, cnt = [], [], [], []
-    for k, c in enumerate(per_kind):
+    per_kind_w = (tally.wins_w[iu, ju], tally.wins_w[ju, iu], tally.ties_w[iu, ju], tally.bothbad_w[iu, ju])
+    ci, cj, kind, cnt, mean_w = [], [], [], [], []
+    for k, (c, w) in enumerate(zip(per_kind, per_kind_w, strict=True)):
         nz = np.flatnonzero(c)
         ci.append(iu[nz])
         cj.append(ju[nz])
         kind.append(np.full(nz.size, k))
         cnt.append(c[nz])
-    return np.concatenate(ci), np.concatenate(cj), np.concatenate(kind), np.concatenate(cnt)
+        mean_w.append(w[nz] / c[nz])
+    return (
+        np.concatenate(ci),
+        np.concatenate(cj),
+        np.concatenate(kind),
+        np.concatenate(cnt),
+        np.concatenate(mean_w).astype(np.float64),
+    )
 
 
 def _scatter(
@@ -710,7 +785,7 @@ def _bootstrap(
 ) -> tuple[Float, Float, int]:
     """Percentile intervals from ``rounds`` multinomial resamples of all battles."""
     n = len(tally.names)
-    ci, cj, kind, cnt = _cells(tally)
+    ci, cj, kind, cnt, mean_w = _cells(tally)
     total = int(cnt.sum())
     scatter_t = _scatter(ci, cj, kind, n, tie_policy).T.tocsr()
     pvals = cnt / total
@@ -719,7 +794,8 @@ def _bootstrap(
     done = 0
     while done < rounds:
         size = min(_BOOT_CHUNK, rounds - done)
-        draws = rng.multinomial(total, pvals, size=size).astype(np.float64)
+        # A drawn battle carries its cell's (mean) weight; unweighted, that is 1.
+        draws = rng.multinomial(total, pvals, size=size).astype(np.float64) * mean_w
         ys = np.asarray(scatter_t @ draws.T).T.reshape(size, n, n)
         for r in range(size):
             used_fallback = False

@@ -18,13 +18,20 @@ estimates, and the reason inverse-propensity weighting exists.
 
 The race
 --------
-All seeds run side by side (vectorised). Votes arrive in batches of ``refit_every``: the pairs of
-one batch are drawn from the sampler's pair distribution, the outcomes from the truth, then
-:func:`arena.ratings.fit_ratings` (sandwich intervals, no bootstrap) is refitted and the sampler
-updated, exactly as the service does. After every batch the ranking's Spearman correlation with
-the truth is recorded. "Votes to target" is the first checkpoint from which the Spearman
-correlation stays at or above ``target`` up to ``max_votes`` (runs that never get there count as
-``max_votes``; the report says how many). Both strategies see the same true strengths per seed.
+All seeds run side by side (vectorised). Votes arrive in batches of ``refit_every`` (default 20,
+the service's ``ARENA_PAIRING_REFRESH_VOTES``): the pairs of one batch are drawn from the
+sampler's pair distribution, the outcomes from the truth, then :func:`arena.ratings.fit_ratings`
+(sandwich intervals, no bootstrap) is refitted and the sampler updated, exactly as the service
+does. After every batch the leaderboard's Spearman correlation with the truth is recorded (the
+leaderboard is the unweighted fit, or with ``ipw`` the inverse-propensity weighted one for
+non-uniform strategies; the sampler always learns from the unweighted fit, as the service's does).
+"Votes to target" is the first checkpoint from which the Spearman correlation stays at or above
+``target`` up to ``max_votes`` (runs that never get there count as ``max_votes``; the report says
+how many). Both strategies see the same true strengths per seed.
+
+Bias: the final ratings' mean absolute error against the (centred) truth, for the leaderboard and
+for the fit with inverse-propensity weights ``(1/K) / propensity`` (``fit_ratings(weights=...)``,
+the weight sums per count row, as the database would return them).
 """
 
 from __future__ import annotations
@@ -33,7 +40,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import choix
 import numpy as np
 from numpy.typing import NDArray
 
@@ -57,7 +63,7 @@ class SimulationConfig:
     tie_rate: float = 0.3  # tie share between two equal models (Davidson)
     target: float = 0.95  # Spearman correlation with the truth
     max_votes: int = 6000
-    refit_every: int = 50
+    refit_every: int = 20  # the service refreshes the sampler every ARENA_PAIRING_REFRESH_VOTES (20) votes
     floor: float = DEFAULT_FLOOR
     min_votes: int = 30
     ipw: bool = False  # fit the active arm with inverse-propensity weights
@@ -91,7 +97,8 @@ class StrategyRun:
     votes_to_target: Float  # (seeds,), censored at max_votes
     reached: NDArray[np.bool_]  # (seeds,)
     votes_to_top: Float  # (seeds,), NaN when the top model was never separated
-    final_error: Float  # (seeds,): mean |fitted - true| rating (both centred), Elo points
+    final_error: Float  # (seeds,): mean |fitted - true| rating (both centred), Elo points, of the leaderboard
+    final_error_ipw: Float  # (seeds,): the same for the inverse-propensity weighted fit
 
 
 @dataclass
@@ -117,19 +124,26 @@ def _outcome_tables(ratings: Float, tie_rate: float) -> tuple[Float, Float]:
 
 
 def _rows(
-    names: Sequence[str], wins: NDArray[np.int64], ties: NDArray[np.int64], bad: NDArray[np.int64]
-) -> list[PairCount]:
+    names: Sequence[str],
+    counts: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]],
+    weight_sums: tuple[Float, Float, Float],
+) -> tuple[list[PairCount], list[float]]:
+    """What the database's GROUP BY returns: count rows, and each row's sum of IPW weights."""
+    wins, ties, bad = counts
     rows: list[PairCount] = []
+    weights: list[float] = []
     n = len(names)
     for i, j in zip(*np.nonzero(wins), strict=True):
         rows.append(PairCount(names[i], names[j], "model_a", int(wins[i, j])))
+        weights.append(float(weight_sums[0][i, j]))
     iu, ju = np.triu_indices(n, k=1)
-    for matrix, winner in ((ties, "tie"), (bad, "tie (bothbad)")):
-        w: Winner = winner  # type: ignore[assignment]
+    for matrix, w_matrix, winner in ((ties, weight_sums[1], "tie"), (bad, weight_sums[2], "tie (bothbad)")):
+        kind: Winner = winner  # type: ignore[assignment]
         for i, j in zip(iu.tolist(), ju.tolist(), strict=True):
             if matrix[i, j]:
-                rows.append(PairCount(names[i], names[j], w, int(matrix[i, j])))
-    return rows
+                rows.append(PairCount(names[i], names[j], kind, int(matrix[i, j])))
+                weights.append(float(w_matrix[i, j]))
+    return rows, weights
 
 
 def _spearman(x: Float, y: Float) -> float:
@@ -154,16 +168,18 @@ def _fitted(result: RatingsResult, names: Sequence[str]) -> tuple[Float, Float, 
 
 def _run_strategy(cfg: SimulationConfig, strategy: Strategy, truth: Float, rng: np.random.Generator) -> StrategyRun:
     s_count, n = truth.shape
-    names = [m.name for m in _roster(n)]
     roster = _roster(n)
+    names = [m.name for m in roster]
     p_win, p_tie = _outcome_tables(truth, cfg.tie_rate)
     iu, ju = np.triu_indices(n, k=1)
     n_pairs = iu.size
     wins = np.zeros((s_count, n, n), dtype=np.int64)
     ties = np.zeros((s_count, n, n), dtype=np.int64)
     bad = np.zeros((s_count, n, n), dtype=np.int64)
-    # Inverse-propensity weighted counts (score matrix y[i, j] and pair totals), for ``ipw``.
-    y_w = np.zeros((s_count, n, n))
+    # The same cells as sums of inverse-propensity weights (1/K) / propensity, K = n_pairs.
+    wins_w = np.zeros((s_count, n, n))
+    ties_w = np.zeros((s_count, n, n))
+    bad_w = np.zeros((s_count, n, n))
     samplers = [PairSampler(strategy, floor=cfg.floor, min_votes=cfg.min_votes) for _ in range(s_count)]
     n_checks = cfg.max_votes // cfg.refit_every
     checkpoints = cfg.refit_every * np.arange(1, n_checks + 1)
@@ -171,8 +187,10 @@ def _run_strategy(cfg: SimulationConfig, strategy: Strategy, truth: Float, rng: 
     top_at = np.full(s_count, np.nan)
     true_top = truth.argmax(axis=1)
     final = np.zeros((s_count, n))
+    final_ipw = np.zeros((s_count, n))
     k = cfg.refit_every
     seed_rows = np.arange(s_count)[:, None]
+    weighted_board = cfg.ipw and strategy != "uniform"
     for c in range(n_checks):
         prob = np.empty((s_count, n_pairs))
         for s in range(s_count):
@@ -191,44 +209,57 @@ def _run_strategy(cfg: SimulationConfig, strategy: Strategy, truth: Float, rng: 
         bothbad = tied & (rng.random((s_count, k)) < 0.5)
         plain_tie = tied & ~bothbad
         ss = np.broadcast_to(seed_rows, (s_count, k))
-        np.add.at(wins, (ss[a_wins], a[a_wins], b[a_wins]), 1)
-        np.add.at(wins, (ss[b_wins], b[b_wins], a[b_wins]), 1)
-        for m, flag in ((ties, plain_tie), (bad, bothbad)):
-            np.add.at(m, (ss[flag], a[flag], b[flag]), 1)
-            np.add.at(m, (ss[flag], b[flag], a[flag]), 1)
-        if cfg.ipw:
-            w = (1.0 / n_pairs) / prob[seed_rows, pick]
-            score = np.where(a_wins, 1.0, np.where(tied, 0.5, 0.0))
-            np.add.at(y_w, (ss, a, b), w * score)
-            np.add.at(y_w, (ss, b, a), w * (1.0 - score))
+        weight = (1.0 / n_pairs) / prob[seed_rows, pick]
+        for flag, first, second in ((a_wins, a, b), (b_wins, b, a)):
+            np.add.at(wins, (ss[flag], first[flag], second[flag]), 1)
+            np.add.at(wins_w, (ss[flag], first[flag], second[flag]), weight[flag])
+        for m, m_w, flag in ((ties, ties_w, plain_tie), (bad, bad_w, bothbad)):
+            for first, second in ((a, b), (b, a)):
+                np.add.at(m, (ss[flag], first[flag], second[flag]), 1)
+                np.add.at(m_w, (ss[flag], first[flag], second[flag]), weight[flag])
+        last = c == n_checks - 1
         for s in range(s_count):
-            rows = _rows(names, wins[s], ties[s], bad[s])
+            rows, weights = _rows(names, (wins[s], ties[s], bad[s]), (wins_w[s], ties_w[s], bad_w[s]))
+            # The sampler always learns from the unweighted fit, as the service's refresh does.
             result = fit_ratings(rows, models=names, interval="sandwich", bootstrap_rounds=0, min_votes=cfg.min_votes)
             samplers[s].update(result, rows)
-            fitted, lo, hi = _fitted(result, names)
+            board = result
+            if weighted_board or last:
+                weighted = fit_ratings(
+                    rows,
+                    models=names,
+                    interval="sandwich",
+                    bootstrap_rounds=0,
+                    min_votes=cfg.min_votes,
+                    weights=weights,
+                )
+                board = weighted if weighted_board else result
+                if last:
+                    final_ipw[s] = _fitted(weighted, names)[0]
+            fitted, lo, hi = _fitted(board, names)
             spearman[s, c] = _spearman(fitted, truth[s])
             if np.isnan(top_at[s]):
                 top = int(fitted.argmax())
                 others = np.delete(hi, top)
                 if top == true_top[s] and lo[top] > others.max():
                     top_at[s] = checkpoints[c]
-            if c == n_checks - 1:
-                final[s] = _ipw_fit(y_w[s]) if cfg.ipw and strategy != "uniform" else fitted
+            if last:
+                final[s] = fitted
     below = spearman < cfg.target
     # First checkpoint after the last one below target.
     last_below = np.where(below.any(axis=1), n_checks - 1 - np.argmax(below[:, ::-1], axis=1), -1)
     reached = last_below < n_checks - 1
     votes = np.where(reached, checkpoints[np.minimum(last_below + 1, n_checks - 1)], cfg.max_votes).astype(np.float64)
+    return StrategyRun(
+        strategy, checkpoints, spearman, votes, reached, top_at, _abs_error(final, truth), _abs_error(final_ipw, truth)
+    )
+
+
+def _abs_error(fitted: Float, truth: Float) -> Float:
+    """Mean |fitted - true| rating per seed, both centred (Elo points)."""
     centred_truth = truth - truth.mean(axis=1, keepdims=True)
-    centred_fit = final - final.mean(axis=1, keepdims=True)
-    error = np.abs(centred_fit - centred_truth).mean(axis=1)
-    return StrategyRun(strategy, checkpoints, spearman, votes, reached, top_at, error)
-
-
-def _ipw_fit(y: Float) -> Float:
-    """Bradley-Terry ratings (centred at 1000) from an inverse-propensity weighted score matrix."""
-    th = choix.ilsr_pairwise_dense(y, alpha=0.0, max_iter=5000, tol=1e-9)
-    return np.asarray(BASE_RATING + SCALE * (th - th.mean()), dtype=np.float64)
+    centred_fit = fitted - fitted.mean(axis=1, keepdims=True)
+    return np.asarray(np.abs(centred_fit - centred_truth).mean(axis=1), dtype=np.float64)
 
 
 def run_simulation(cfg: SimulationConfig) -> SimulationResult:
@@ -273,6 +304,12 @@ def format_report(result: SimulationResult) -> list[str]:
             f"{name:<10} {run.votes_to_target.mean():>19.0f} mean {int(run.reached.sum()):>5}/{cfg.seeds:<2} "
             f"{top_text:>24} {run.final_error.mean():>18.1f}"
         )
+    for name, run in result.runs.items():
+        if name != "uniform":
+            lines.append(
+                f"{name}: final |error| {run.final_error_ipw.mean():.1f} Elo with inverse-propensity weights, "
+                f"{run.final_error.mean():.1f} as shown above (leaderboard {'weighted' if cfg.ipw else 'unweighted'})"
+            )
     if "active" in result.runs and "uniform" in result.runs:
         lo, hi = result.saving_ci
         lines.append(f"saving: {result.saving:.1f}% (95% CI [{lo:.1f}, {hi:.1f}])")

@@ -93,7 +93,7 @@ def run_fault_battle(store: Store, kind: str, url: str, good_url: str, expected:
             # One call starts a fresh battle (the "New round" button).
             fresh = service.new_session("10.0.0.1", models=("good-model", "bad-model"))
             assert fresh.status == "new" and fresh.battle_id is None
-            assert elapsed < FAST.total + 2, elapsed  # every fault ends within the deadlines
+            assert elapsed < FAST.total + 5, elapsed  # every fault ends within the deadlines (margin for a busy CI)
         finally:
             await close(service)
 

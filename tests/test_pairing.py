@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import numpy as np
@@ -140,6 +141,8 @@ def test_propensities_are_exact_and_match_observed_frequencies() -> None:
         i, j = sorted((dist.names.index(p.model_a), dist.names.index(p.model_b)))
         assert p.propensity == pytest.approx(dist.probability[i, j], rel=1e-9)
         assert p.propensity == pytest.approx(freq[frozenset((p.model_a, p.model_b))] / len(draws), abs=0.02)
+    # Uniform pairing would give each of the 7 eligible pairs (6 chat, 1 base) 1/7.
+    assert all(p.uniform_propensity == pytest.approx(1 / 7) for p in draws)
     # Propensities of the distinct pairs sum to 1 (every eligible pair accounted for).
     by_pair = {frozenset((p.model_a, p.model_b)): p.propensity for p in draws}
     assert len(by_pair) == 7
@@ -177,3 +180,29 @@ def test_sampler_rejects_bad_parameters() -> None:
         PairSampler("greedy")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="floor"):
         PairSampler("active", floor=1.5)
+
+
+def test_active_probabilities_follow_the_documented_score() -> None:
+    """The active table equals floor/K + (1 - floor) * score/sum(score), score written from the docs."""
+    from scipy.stats import norm
+
+    from arena.ratings import SCALE
+
+    models = [spec(m) for m in "abcd"]
+    counts = _ladder_counts()
+    fit = fit_ratings(counts, interval="sandwich", bootstrap_rounds=0)
+    sampler = PairSampler("active", floor=0.2, min_votes=0)
+    sampler.update(fit, counts)
+    dist = sampler.distribution(models)
+    theta = {r.model: r.rating / SCALE for r in fit.rows}
+    var = {r.model: ((r.sandwich_upper - r.sandwich_lower) / (2 * 1.959963984540054 * SCALE)) ** 2 for r in fit.rows}
+    pairs = [(i, j) for i in range(4) for j in range(i + 1, 4)]
+    score = {}
+    for i, j in pairs:
+        a, b = dist.names[i], dist.names[j]
+        d, s2 = theta[a] - theta[b], var[a] + var[b]
+        p = 1 / (1 + math.exp(-d))
+        score[i, j] = 2 * norm.cdf(-abs(d) / math.sqrt(s2)) * (1 - 1 / math.sqrt(1 + s2 * p * (1 - p)))
+    total = sum(score.values())
+    for i, j in pairs:
+        assert dist.probability[i, j] == pytest.approx(0.2 / 6 + 0.8 * score[i, j] / total, rel=1e-9)

@@ -464,3 +464,43 @@ def test_models_filter_ignores_other_battles() -> None:
     assert res.n_battles == 25
     assert res.row("alpha").rating - res.row("beta").rating == pytest.approx(SCALE * math.log(16.5 / 8.5), abs=1e-6)
     assert isinstance(res.rows[0], ModelRating)
+
+
+# --- inverse-propensity weights -----------------------------------------------------------------
+
+
+def test_weights_equal_to_the_counts_change_nothing_and_only_ratios_matter() -> None:
+    plain = fit_ratings(MIXED, interval="sandwich", bootstrap_rounds=200, seed=3)
+    for scale in (1.0, 0.37):
+        weighted = fit_ratings(
+            MIXED, interval="sandwich", bootstrap_rounds=200, seed=3, weights=[scale * r.count for r in MIXED]
+        )
+        for a, b in zip(plain.rows, weighted.rows, strict=True):
+            assert (a.model, a.votes, a.wins) == (b.model, b.votes, b.wins)
+            for key in ("rating", "sandwich_lower", "sandwich_upper", "bootstrap_lower", "bootstrap_upper"):
+                assert getattr(b, key) == pytest.approx(getattr(a, key), abs=1e-6), key
+
+
+def test_a_weight_counts_like_repeated_battles_in_the_ratings() -> None:
+    """Weighting alpha's 14 wins over beta by 3 gives the ratings of 42 such wins, with wider intervals."""
+    rows = list(MIXED)
+    heavy = [3.0 * r.count if r == rows[0] else float(r.count) for r in rows]
+    repeated = [pc("alpha", "beta", "model_a", 42), *rows[1:]]
+    weighted = fit_ratings(rows, interval="sandwich", bootstrap_rounds=0, weights=heavy)
+    oracle = fit_ratings(repeated, interval="sandwich", bootstrap_rounds=0)
+    names = ["alpha", "beta", "gamma", "delta"]
+    assert thetas(weighted, names) == pytest.approx(thetas(oracle, names), abs=1e-8)
+    assert thetas(weighted, names) == pytest.approx(oracle_theta(effective_matrix(repeated, names, "half")), abs=1e-7)
+    # Votes stay the raw counts; the weighted cell's uncertainty is that of 14 battles, not 42.
+    assert weighted.row("alpha").votes == fit_ratings(rows, interval="sandwich", bootstrap_rounds=0).row("alpha").votes
+    width = weighted.row("alpha").sandwich_upper - weighted.row("alpha").sandwich_lower
+    assert width > oracle.row("alpha").sandwich_upper - oracle.row("alpha").sandwich_lower
+
+
+@pytest.mark.parametrize(
+    ("weights", "match"),
+    [([1.0], "one weight sum per row"), ([-1.0] + [1.0] * (len(MIXED) - 1), "finite sum >= 0")],
+)
+def test_bad_weights_say_what_to_do(weights: list[float], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        fit_ratings(MIXED, interval="sandwich", bootstrap_rounds=0, weights=weights)

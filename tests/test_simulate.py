@@ -9,9 +9,10 @@ import pytest
 from scipy.special import expit
 
 from arena.__main__ import main
+from arena.domain import PairCount
 from arena.pairing import ipw_weights
-from arena.ratings import SCALE
-from arena.simulate import SimulationConfig, _ipw_fit, run_simulation
+from arena.ratings import SCALE, RatingsResult, fit_ratings
+from arena.simulate import SimulationConfig, format_report, run_simulation
 
 
 def test_small_run_prints_the_two_lines_in_the_exact_format(capsys: pytest.CaptureFixture[str], tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -42,29 +43,59 @@ def test_bad_options_are_refused() -> None:
 def test_ipw_removes_the_design_bias_of_a_misspecified_fit() -> None:
     """Ties at a fixed 40% rate fitted as half wins: the ratings depend on which pairs were compared.
 
-    With expected (noise-free) counts, a design that favours the close pair gives different
-    ratings from a uniform design; weighting each battle by 1/propensity gives back the uniform ones.
+    The same block of outcomes per pair, repeated 8:1:1 (a design that favours the close pair),
+    gives different ratings from a uniform 1:1:1 design; passing each row's inverse-propensity
+    weight sum to the real fit gives back the uniform ones.
     """
     truth = np.array([0.0, 60.0, 400.0]) / SCALE
-    score = 0.2 + 0.6 * expit(truth[:, None] - truth[None, :])  # expected score of i against j per battle
     pairs = [(0, 1), (0, 2), (1, 2)]
+    names = ["m0", "m1", "m2"]
+
+    def rows(repeat: tuple[int, ...]) -> list[PairCount]:
+        out = []
+        for (i, j), r in zip(pairs, repeat, strict=True):
+            i_wins = round(600 * expit(truth[i] - truth[j]))  # of 1000 battles: 400 ties, 600 decided
+            out += [
+                PairCount(names[i], names[j], "model_a", r * i_wins),
+                PairCount(names[i], names[j], "model_b", r * (600 - i_wins)),
+                PairCount(names[i], names[j], "tie", r * 400),
+            ]
+        return out
+
+    def ratings(result: RatingsResult) -> np.ndarray:
+        return np.array([result.row(m).rating for m in names])
+
     design = np.array([0.8, 0.1, 0.1])  # active-like: the close pair 0-1 most
-    uniform = np.full(3, 1 / 3)
-
-    def counts(share: np.ndarray, weight: np.ndarray) -> np.ndarray:
-        y = np.zeros((3, 3))
-        for (i, j), s, w in zip(pairs, share, weight, strict=True):
-            y[i, j] = 9000 * s * w * score[i, j]
-            y[j, i] = 9000 * s * w * score[j, i]
-        return y
-
-    target = _ipw_fit(counts(uniform, np.ones(3)))
-    naive = _ipw_fit(counts(design, np.ones(3)))
-    weighted = _ipw_fit(counts(design, ipw_weights(design, uniform)))
+    w_pair = ipw_weights(design, np.full(3, 1 / 3))
+    skewed = rows((8, 1, 1))
+    weights = [w_pair[k // 3] * r.count for k, r in enumerate(skewed)]
+    target = ratings(fit_ratings(rows((1, 1, 1)), interval="sandwich", bootstrap_rounds=0))
+    naive = ratings(fit_ratings(skewed, interval="sandwich", bootstrap_rounds=0))
+    weighted = ratings(fit_ratings(skewed, interval="sandwich", bootstrap_rounds=0, weights=weights))
     assert np.abs(naive - target).max() > 1  # the design shifts a misspecified fit...
-    assert weighted == pytest.approx(target, abs=1e-3)  # ...and 1/propensity shifts it back
+    assert weighted == pytest.approx(target, abs=1e-6)  # ...and 1/propensity shifts it back
 
 
 def test_ipw_weights_refuse_missing_propensities() -> None:
     with pytest.raises(ValueError, match="propensity"):
         ipw_weights(np.array([0.5, 0.0]), np.array([0.5, 0.5]))
+
+
+def test_the_simulation_refreshes_the_sampler_as_often_as_the_service() -> None:
+    from arena.config import Settings
+
+    settings = Settings.load({})
+    cfg = SimulationConfig()
+    assert cfg.refit_every == settings.pairing_refresh_votes
+    assert cfg.floor == settings.pairing_floor
+    assert cfg.min_votes == settings.pairing_warmup_votes
+
+
+def test_the_report_gives_the_inverse_propensity_weighted_error() -> None:
+    result = run_simulation(SimulationConfig(n_models=5, seeds=3, max_votes=300, refit_every=100))
+    active = result.runs["active"]
+    uniform = result.runs["uniform"]
+    # Uniform pairing gives every battle weight 1: its weighted fit is its plain fit.
+    assert uniform.final_error_ipw == pytest.approx(uniform.final_error, abs=1e-6)
+    assert np.all(np.isfinite(active.final_error_ipw)) and np.all(active.final_error_ipw < 200)
+    assert any(line.startswith("active: final |error|") for line in format_report(result))

@@ -34,12 +34,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-votes", type=int, default=d.max_votes, help=f"Votes per simulated arena (default {d.max_votes})."
     )
     parser.add_argument(
-        "--refit-every", type=int, default=d.refit_every, help=f"Votes between refits (default {d.refit_every})."
+        "--refit-every",
+        type=int,
+        default=d.refit_every,
+        help=f"Votes between refits (default {d.refit_every}, as the service's ARENA_PAIRING_REFRESH_VOTES).",
     )
     parser.add_argument(
         "--floor", type=float, default=d.floor, help=f"Exploration floor of active pairing (default {d.floor:g})."
     )
-    parser.add_argument("--ipw", action="store_true", help="Fit the active arm with inverse-propensity weights.")
+    parser.add_argument(
+        "--ipw",
+        action="store_true",
+        help="Rank the active arm by its inverse-propensity weighted fit (the weighted error is reported either way).",
+    )
     parser.add_argument("--seed", type=int, default=d.seed, help=f"Master random seed (default {d.seed}).")
     parser.add_argument(
         "--plot",
