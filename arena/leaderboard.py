@@ -301,8 +301,11 @@ def heatmap_data(result: RatingsResult, kind: str) -> dict[str, Any]:
     return {"models": list(result.models[:n]), "z": z}
 
 
-def ratings_figure(result: RatingsResult) -> Any:
-    """A plotly figure: each model's rating with its 95% interval as error bars."""
+def ratings_figure(result: RatingsResult, *, title: str | None = None, rating_axis: str = "rating") -> Any:
+    """A plotly figure: each model's rating with its 95% interval as error bars.
+
+    ``title`` and ``rating_axis`` replace the English texts (the page passes them translated).
+    """
     import plotly.graph_objects as go
 
     d = ratings_plot_data(result)
@@ -317,16 +320,19 @@ def ratings_figure(result: RatingsResult) -> Any:
         )
     )
     fig.update_layout(
-        title=f"Ratings with 95% {result.interval_method} intervals (open marker: preliminary)",
-        yaxis_title="rating",
+        title=title or f"Ratings with 95% {result.interval_method} intervals (open marker: preliminary)",
+        yaxis_title=rating_axis,
         margin={"l": 40, "r": 20, "t": 50, "b": 40},
         height=420,
     )
     return fig
 
 
-def heatmap_figure(result: RatingsResult, kind: str) -> Any:
-    """A plotly heatmap of :func:`heatmap_data` (row model against column model)."""
+def heatmap_figure(result: RatingsResult, kind: str, *, title: str | None = None, versus: str = "vs") -> Any:
+    """A plotly heatmap of :func:`heatmap_data` (row model against column model).
+
+    ``title`` and ``versus`` (the word between two models when hovering) replace the English texts.
+    """
     import plotly.graph_objects as go
 
     d = heatmap_data(result, kind)
@@ -340,11 +346,12 @@ def heatmap_figure(result: RatingsResult, kind: str) -> Any:
             zmin=0 if win else None,
             zmax=1 if win else None,
             texttemplate="%{z:.2f}" if win else "%{z}",
-            hovertemplate="%{y} vs %{x}: %{z}<extra></extra>",
+            hovertemplate=f"%{{y}} {versus} %{{x}}: %{{z}}<extra></extra>",
         )
     )
     fig.update_layout(
-        title="Win rate of row model against column model (ties count half)" if win else "Battles between models",
+        title=title
+        or ("Win rate of row model against column model (ties count half)" if win else "Battles between models"),
         yaxis={"autorange": "reversed"},
         margin={"l": 40, "r": 20, "t": 50, "b": 40},
         height=460,

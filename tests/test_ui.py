@@ -177,3 +177,91 @@ def test_reveal_names_stats_flags_in_the_visitors_language() -> None:
     assert i18n.text("pl", "flag.identity_leak") in pl and i18n.text("pl", "flag.other") in pl
     ja = reveal_markdown("ja", result)
     assert "0.25 秒" in ja and i18n.text("ja", "reveal.thanks") in ja and "–" in ja
+
+
+# --- status tab, leaderboard figures and notes, toast titles -----------------------------------------
+
+
+def test_the_status_table_is_in_every_language() -> None:
+    from arena.health import ModelHealth
+    from arena.ui.status import status_markdown
+
+    models = [ModelHealth("alpha", True), ModelHealth("be|ta", False, "failures", 1.0)]
+    english = status_markdown(models)
+    assert "| alpha | 🟢 online |" in english and "be\\|ta" in english and "failures" not in english
+    for language in i18n.LANGUAGES:
+        table = status_markdown(models, language)
+        keys = ("status.column_status", "status.online", "status.offline", "status.offline_note")
+        assert all(i18n.text(language, k) in table for k in keys), language
+        assert i18n.text(language, "status.summary", online=1, total=2) in table
+        if language != "en":
+            assert "online" not in table and "offline" not in table and "Offline" not in table, language
+
+
+def test_the_status_endpoint_answers_in_the_visitors_language(page: tuple[gr.Blocks, Any]) -> None:
+    from arena.ui.texts import Visitor
+
+    demo, _ = page
+    (fn,) = [fn for fn in demo.fns.values() if fn.api_name == "status"]
+    table = fn.fn(Visitor("ja"))
+    assert i18n.text("ja", "status.online") in table and "alpha" in table
+
+
+def _fit() -> Any:
+    from arena.domain import PairCount
+    from arena.ratings import fit_ratings
+
+    counts = [PairCount("a", "b", "model_a", 3), PairCount("c", "d", "model_a", 2), PairCount("d", "c", "model_a", 1)]
+    return fit_ratings(counts, models=["a", "b", "c", "d", "z"], bootstrap_rounds=50)
+
+
+@pytest.mark.parametrize("language", [code for code in i18n.LANGUAGES if code != "en"])
+def test_leaderboard_figures_and_notes_are_in_the_visitors_language(language: str) -> None:
+    from datetime import UTC, datetime
+
+    from arena.leaderboard import parse_slice
+    from arena.ui.leaderboard import fit_notes, heatmap_chart, ratings_chart, summary
+
+    result = _fit()
+    ratings = ratings_chart(language, result)
+    en_ratings = ratings_chart("en", result)
+    assert ratings.layout.title.text == i18n.text(language, "leaderboard.plot_ratings_title", interval="bootstrap")
+    assert ratings.layout.title.text != en_ratings.layout.title.text
+    assert ratings.layout.yaxis.title.text == i18n.text(language, "leaderboard.plot_rating_axis")
+    for kind, key in (("win_rate", "leaderboard.plot_win_rates_title"), ("battles", "leaderboard.plot_battles_title")):
+        heat = heatmap_chart(language, result, kind)
+        assert heat.layout.title.text == i18n.text(language, key) != heatmap_chart("en", result, kind).layout.title.text
+        assert f" {i18n.text(language, 'leaderboard.plot_versus')} " in heat.data[0].hovertemplate
+    assert len(result.notes) >= 4  # unrated, two groups, an unbeaten model, preliminary
+    notes = fit_notes(language, result)
+    assert notes and all(note not in result.notes for note in notes), notes
+    text = summary(language, result, updated_at=datetime(2024, 5, 1, tzinfo=UTC), sl=parse_slice("overall"))
+    assert all(note in text for note in notes) and not any(note in text for note in result.notes)
+
+
+def test_toasts_have_a_title_in_the_visitors_language() -> None:
+    from arena.errors import ArenaError
+    from arena.ui.texts import error, refusal
+
+    assert error("ja", ArenaError("boom")).title == i18n.text("ja", "app.error_title") != "Error"
+    assert refusal("pl", "x").title == "Błąd"
+
+
+def test_every_toast_the_page_raises_has_a_translated_title() -> None:
+    """Gradio titles a toast "Error"/"Warning"/"Info" in English unless it is given ``title=``."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1]
+    untitled = []
+    for path in sorted((root / "arena" / "ui").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "gr"
+                and node.func.attr in ("Error", "Warning", "Info")
+                and not any(k.arg == "title" for k in node.keywords)
+            ):
+                untitled.append(f"{path.relative_to(root).as_posix()}:{node.lineno}")
+    assert untitled == [], "use arena.ui.texts.refusal/warning (they pass a translated title)"

@@ -124,26 +124,13 @@ def build_page(service: ArenaService) -> tuple[gr.Blocks, Texts]:
             with gr.Tab(id="sbs", elem_id="sbs_tab") as sbs_tab:
                 sbs = build_panel(service, texts, visitor, mode="named", prefix="sbs_")
             leaderboard_tab = build_leaderboard_tab(service, texts, visitor)
-            build_status_tab(service)
+            build_status_tab(service, texts, visitor)
         texts.bind(battle_tab, label="tab.battle")
         texts.bind(sbs_tab, label="tab.sbs")
         texts.bind(leaderboard_tab, label="tab.leaderboard")
-        _bind_status_tab(demo, texts)
         panels = (battle, sbs)
         _wire_page(demo, service, texts, visitor, saved_language, language, banner, terms_box, accept, panels)
     return demo, texts
-
-
-def _bind_status_tab(demo: gr.Blocks, texts: Texts) -> None:
-    """Translate the status tab's fixed labels (arena/ui/status.py builds it with English literals).
-
-    Interim: once ``build_status_tab`` takes ``texts`` and binds its own labels, this goes away.
-    """
-    for block in demo.blocks.values():
-        if isinstance(block, gr.Tab) and block.id == "status":
-            texts.bind(block, label="tab.status")
-        elif getattr(block, "elem_id", None) == "status_refresh":
-            texts.bind(block, value="leaderboard.refresh")
 
 
 def _wire_page(

@@ -26,7 +26,7 @@ from arena.leaderboard import (
 from arena.ratings import RatingsResult
 from arena.service import ArenaService
 from arena.storage.store import DEFAULT_EXCLUDED_FLAGS
-from arena.ui.texts import Texts, Visitor, message
+from arena.ui.texts import Texts, Visitor, message, warning
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,8 @@ COLUMN_KEYS = (
     "column.note",
 )
 NOTE_COLUMN = COLUMN_KEYS.index("column.note")
-# Notes of the fit that the translated summary already says in the visitor's language.
-_SAID_NOTES = ("Preliminary (", "No votes yet")
+# Notes of the fit that the summary already says in its own words (the table marks preliminary rows).
+_SAID_NOTES = frozenset({"note.preliminary", "note.no_votes", "note.nothing_to_rate"})
 
 
 def slice_label(language: str, sl: Slice) -> str:
@@ -95,9 +95,37 @@ def summary(language: str, result: RatingsResult, *, updated_at: datetime, sl: S
     text = " · ".join(parts)
     if any(r.preliminary for r in result.rows):
         text += "\n\n" + t(language, "leaderboard.preliminary_note", n=result.min_votes)
-    # The fit's other notes are for operators (model names, alpha): kept as the fit wrote them.
-    notes = " ".join(n for n in result.notes if not n.startswith(_SAID_NOTES))
-    return text + (f"\n\n{notes}" if notes else "")
+    notes = fit_notes(language, result)
+    return text + "".join(f"\n\n{note}" for note in notes)
+
+
+def fit_notes(language: str, result: RatingsResult) -> list[str]:
+    """The fit's notes in ``language``, less those the summary already says.
+
+    A note of a kind the catalogs do not know stays in English (``tests/test_i18n.py`` fails for
+    every note ``arena/ratings.py`` can write without a ``note.`` key, so this is a last resort).
+    """
+    shown = []
+    for note in result.notes:
+        keys = i18n.note_keys(note)
+        if keys is not None and len(keys) == 1 and keys[0][0] in _SAID_NOTES:
+            continue
+        shown.append(i18n.translate_note(language, note))
+    return shown
+
+
+def ratings_chart(language: str, result: RatingsResult) -> Any:
+    """The ratings figure with its title and axis in ``language``."""
+    title = i18n.text(language, "leaderboard.plot_ratings_title", interval=result.interval_method)
+    return ratings_figure(result, title=title, rating_axis=i18n.text(language, "leaderboard.plot_rating_axis"))
+
+
+def heatmap_chart(language: str, result: RatingsResult, kind: str) -> Any:
+    """The win-rate (``kind="win_rate"``) or battle-count heatmap with its texts in ``language``."""
+    key = "leaderboard.plot_win_rates_title" if kind == "win_rate" else "leaderboard.plot_battles_title"
+    return heatmap_figure(
+        result, kind, title=i18n.text(language, key), versus=i18n.text(language, "leaderboard.plot_versus")
+    )
 
 
 def table_value(language: str, result: RatingsResult | None) -> dict[str, Any]:
@@ -175,9 +203,9 @@ def build_leaderboard_tab(service: ArenaService, texts: Texts, visitor: gr.State
         rated = bool(view.result.rows)
         return {
             choice: gr.update(choices=_slice_choices(view, who.language), value=view.slice.name),
-            ratings_plot: ratings_figure(view.result) if rated else None,
-            win_plot: heatmap_figure(view.result, "win_rate") if rated else None,
-            count_plot: heatmap_figure(view.result, "battles") if rated else None,
+            ratings_plot: ratings_chart(who.language, view.result) if rated else None,
+            win_plot: heatmap_chart(who.language, view.result, "win_rate") if rated else None,
+            count_plot: heatmap_chart(who.language, view.result, "battles") if rated else None,
             ratings_file: gr.update(value=str(path), visible=rated),
             battles_file: gr.update(visible=False),
         }
@@ -194,7 +222,7 @@ def build_leaderboard_tab(service: ArenaService, texts: Texts, visitor: gr.State
         try:
             n = await asyncio.to_thread(exchange.export_battles, service.store, path, filters=filters)
         except ArenaError as e:
-            gr.Warning(message(who.language, e))
+            warning(who.language, message(who.language, e))
             return {battles_file: gr.update(visible=False)}
         label = i18n.text(who.language, "leaderboard.download_battles_n", n=n)
         return {battles_file: gr.update(value=str(path), visible=True, label=label)}

@@ -2,7 +2,7 @@
 
 The list is the same for every visitor and is loaded by an event, never written into the page
 config, so the page a visitor downloads still names no model. It never marks the visitor's own
-battle.
+battle, and it does not say why a model is offline (the reason is for the operator's logs).
 """
 
 from __future__ import annotations
@@ -11,31 +11,47 @@ from collections.abc import Sequence
 
 import gradio as gr
 
+from arena import i18n
 from arena.health import ModelHealth
 from arena.service import ArenaService
+from arena.ui.texts import Texts, Visitor
 
 __all__ = ["build_status_tab", "status_markdown"]
 
 
-def status_markdown(models: Sequence[ModelHealth]) -> str:
-    """The status table as Markdown (online first, then offline; names sorted)."""
+def _cell(name: str) -> str:
+    return name.replace("|", "\\|")  # a pipe in a model name cannot break the table
+
+
+def status_markdown(models: Sequence[ModelHealth], language: str = i18n.REFERENCE) -> str:
+    """The status table as Markdown in ``language`` (online first, then offline; names sorted)."""
+    t = i18n.text
     online = sorted(m.name for m in models if m.online)
     offline = sorted(m.name for m in models if not m.online)
-    lines = [f"**{len(online)} of {len(models)} models are online.**", "", "| model | status |", "|---|---|"]
-    lines += [f"| {name} | 🟢 online |" for name in online]
-    lines += [f"| {name} | 🔴 offline |" for name in offline]
+    lines = [
+        t(language, "status.summary", online=len(online), total=len(models)),
+        "",
+        f"| {t(language, 'column.model')} | {t(language, 'status.column_status')} |",
+        "|---|---|",
+    ]
+    lines += [f"| {_cell(name)} | {t(language, 'status.online')} |" for name in online]
+    lines += [f"| {_cell(name)} | {t(language, 'status.offline')} |" for name in offline]
     if offline:
-        lines += ["", "Offline models are left out of new battles and come back by themselves once they answer again."]
+        lines += ["", t(language, "status.offline_note")]
     return "\n".join(lines)
 
 
-def build_status_tab(service: ArenaService) -> None:
+def build_status_tab(service: ArenaService, texts: Texts, visitor: gr.State) -> gr.Tab:
     """A "Status" tab listing online and offline models (call inside ``gr.Tabs``)."""
-    with gr.Tab("Status", id="status") as tab:
+    with gr.Tab(id="status", elem_id="status_tab") as tab:
         table = gr.Markdown("", elem_id="status_table")
-        refresh = gr.Button("Refresh", elem_id="status_refresh", size="sm")
+        refresh = texts.bind(gr.Button(elem_id="status_refresh", size="sm"), value="status.refresh")
+    texts.bind(tab, label="tab.status")
 
-    def load() -> str:
-        return status_markdown(service.model_status())
+    def load(who: Visitor) -> str:
+        return status_markdown(service.model_status(), who.language)
 
-    gr.on([tab.select, refresh.click], load, inputs=None, outputs=[table], api_name="status", show_progress="hidden")
+    gr.on(
+        [tab.select, refresh.click], load, inputs=[visitor], outputs=[table], api_name="status", show_progress="hidden"
+    )
+    return tab

@@ -18,7 +18,7 @@ from gradio.blocks import Block
 from arena import i18n
 from arena.service import user_text
 
-__all__ = ["Texts", "Visitor", "error", "message"]
+__all__ = ["Texts", "Visitor", "error", "message", "refusal", "warning"]
 
 B = TypeVar("B", bound=Block)
 Render = Callable[[str], str]
@@ -82,4 +82,17 @@ def message(language: str, error: BaseException) -> str:
 
 def error(language: str, err: BaseException) -> gr.Error:
     """A ``gr.Error`` for ``err`` in the visitor's language (raise it ``from None``)."""
-    return gr.Error(message(language, err), print_exception=False)
+    return refusal(language, message(language, err))
+
+
+def refusal(language: str, text: str) -> gr.Error:
+    """A ``gr.Error`` showing ``text`` (already in ``language``) under a title in ``language``.
+
+    Every error the page raises goes through here: Gradio's own title would say "Error" in English.
+    """
+    return gr.Error(text, title=i18n.text(language, "app.error_title"), print_exception=False)
+
+
+def warning(language: str, text: str) -> None:
+    """Show ``text`` (already in ``language``) as a warning toast titled in ``language``."""
+    gr.Warning(text, title=i18n.text(language, "app.warning_title"))
