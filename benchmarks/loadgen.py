@@ -326,10 +326,23 @@ class GradioApp:
         named = [d for d in config["dependencies"] if d.get("api_name")]
         self.fns = {d["api_name"]: d["id"] for d in named}
         self._deps = {d["api_name"]: d for d in named}
+        # A click on the page also runs the private events chained around a named one (``.then``):
+        # the one it follows, and those that follow it. The load generator runs them too.
+        deps = {d["id"]: d for d in config["dependencies"]}
+        self.before: dict[str, dict[str, Any]] = {}
+        self.after: dict[str, list[dict[str, Any]]] = {}
+        for d in named:
+            first = deps.get(d.get("trigger_after"))  # type: ignore[arg-type]
+            if first is not None and not first.get("api_name"):
+                self.before[d["api_name"]] = first
+            self.after[d["api_name"]] = [
+                f for f in config["dependencies"] if f.get("trigger_after") == d["id"] and not f.get("api_name")
+            ]
 
-    def payload(self, api_name: str, prompt: str | None = None) -> list[Any]:
+    def inputs(self, dependency: dict[str, Any], prompt: str | None = None) -> list[Any]:
+        """Request data for an unnamed (chained) event, built like :meth:`payload`."""
         data: list[Any] = []
-        for cid in self._deps[api_name]["inputs"]:
+        for cid in dependency["inputs"]:
             component = self.components[cid]
             props = component.get("props", {})
             if component.get("type") == "state":
@@ -339,6 +352,9 @@ class GradioApp:
             else:
                 data.append(props.get("value"))
         return data
+
+    def payload(self, api_name: str, prompt: str | None = None) -> list[Any]:
+        return self.inputs(self._deps[api_name], prompt)
 
     def output_index(self, api_name: str, elem_id: str) -> int:
         outputs = self._deps[api_name]["outputs"]
@@ -365,7 +381,9 @@ class Visitor:
         return visitor
 
     async def call(self, api_name: str, data: list[Any], *, keep_updates: bool = False) -> CallResult:
-        """Run one event to completion.
+        """Run one event to completion, with the events the page chains before and after it.
+
+        The result (and its timing) is the named event's, measured from the first request of the chain.
 
         Raises
         ------
@@ -374,12 +392,29 @@ class Visitor:
         AppFailed
             The event ended with ``success: false``.
         """
-        result = CallResult(started=time.monotonic())
+        started = time.monotonic()
+        before = self.app.before.get(api_name)
+        if before is not None:
+            await self._run(before["id"], self.app.inputs(before), keep_updates=False, started=started)
+        try:
+            result = await self._run(self.app.fns[api_name], data, keep_updates=keep_updates, started=started)
+        except AppFailed:
+            for after in self.app.after.get(api_name, []):
+                if not after.get("trigger_only_on_success"):
+                    await self._run(after["id"], self.app.inputs(after), keep_updates=False, started=started)
+            raise
+        for after in self.app.after.get(api_name, []):
+            if not after.get("trigger_only_on_failure"):
+                await self._run(after["id"], self.app.inputs(after), keep_updates=False, started=started)
+        return result
+
+    async def _run(self, fn_index: int, data: list[Any], *, keep_updates: bool, started: float) -> CallResult:
+        result = CallResult(started=started)
         join = await self.http.post(
             f"{self.app.url}/gradio_api/queue/join",
             json={
                 "data": data,
-                "fn_index": self.app.fns[api_name],
+                "fn_index": fn_index,
                 "session_hash": self.session_hash,
                 "event_data": None,
                 "trigger_id": None,

@@ -198,16 +198,29 @@ def test_switching_the_language_on_the_page(app: tuple[AppProcess, str], browser
     context.close()
 
 
+def _pick(page, dropdown: str, option: str) -> None:  # type: ignore[no-untyped-def]
+    """Choose ``option`` in a Gradio dropdown; reopen it if a re-render closed the list meanwhile."""
+    for attempt in range(3):
+        page.locator(f"{dropdown} input").click()
+        try:
+            page.get_by_role("option", name=option).click(timeout=5_000)
+        except Exception:
+            if attempt == 2:
+                raise
+            continue
+        if page.locator(f"{dropdown} input").input_value() == option:
+            return
+    raise AssertionError(f"could not pick {option} in {dropdown}")
+
+
 def test_side_by_side_with_named_models(app: tuple[AppProcess, str], browser) -> None:  # type: ignore[no-untyped-def]
     proc, db = app
     context, page = _open(browser, proc.url, "pl-PL", DESKTOP)
     _wait_for_language(page, "pl")
     page.locator("#accept_terms").click()
     page.get_by_role("tab", name=i18n.text("pl", "tab.sbs")).click()
-    page.locator("#sbs_model_a input").click()
-    page.get_by_role("option", name="cirrus-7b").click()
-    page.locator("#sbs_model_b input").click()
-    page.get_by_role("option", name="dune-7b").click()
+    _pick(page, "#sbs_model_a", "cirrus-7b")
+    _pick(page, "#sbs_model_b", "dune-7b")
     page.wait_for_function("() => !document.querySelector('#sbs_prompt textarea').disabled", timeout=10_000)
     page.locator("#sbs_prompt textarea").fill("[sbs] Jaka jest stolica Japonii?")
     page.locator("#sbs_prompt textarea").press("Enter")

@@ -16,7 +16,7 @@ from arena import i18n
 from arena.domain import Answer, Message, Winner
 from arena.errors import ArenaError
 from arena.service import ArenaService, BattleSession, Reveal, SideStats, TurnView
-from arena.ui.texts import Texts, Visitor, error, message
+from arena.ui.texts import Texts, Visitor, error, message, refusal
 
 __all__ = ["LATEX", "VOTES", "Panel", "build_panel", "client_key"]
 
@@ -242,6 +242,13 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
         panel.reason,
         *votes,
     ]
+    # A turn is three events: lock the controls, stream, settle the controls. Every output of an
+    # event costs server CPU on every streamed update (Gradio rebuilds each component that gets an
+    # update or is left out of a dict), so the stream outputs only what changes while it runs. The
+    # notice the turn ends with travels to the settling event in ``outcome`` (None: no turn ran).
+    outcome = gr.State(None)
+    stream_outputs = [state, chat_a, chat_b, outcome]
+    control_outputs = [prompt, panel.send, panel.regenerate, panel.notice, panel.reason, *votes]
     pickers = list(panel.pickers or ())
 
     def controls(*, can_vote: bool, can_send: bool, can_regenerate: bool) -> dict[Any, Any]:
@@ -252,19 +259,35 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
         update[panel.regenerate] = gr.update(interactive=can_regenerate)
         return update
 
-    def render(session: BattleSession, view: TurnView, language: str, *, clear_prompt: bool = False) -> dict[Any, Any]:
-        update = controls(
-            can_vote=view.can_vote,
-            can_send=not view.streaming and session.status == "ready",
-            can_regenerate=not view.streaming and session.status in ("ready", "failed"),
-        )
-        update[state] = session
-        update[chat_a] = _chat(view.history[0], view.answers[0], language)
-        update[chat_b] = _chat(view.history[1], view.answers[1], language)
-        update[panel.notice] = "\n\n".join(f"ℹ️ {i18n.translate_message(language, n)}" for n in view.notices)
-        if clear_prompt:
-            update[prompt] = gr.update(value="", interactive=False)
+    def lock() -> dict[Any, Any]:
+        return {**controls(can_vote=False, can_send=False, can_regenerate=False), outcome: None}
+
+    def settle(who: Visitor, session: BattleSession | None, ended: str | None) -> dict[Any, Any]:
+        """The controls once a turn ended, or was refused (then ``ended`` is None), from the session."""
+        if session is None:
+            update = controls(can_vote=False, can_send=who.accepted_terms, can_regenerate=False)
+        else:
+            status = session.status
+            update = controls(
+                can_vote=status == "ready" and session.turn > 0,
+                can_send=status in ("new", "ready"),
+                can_regenerate=status in ("ready", "failed") and session.turn > 0,
+            )
+        if ended is not None:
+            update[panel.notice] = ended
+            update[prompt] = {**update[prompt], "value": ""}
         return update
+
+    def render(session: BattleSession, view: TurnView, language: str) -> dict[Any, Any]:
+        done = None
+        if not view.streaming:
+            done = "\n\n".join(f"ℹ️ {i18n.translate_message(language, n)}" for n in view.notices)
+        return {
+            state: session,
+            chat_a: _chat(view.history[0], view.answers[0], language),
+            chat_b: _chat(view.history[1], view.answers[1], language),
+            outcome: done,
+        }
 
     async def stream(
         session: BattleSession, views: AsyncIterator[TurnView], language: str
@@ -272,13 +295,12 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
         first = True
         try:
             async for view in views:
-                yield render(session, view, language, clear_prompt=first)
+                yield render(session, view, language)
                 first = False
         except ArenaError as e:
             if first:
                 raise error(language, e) from None
-            failed = controls(can_vote=False, can_send=False, can_regenerate=session.status == "failed")
-            yield {**failed, state: session, panel.notice: f"⚠️ {message(language, e)}"}
+            yield {state: session, outcome: f"⚠️ {message(language, e)}"}
 
     def start(request: gr.Request, chosen: tuple[str, str] | None) -> BattleSession:
         if panel.mode == "named":
@@ -292,7 +314,7 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
         text: str, chosen: tuple[str, str] | None, who: Visitor, session: BattleSession | None, request: gr.Request
     ) -> AsyncIterator[dict[Any, Any]]:
         if not who.accepted_terms:
-            raise gr.Error(i18n.text(who.language, "terms.required"), print_exception=False)
+            raise refusal(who.language, i18n.text(who.language, "terms.required"))
         try:
             if session is None or (chosen is not None and session.models != chosen and session.turn == 0):
                 session = start(request, chosen)
@@ -317,7 +339,7 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
 
     async def on_regenerate(who: Visitor, session: BattleSession | None) -> AsyncIterator[dict[Any, Any]]:
         if session is None:
-            raise gr.Error(i18n.text(who.language, "msg.nothing_to_regenerate"), print_exception=False)
+            raise refusal(who.language, i18n.text(who.language, "msg.nothing_to_regenerate"))
         async for update in stream(session, service.regenerate(session), who.language):
             yield update
 
@@ -367,14 +389,40 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
 
     send_event = gr.on(
         [panel.send.click, prompt.submit],
+        lock,
+        outputs=[*control_outputs, outcome],
+        api_visibility="private",
+        show_progress="hidden",
+    ).then(
         on_send_named if pickers else on_send,
         inputs=[prompt, *pickers, visitor, state],
-        outputs=outputs,
+        outputs=stream_outputs,
         api_name=f"{p}send",
         show_progress="hidden",
     )
+    # .then, not .success: a refused turn (gr.Error) must unlock the controls too.
+    send_event.then(
+        settle,
+        inputs=[visitor, state, outcome],
+        outputs=control_outputs,
+        api_visibility="private",
+        show_progress="hidden",
+    )
     regen_event = panel.regenerate.click(
-        on_regenerate, inputs=[visitor, state], outputs=outputs, api_name=f"{p}regenerate", show_progress="hidden"
+        lock, outputs=[*control_outputs, outcome], api_visibility="private", show_progress="hidden"
+    ).then(
+        on_regenerate,
+        inputs=[visitor, state],
+        outputs=stream_outputs,
+        api_name=f"{p}regenerate",
+        show_progress="hidden",
+    )
+    regen_event.then(
+        settle,
+        inputs=[visitor, state, outcome],
+        outputs=control_outputs,
+        api_visibility="private",
+        show_progress="hidden",
     )
     for elem, _key, winner in VOTES:
         panel.votes[winner].click(
