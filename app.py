@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import logging
 import os
 import signal
@@ -80,7 +81,7 @@ def database_url(settings: Settings) -> str:
 
 
 def journal_dir(settings: Settings, store_url: str) -> Path:
-    """ARENA_JOURNAL_DIR, else ``<name>-sync/`` next to a SQLite file, else db/sync (db/demo-sync in demo mode)."""
+    """ARENA_JOURNAL_DIR, else ``<name>-sync/`` next to a SQLite file, else db/sync-<hash of the URL>/."""
     if settings.journal_dir:
         return Path(settings.journal_dir)
     from sqlalchemy.engine import make_url
@@ -89,7 +90,9 @@ def journal_dir(settings: Settings, store_url: str) -> Path:
     if url.get_backend_name() == "sqlite" and url.database:
         path = Path(url.database)
         return path.with_name(f"{path.stem}-sync")
-    return ROOT / "db" / ("demo-sync" if settings.demo else "sync")
+    # One folder per database: restore replays this folder, so two databases must never share one.
+    digest = hashlib.sha256(url.render_as_string(hide_password=True).encode()).hexdigest()[:12]
+    return ROOT / "db" / f"{'demo-sync' if settings.demo else 'sync'}-{digest}"
 
 
 def open_sync(settings: Settings, environ: Mapping[str, str], store: Store) -> Sync:
@@ -196,6 +199,21 @@ async def _probe(
     return {m.name: info for m, info in zip(models, results, strict=True)}
 
 
+def _preload(service: ArenaService) -> None:
+    """Load the language model and render each model's template once (chat templates import transformers)."""
+    from arena.language import preload
+    from arena.templates import render_prompt
+
+    preload()
+    for spec in service.registry.enabled:
+        if spec.backend != "tgi":  # OpenAI-compatible servers apply their own template
+            continue
+        try:
+            render_prompt(spec, [{"role": "user", "content": "Hello"}])
+        except ArenaError as e:  # the first real prompt reports it to the visitor
+            log.warning("model %s: template not pre-rendered (%s)", spec.name, e)
+
+
 def _fail(e: BaseException) -> int:
     # One plain line: driver and YAML messages span several lines.
     text = " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
@@ -218,27 +236,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # seven lines of noise per start
     try:
-        demo, _service, servers, sync = build(settings, os.environ)
+        demo, service, servers, sync = build(settings, os.environ)
     except ArenaError as e:
         return _fail(e)
-    # Load the language model now, off the request path (the first prompt would wait for it).
-    from arena.language import preload
-
-    threading.Thread(target=preload, name="language-preload", daemon=True).start()
     port = settings.port or _free_port(settings.host)
     signal.signal(signal.SIGTERM, _terminate)
     try:
         from arena.ui.app import CSS
 
-        demo.launch(server_name=settings.host, server_port=port, show_error=False, css=CSS)
+        demo.launch(server_name=settings.host, server_port=port, show_error=False, css=CSS, prevent_thread_lock=True)
+        # Once the page is served (not competing with start-up for the GIL), and off the request
+        # path, or the first prompt would wait for them.
+        threading.Thread(target=_preload, args=(service,), name="preload", daemon=True).start()
+        demo.block_thread()
     except KeyboardInterrupt:
         pass
     finally:
+        # Stopping the health checker first matters: its wait runs in an executor thread that the
+        # interpreter joins at exit, which would hold the exit for up to a whole check interval.
+        if service.health_checker is not None:
+            service.health_checker.stop()
         try:
             sync.close()
         finally:
-            for server in servers:
-                server.stop()
+            # Together: each waits for its own server loop's next tick (demo mode only).
+            stopping = [threading.Thread(target=server.stop, name="demo-stop") for server in servers]
+            for thread in stopping:
+                thread.start()
+            for thread in stopping:
+                thread.join()
     return 0
 
 

@@ -187,7 +187,8 @@ class Settings:
         "",
         "ARENA_JOURNAL_DIR",
         "Local folder for the append-only journal of battles and votes (journal/*.jsonl) and the snapshot "
-        "staged for pushing. Empty: next to the SQLite file (<name>-sync/), or db/sync for PostgreSQL.",
+        "staged for pushing. Empty: next to the SQLite file (<name>-sync/), or db/sync-<hash of the database URL>/ "
+        "for PostgreSQL (one folder per database).",
     )
     dataset_repo: str = _setting(
         "",
