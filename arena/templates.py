@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -401,6 +402,9 @@ def count_tokens(spec: ModelSpec, text: str) -> int:
 
 def _render_jinja(spec: ModelSpec, fmt: _Format, messages: list[dict[str, str]]) -> str:
     import jinja2
+
+    # The arena only renders templates: transformers' advice that PyTorch is missing is noise here.
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     from transformers.utils.chat_template_utils import render_jinja_template
 
     try:

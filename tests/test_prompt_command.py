@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +31,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[bytes]:
         command = [sys.executable, "-m", "arena", *args]
     else:
         command = [sys.executable, "-c", _RUNNER, *args]
-    return subprocess.run(command, cwd=ROOT, capture_output=True, timeout=120, check=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARENA_")}  # the defaults, not the caller's
+    return subprocess.run(command, cwd=ROOT, capture_output=True, timeout=120, check=False, env=env)
 
 
 def write_messages(tmp_path: Path, messages: list[dict[str, str]]) -> Path:
@@ -100,8 +102,22 @@ def test_json_prints_the_openai_body(tmp_path: Path) -> None:
         "stop": ["<|endofutterance|>"],
         "temperature": 0.8,
         "top_p": 0.9,
+        "max_tokens": 1024,  # the arena-wide ARENA_MAX_NEW_TOKENS default, as the app sends it
         "stop_token_ids": [57001],
     }
+    uncapped = run_cli(
+        "prompt",
+        "--config",
+        args.config,
+        "--model",
+        args.model,
+        "--messages",
+        args.messages,
+        "--json",
+        "--max-new-tokens-cap",
+        "0",
+    )
+    assert "max_tokens" not in json.loads(uncapped.stdout)
 
 
 def test_errors_exit_2_with_a_message(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from arena.config import Settings
 from arena.domain import Message
 from arena.errors import ConfigError, TemplateError
 from arena.registry import load_registry
@@ -34,7 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print the request body (tgi: /generate; openai: /v1/chat/completions) as JSON, ending in a newline",
     )
-    parser.add_argument("--max-new-tokens-cap", type=int, default=None, help="the arena-wide max_new_tokens cap")
+    parser.add_argument(
+        "--max-new-tokens-cap",
+        type=int,
+        default=None,
+        help="the arena-wide max_new_tokens cap (default: ARENA_MAX_NEW_TOKENS, as the app applies it; 0 for none)",
+    )
     parser.add_argument(
         "--max-input-tokens", type=int, default=None, help="the server's input limit (default: from context_length)"
     )
@@ -58,11 +64,14 @@ def run(args: argparse.Namespace) -> int:
     from arena.templates import openai_body, prepare, tgi_body
 
     spec = load_registry(args.config)[args.model]
+    cap = args.max_new_tokens_cap
+    if cap is None:  # what the app sends: the same setting, read the same way
+        cap = Settings.load(os.environ).max_new_tokens
     prepared = prepare(
         spec,
         _read_messages(args.messages),
         max_input_tokens=args.max_input_tokens,
-        max_new_tokens_cap=args.max_new_tokens_cap,
+        max_new_tokens_cap=cap or None,
     )
     if prepared.dropped_turns:
         print(f"note: dropped the {prepared.dropped_turns} oldest turn(s) to fit the input limit", file=sys.stderr)
