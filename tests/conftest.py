@@ -9,12 +9,31 @@ from pathlib import Path
 
 import pytest
 
+from arena.backends.demo import DemoServer
+
 PG_URL = os.environ.get("ARENA_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 def _pg_admin_conninfo() -> str:
     # psycopg wants a libpq URL without the SQLAlchemy driver suffix.
     return PG_URL.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+@pytest.fixture(scope="module")
+def shared() -> Iterator[DemoServer]:
+    """One fast demo server per test module (both protocols); use ``server`` for a reset one."""
+    with DemoServer("demo/test-7b", token_rate=400, first_token_delay=0.01) as server:
+        yield server
+
+
+@pytest.fixture
+def server(shared: DemoServer) -> DemoServer:
+    """The module's demo server, with no fault, its own model id, and empty request records."""
+    shared.fault = None
+    shared.model_id = "demo/test-7b"
+    shared.requests.clear()
+    shared.headers.clear()
+    return shared
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ import asyncio
 import itertools
 import socket
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -27,21 +26,6 @@ from arena.registry import GenerationParams, ModelSpec
 FAST = Timeouts(connect=1.0, first_token=1.0, read=1.0, total=10.0)
 PROMPT = "<|im_start|>user\nTell me about rivers<|im_end|>\n<|im_start|>assistant\n"
 MESSAGES = ({"role": "system", "content": "Be brief."}, {"role": "user", "content": "Tell me about rivers"})
-
-
-@pytest.fixture(scope="module")
-def shared() -> Iterator[DemoServer]:
-    with DemoServer("demo/test-7b", token_rate=400, first_token_delay=0.01) as server:
-        yield server
-
-
-@pytest.fixture
-def server(shared: DemoServer) -> DemoServer:
-    shared.fault = None
-    shared.model_id = "demo/test-7b"
-    shared.requests.clear()
-    shared.headers.clear()
-    return shared
 
 
 def spec_for(kind: str, url: str, **extra: object) -> ModelSpec:
@@ -226,7 +210,6 @@ def test_leaving_closes_the_upstream_request(kind: str, how: str) -> None:
                     await anext(stream)
                     await stream.aclose()  # type: ignore[attr-defined]
                 else:
-
                     streaming = asyncio.Event()
 
                     async def consume() -> None:

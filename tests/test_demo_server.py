@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -19,21 +18,6 @@ from arena.backends.demo import (
     start_demo_servers,
 )
 from arena.registry import load_registry
-
-
-@pytest.fixture(scope="module")
-def shared() -> Iterator[DemoServer]:
-    with DemoServer("demo/test-7b", token_rate=400, first_token_delay=0.01) as server:
-        yield server
-
-
-@pytest.fixture
-def server(shared: DemoServer) -> DemoServer:
-    shared.fault = None
-    shared.model_id = "demo/test-7b"
-    shared.requests.clear()
-    shared.headers.clear()
-    return shared
 
 
 def sse_events(response: httpx.Response) -> list[str]:

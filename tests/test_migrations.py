@@ -136,10 +136,6 @@ def test_db_command_reads_database_url_from_the_environment(
     assert str(path) in capsys.readouterr().out
 
 
-@pytest.mark.skipif(
-    not (ROOT / "arena" / "commands" / "prompt.py").exists(),
-    reason="python -m arena imports every command and arena/commands/prompt.py is not written yet",
-)
 def test_python_m_arena_db_upgrade(db_url: str, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("DATABASE_URL", None)

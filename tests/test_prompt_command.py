@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -18,19 +17,9 @@ from arena.errors import ConfigError
 ROOT = Path(__file__).resolve().parent.parent
 CARDS = json.loads((ROOT / "tests/data/templates/cards.json").read_text(encoding="utf-8"))
 
-# arena/__main__.py imports every command in COMMANDS; until the `db` command exists, run the CLI with
-# COMMANDS narrowed to this one (in the child process only).
-_RUNNER = (
-    "import sys, arena.commands as c; c.COMMANDS = ('prompt',); "
-    "from arena.__main__ import main; sys.exit(main(sys.argv[1:]))"
-)
-
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[bytes]:
-    if importlib.util.find_spec("arena.commands.db") is not None:
-        command = [sys.executable, "-m", "arena", *args]
-    else:
-        command = [sys.executable, "-c", _RUNNER, *args]
+    command = [sys.executable, "-m", "arena", *args]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARENA_")}  # the defaults, not the caller's
     return subprocess.run(command, cwd=ROOT, capture_output=True, timeout=120, check=False, env=env)
 

@@ -583,7 +583,8 @@ class DemoServer:
     async def _generate_stream(self, request: Request) -> Response:
         return await self._tgi_stream(await self._body(request))
 
-    async def _tgi_generate(self, body: Any) -> Response:
+    def _tgi_accept(self, body: Any) -> Response | tuple[str, dict[str, Any], _Plan]:
+        """A status fault or a 422 as TGI sends them, else the plan for a valid request."""
         status = self._status_fault()
         if status is not None:
             return self._tgi_status_fault(status)
@@ -591,7 +592,13 @@ class DemoServer:
             prompt, params = self._tgi_validate(body)
         except _Rejected as e:
             return self._tgi_error(422, e.message, "validation")
-        plan = self._tgi_plan(prompt, params)
+        return prompt, params, self._tgi_plan(prompt, params)
+
+    async def _tgi_generate(self, body: Any) -> Response:
+        accepted = self._tgi_accept(body)
+        if isinstance(accepted, Response):
+            return accepted
+        _prompt, params, plan = accepted
         if self._current_fault() in ("stall", "no_first_token", "never_ends"):
             await self._hang()
         await asyncio.sleep(self.first_token_delay + len(plan.pieces) / self.token_rate)
@@ -607,14 +614,10 @@ class DemoServer:
         return JSONResponse(result)
 
     async def _tgi_stream(self, body: Any) -> Response:
-        status = self._status_fault()
-        if status is not None:
-            return self._tgi_status_fault(status)
-        try:
-            prompt, params = self._tgi_validate(body)
-        except _Rejected as e:
-            return self._tgi_error(422, e.message, "validation")
-        plan = self._tgi_plan(prompt, params)
+        accepted = self._tgi_accept(body)
+        if isinstance(accepted, Response):
+            return accepted
+        prompt, params, plan = accepted
         fault = self._current_fault()
 
         def token(index: int, text: str, *, special: bool = False) -> dict[str, Any]:

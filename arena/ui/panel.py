@@ -400,14 +400,6 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
         api_name=f"{p}send",
         show_progress="hidden",
     )
-    # .then, not .success: a refused turn (gr.Error) must unlock the controls too.
-    send_event.then(
-        settle,
-        inputs=[visitor, state, outcome],
-        outputs=control_outputs,
-        api_visibility="private",
-        show_progress="hidden",
-    )
     regen_event = panel.regenerate.click(
         lock, outputs=[*control_outputs, outcome], api_visibility="private", show_progress="hidden"
     ).then(
@@ -417,13 +409,15 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
         api_name=f"{p}regenerate",
         show_progress="hidden",
     )
-    regen_event.then(
-        settle,
-        inputs=[visitor, state, outcome],
-        outputs=control_outputs,
-        api_visibility="private",
-        show_progress="hidden",
-    )
+    for streamed in (send_event, regen_event):
+        # .then, not .success: a refused turn (gr.Error) must unlock the controls too.
+        streamed.then(
+            settle,
+            inputs=[visitor, state, outcome],
+            outputs=control_outputs,
+            api_visibility="private",
+            show_progress="hidden",
+        )
     for elem, _key, winner in VOTES:
         panel.votes[winner].click(
             make_vote(winner),
