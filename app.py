@@ -244,7 +244,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from arena.ui.app import CSS
 
-        demo.launch(server_name=settings.host, server_port=port, show_error=False, css=CSS, prevent_thread_lock=True)
+        demo.launch(
+            server_name=settings.host,
+            server_port=port,
+            show_error=False,
+            css=CSS,
+            prevent_thread_lock=True,
+            state_session_capacity=settings.session_capacity,
+        )
         # Once the page is served (not competing with start-up for the GIL), and off the request
         # path, or the first prompt would wait for them.
         threading.Thread(target=_preload, args=(service,), name="preload", daemon=True).start()

@@ -64,6 +64,28 @@ class Settings:
         "ARENA_QUEUE_SIZE",
         "How many requests may wait in the queue; beyond it visitors are told the arena is busy.",
     )
+    session_ttl: float = _setting(
+        3600.0,
+        "ARENA_SESSION_TTL",
+        "Seconds of inactivity after which a visitor's page session is forgotten (its memory freed; the visitor "
+        "then starts afresh); 0: never.",
+    )
+    session_capacity: int = _setting(
+        2000,
+        "ARENA_SESSION_CAPACITY",
+        "Most page sessions kept in memory (about 0.15 MB each); beyond it the least recently used one is forgotten.",
+    )
+    max_turns: int = _setting(
+        8,
+        "ARENA_MAX_TURNS",
+        "Turns (a prompt and both answers) one battle may have, follow-ups included; then the visitor votes or "
+        "starts a new round.",
+    )
+    max_regenerations: int = _setting(
+        3,
+        "ARENA_MAX_REGENERATIONS",
+        "Times one battle's answers may be regenerated (each costs both model servers a new answer); 0: never.",
+    )
     stream_interval: float = _setting(
         0.04, "ARENA_STREAM_INTERVAL", "Seconds between screen updates while answers stream (tokens are coalesced)."
     )
@@ -130,8 +152,9 @@ class Settings:
     ipw: bool = _setting(
         False,
         "ARENA_IPW",
-        "Weight each battle by (1/K)/propensity in the fit (fit_ratings weights=), so a non-uniform pairing "
-        "cannot tilt the ratings; costs some precision.",
+        "Fit the leaderboard with each battle weighted by (1/K)/propensity (its stored uniform_propensity / "
+        "propensity; 1 for battles stored without them), so a non-uniform pairing cannot tilt the ratings; "
+        "costs some precision.",
     )
     trusted_proxy_hops: int = _setting(
         0,
@@ -260,7 +283,11 @@ class Settings:
                 raise ConfigError(f"{_env_name(name)} must be 0 or more.")
         if self.breaker_failures < 1 or self.breaker_cooldown <= 0:
             raise ConfigError("ARENA_BREAKER_FAILURES must be at least 1 and ARENA_BREAKER_COOLDOWN positive.")
-        for name in ("concurrency_limit", "queue_size", "max_prompt_chars"):
+        if self.session_ttl < 0:
+            raise ConfigError("ARENA_SESSION_TTL must be 0 or more seconds.")
+        if self.max_regenerations < 0:
+            raise ConfigError("ARENA_MAX_REGENERATIONS must be 0 or more.")
+        for name in ("concurrency_limit", "queue_size", "max_prompt_chars", "session_capacity", "max_turns"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{_env_name(name)} must be at least 1.")
         if self.default_language not in LANGUAGES:

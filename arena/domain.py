@@ -52,6 +52,9 @@ class BattleRecord:
     client_hash: str
     language: str | None = None  # detected from the first prompt (e.g. "pl", "ja", "zh-Hant")
     propensity: float | None = None  # probability with which this pair was drawn
+    # What uniform pairing would have given the pair then (1 / eligible pairs): the battle's
+    # inverse-propensity weight is uniform_propensity / propensity (ARENA_IPW).
+    uniform_propensity: float | None = None
 
 
 @dataclass(frozen=True)
@@ -87,3 +90,4 @@ class PairCount:
     model_b: str
     winner: Winner
     count: int
+    weight: float | None = None  # sum of the battles' inverse-propensity weights (pair_counts(weighted=True))

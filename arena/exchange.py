@@ -9,9 +9,11 @@ notebooks::
     [reason]                            the voter's optional "why?" (written with the conversations)
 
 ``winner`` is ``model_a | model_b | tie | tie (bothbad)``, ``judge`` the salted hash of the
-voter, ``tstamp`` the vote's Unix time. Three extra columns keep what the public schema lacks, so
+voter, ``tstamp`` the vote's Unix time. Four extra columns keep what the public schema lacks, so
 that export -> import -> ratings gives the same numbers: ``pool``, ``flags`` (comma-separated vote
-flags, e.g. ``too_fast``) and ``propensity`` (the probability with which the pair was drawn).
+flags, e.g. ``too_fast``), ``propensity`` (the probability with which the pair was drawn) and
+``uniform_propensity`` (what uniform pairing would have given it; ``uniform_propensity / propensity``
+is the battle's inverse-propensity weight).
 
 CSV files are UTF-8 without a byte-order mark by default: pandas, DuckDB, R and the csv module
 read that as is, while a BOM would become part of the first column's name for them. Excel needs a
@@ -94,7 +96,7 @@ BATTLE_COLUMNS: tuple[str, ...] = (
     "language",
     "tstamp",
 )
-EXTRA_BATTLE_COLUMNS: tuple[str, ...] = ("pool", "flags", "propensity")
+EXTRA_BATTLE_COLUMNS: tuple[str, ...] = ("pool", "flags", "propensity", "uniform_propensity")
 CONVERSATION_COLUMNS: tuple[str, ...] = ("conversation_a", "conversation_b", "reason")
 """The visitors' own words: the conversations and the vote's optional "why?" (written only on request)."""
 
@@ -276,6 +278,7 @@ def battle_row(item: BattleExport, *, with_conversations: bool = False) -> dict[
         "pool": b.pool,
         "flags": ",".join(v.flags) if v is not None else "",
         "propensity": b.propensity,
+        "uniform_propensity": b.uniform_propensity,
     }
     if with_conversations:
         row["conversation_a"] = _conversation(item["messages"], "a")
@@ -528,6 +531,7 @@ def parse_battle(row: Mapping[str, Any], where: str) -> BattleExport:
     else:
         flags = tuple(f.strip() for f in str(flags_value or "").split(",") if f.strip())
     propensity = _float(row.get("propensity"), "propensity", where)
+    uniform_propensity = _float(row.get("uniform_propensity"), "uniform_propensity", where)
     conv_a = _conversation_in(row.get("conversation_a"), "conversation_a", where)
     conv_b = _conversation_in(row.get("conversation_b"), "conversation_b", where)
 
@@ -546,6 +550,7 @@ def parse_battle(row: Mapping[str, Any], where: str) -> BattleExport:
         client_hash=_short(judge, _JUDGE_LIMIT),
         language=language,
         propensity=propensity,
+        uniform_propensity=uniform_propensity,
     )
     vote = None
     if winner is not None:

@@ -216,6 +216,7 @@ def _add_event(batch: JournalBatch, event: dict[str, Any]) -> None:
                 client_hash=event["judge"],
                 language=event.get("language"),
                 propensity=event.get("propensity"),
+                uniform_propensity=event.get("uniform_propensity"),
             )
         )
     elif kind == "vote":

@@ -147,13 +147,16 @@ class FitParams:
     bootstrap_rounds: int = 1000
     seed: int = 0  # fixed, so the same votes always show the same intervals
     min_votes: int = DEFAULT_MIN_VOTES
+    ipw: bool = False  # weight battles by inverse propensity (ARENA_IPW; docs/active-sampling.md)
 
 
 def fit_slice(store: Store, sl: Slice, params: FitParams) -> RatingsResult:
     """Read one slice's counts (one GROUP BY) and fit them."""
-    counts = store.pair_counts(**sl.filters())
+    counts = store.pair_counts(**sl.filters(), weighted=params.ipw)
+    weights = [c.weight or 0.0 for c in counts] if params.ipw else None  # weighted counts always carry one
     return fit_ratings(
         counts,
+        weights=weights,
         tie_policy=params.tie_policy,
         alpha=params.alpha,
         interval=params.interval,

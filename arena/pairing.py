@@ -12,15 +12,27 @@ Strategies (see docs/active-sampling.md)
 ``weighted``
     :func:`draw_pair`: models drawn by their models.yaml ``weight``.
 ``active``
-    Pairs whose order is still unsure are drawn more often. From the latest fit, with
-    ``d = theta_i - theta_j`` and ``s^2 = var_i + var_j`` (sandwich variances), a pair's score is
-    ``2 Phi(-|d| / s)`` (how unsure the order is: 1 for a coin flip, 0 for a settled order) times
-    ``1 - 1 / sqrt(1 + s^2 p (1 - p))`` (the share of the difference's standard error one more
-    battle would remove, ``p = sigmoid(d)``: large for pairs with few battles). A model below
-    ``min_votes`` has its pairs' scores multiplied by ``1 + warmup_boost * (deficit_i + deficit_j)``
-    (a deficit is the missing share of ``min_votes``). Finally a share ``floor`` of the probability is spread
-    uniformly, so every eligible pair of a pool with ``K`` pairs has probability at least
-    ``floor / K`` within its pool.
+    Models whose rank is least certain play more, each mostly against the opponents its order is
+    least sure against. From the latest fit, for two models of the pool with ``d = theta_i - theta_j``
+    and ``s^2 = var_i + var_j`` (sandwich variances):
+
+    * the pair's weight ``w_ij = 2 Phi(-|d| / s) * (1 - 1 / sqrt(1 + s^2 p (1 - p)))`` (how unsure
+      the order is, 1 for a coin flip and 0 for a settled order, times the share of the difference's
+      standard error one more battle would remove, ``p = sigmoid(d)``);
+    * model ``i``'s need ``E_i = sum_j (2 m_ij - 1) Phi(-|d_ij| / s_ij)``, where ``m_ij`` is the
+      number of places between ``i`` and ``j`` in the fitted order of the pool's eligible models: the
+      expected squared rank displacement of ``i`` (the squared number of models it is misordered
+      with, if its misorders on one side are nested), which is what Spearman's correlation counts;
+    * the pair's score ``E_i w_ij / W_i + E_j w_ij / W_j`` with ``W_i = sum_k w_ik``: the probability
+      of drawing the unordered pair by picking a model in proportion to its need and then its
+      opponent in proportion to the pair weights.
+
+    Models the fit does not know, or that sit in a different connected group, count as unsettled
+    (``d = 0``, ``s`` about 350 Elo, one place apart). A model below ``min_votes`` has its pairs'
+    scores multiplied by ``1 + warmup_boost * (deficit_i + deficit_j)`` (a deficit is the missing
+    share of ``min_votes``). Finally a share ``floor`` of the probability is spread uniformly, so
+    every eligible pair of a pool with ``K`` pairs has probability at least ``floor / K`` within
+    its pool. The table is computed for the pool's eligible models (cached until the next update).
 
 The pool is chosen with probability proportional to its number of eligible pairs, whatever the
 strategy, so the pools' shares of battles do not depend on the strategy.
@@ -165,7 +177,8 @@ class _State:
     var: Float
     component: NDArray[np.int64]  # -1 when unrated
     votes: Float
-    scores: Float  # symmetric pair scores over every known model
+    # Pair tables already computed from this state, by the tuple of eligible members of a pool.
+    tables: dict[tuple[str, ...], Float]
 
 
 @dataclass
@@ -226,12 +239,12 @@ class PairSampler:
         self.floor = float(floor)
         self.min_votes = int(min_votes)
         self.warmup_boost = float(warmup_boost)
-        self._state = _State({}, np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros((0, 0)))
+        self._state = _State({}, np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0), {})
 
     # -- state -------------------------------------------------------------------------------------
 
     def update(self, result: RatingsResult | None, counts: Sequence[PairCount]) -> None:
-        """Take in the latest fit and vote counts; precompute every known pair's score.
+        """Take in the latest fit and vote counts (the pair tables are then computed per pool on first use).
 
         Call it when votes arrive (e.g. after each refit of the leaderboard), not per request.
 
@@ -268,10 +281,9 @@ class PairSampler:
                     theta[i] = row.rating / SCALE
                     var[i] = min(sd * sd, _UNKNOWN_SD**2)
                     component[i] = row.component
-        scores = _active_scores(theta, var, component, votes, self.min_votes, self.warmup_boost)
         # One assignment, so a draw running meanwhile (the service updates from a worker thread)
         # sees either the old state or the new one, never a mix.
-        self._state = _State(index, theta, var, component, votes, scores)
+        self._state = _State(index, theta, var, component, votes, {})
 
     # -- drawing -----------------------------------------------------------------------------------
 
@@ -353,19 +365,21 @@ class PairSampler:
 
     def _active_q(self, members: tuple[str, ...], iu: NDArray[np.int64], ju: NDArray[np.int64]) -> Float:
         state = self._state
-        idx = [state.index.get(m, -1) for m in members]
-        if min(idx) >= 0:
-            ix = np.asarray(idx)
-            scores = state.scores[ix[iu], ix[ju]]
-        else:
-            # A model the last update did not know (added since): score its pairs from scratch.
+        table = state.tables.get(members)
+        if table is None:
+            idx = [state.index.get(m, -1) for m in members]
+
             def pick(values: Float, fill: float) -> Float:
+                # A model the last update did not know (added since) is unrated and unsettled.
                 return np.array([values[i] if i >= 0 else fill for i in idx], dtype=np.float64)
 
             theta, var = pick(state.theta, np.nan), pick(state.var, _UNKNOWN_SD**2)
             comp = np.array([state.component[i] if i >= 0 else -1 for i in idx], dtype=np.int64)
             full = _active_scores(theta, var, comp, pick(state.votes, 0.0), self.min_votes, self.warmup_boost)
-            scores = full[iu, ju]
+            table = full[iu, ju]
+            # Several threads may compute the same table; they store equal values.
+            state.tables[members] = table
+        scores = table
         total = scores.sum()
         uniform = np.full(iu.size, 1.0 / iu.size)
         if not (np.isfinite(total) and total > 0):
@@ -401,7 +415,7 @@ def _active_scores(
     min_votes: int,
     warmup_boost: float,
 ) -> Float:
-    """Symmetric matrix of pair scores (see the module docstring); zero on the diagonal."""
+    """Symmetric matrix of pair scores of one pool's models (see the module docstring); zero on the diagonal."""
     known = np.isfinite(theta) & (component >= 0)
     comparable = known[:, None] & known[None, :] & (component[:, None] == component[None, :])
     th = np.where(known, theta, 0.0)
@@ -410,9 +424,17 @@ def _active_scores(
     info = p * (1.0 - p)
     s2 = np.where(comparable, var[:, None] + var[None, :], 2 * _UNKNOWN_SD**2)
     s = np.sqrt(np.maximum(s2, 1e-12))
-    unsure = 2.0 * ndtr(-np.abs(d) / s)
-    gain = 1.0 - 1.0 / np.sqrt(1.0 + s2 * info)
-    scores = unsure * gain
+    misorder = ndtr(-np.abs(d) / s)
+    weight = 2.0 * misorder * (1.0 - 1.0 / np.sqrt(1.0 + s2 * info))
+    np.fill_diagonal(weight, 0.0)
+    np.fill_diagonal(misorder, 0.0)
+    # Places between two models in the fitted order (ties broken by position); 1 when not comparable.
+    place = np.argsort(np.argsort(np.where(known, th, np.inf), kind="stable"), kind="stable")
+    gap = np.where(comparable, np.abs(place[:, None] - place[None, :]), 1).astype(np.float64)
+    need = ((2.0 * gap - 1.0) * misorder).sum(axis=1)
+    row = weight.sum(axis=1)
+    share = np.divide(need, row, out=np.zeros_like(need), where=row > 0)
+    scores = weight * (share[:, None] + share[None, :])
     if min_votes > 0 and warmup_boost > 0:
         deficit = np.clip(1.0 - votes / min_votes, 0.0, 1.0)
         scores = scores * (1.0 + warmup_boost * (deficit[:, None] + deficit[None, :]))

@@ -84,16 +84,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import choix
 import numpy as np
 from numpy.typing import NDArray
-from scipy import sparse
-from scipy.sparse import csgraph
 from scipy.special import expit
 
 from arena.domain import WINNERS, PairCount
+
+if TYPE_CHECKING:
+    from scipy import sparse
 
 __all__ = [
     "ALPHA_LADDER",
@@ -558,6 +558,10 @@ def _sandwich_inputs(tally: _Tally, g: NDArray[np.int64]) -> tuple[Float, Float,
 def _components(played: NDArray[np.bool_], rated_idx: NDArray[np.int64]) -> list[NDArray[np.int64]]:
     if rated_idx.size == 0:
         return []
+    # Imported on the first fit, like choix (scipy.sparse.csgraph: ~10 MB the app need not hold idle).
+    from scipy import sparse
+    from scipy.sparse import csgraph
+
     sub = sparse.csr_matrix(played[np.ix_(rated_idx, rated_idx)])
     n_comp, labels = csgraph.connected_components(sub, directed=False)
     groups = [rated_idx[labels == k] for k in range(n_comp)]
@@ -595,6 +599,10 @@ def _one_sided(y: Float) -> bool:
 
 def _choix_fit(y: Float, alpha: float, tol: float, init: Float | None = None) -> Float | None:
     """One choix fit, or None when it fails (no convergence, no unique stationary distribution)."""
+    # Imported here, not at module level: choix imports scipy.stats (~1 s), and the app imports this
+    # module (for the pairing sampler's types) long before the first fit.
+    import choix
+
     try:
         # A weight that underflows to 0 makes log() warn; the finiteness check below handles it.
         with np.errstate(divide="ignore", over="ignore", invalid="ignore", under="ignore"):
@@ -748,6 +756,8 @@ def _scatter(
     ci: NDArray[np.int64], cj: NDArray[np.int64], kind: NDArray[np.int64], n: int, tie_policy: TiePolicy
 ) -> sparse.csr_matrix:
     """Sparse map from cell counts to the flattened effective-wins matrix ``y``."""
+    from scipy import sparse
+
     rows: list[NDArray[np.int64]] = []
     cols: list[NDArray[np.int64]] = []
     vals: list[Float] = []

@@ -56,6 +56,7 @@ class BattleSession:
     mode: Mode = "anonymous"
     battle_id: str | None = None
     turn: int = 0  # number of finished or running turns
+    regenerations: int = 0  # of this battle's turns, however many
     history: tuple[list[Message], list[Message]] = field(default_factory=lambda: ([], []))
     answers: tuple[Answer, Answer] | None = None
     status: Status = "new"
@@ -180,6 +181,7 @@ class ArenaService:
                 interval=settings.interval,  # type: ignore[arg-type]
                 bootstrap_rounds=settings.bootstrap_rounds,
                 min_votes=settings.min_votes,
+                ipw=settings.ipw,
             ),
             now=now,
         )
@@ -311,6 +313,12 @@ class ArenaService:
         if session.status == "failed":
             raise PromptRejected("failed", user_message="A model failed in this round. Press “New round” to continue.")
         text = clean_prompt(prompt, self.settings.max_prompt_chars)
+        if session.turn >= self.settings.max_turns:
+            n = self.settings.max_turns
+            raise PromptRejected(
+                "turn limit",
+                user_message=f"This battle has reached its limit of {n} turns. Vote, or start a new round.",
+            )
         # Claimed before the first await, so a second request on this session (double click, a raw
         # API call) is refused above instead of running alongside.
         previous, session.status = session.status, "streaming"
@@ -358,6 +366,7 @@ class ArenaService:
             client_hash=session.client_hash,
             language=detect_language(text),
             propensity=session.pairing.propensity,
+            uniform_propensity=session.pairing.uniform_propensity,
         )
         await asyncio.to_thread(self.store.create_battle, battle)
         session.battle_id = battle.id
@@ -373,6 +382,7 @@ class ArenaService:
                     "judge": battle.client_hash,
                     "language": battle.language,
                     "propensity": battle.propensity,
+                    "uniform_propensity": battle.uniform_propensity,
                     "tstamp": battle.created_at.isoformat(),
                 }
             )
@@ -381,6 +391,15 @@ class ArenaService:
         """Re-run the last turn on both sides (only before the vote)."""
         if session.status not in ("ready", "failed") or session.turn == 0 or session.battle_id is None:
             raise PromptRejected("nothing to regenerate", user_message="There is no answer to regenerate yet.")
+        if session.regenerations >= self.settings.max_regenerations:
+            n = self.settings.max_regenerations
+            raise PromptRejected(
+                "regeneration limit",
+                user_message=(
+                    f"This battle's answers were regenerated as often as allowed ({n}). Vote, or start a new round."
+                ),
+            )
+        session.regenerations += 1
         for history in session.history:
             if history and history[-1]["role"] == "assistant":
                 history.pop()

@@ -141,6 +141,34 @@ def test_double_send_is_refused_while_streaming(server: DemoServer, tmp_path: Pa
     asyncio.run(main())
 
 
+def test_turns_and_regenerations_per_battle_are_capped(server: DemoServer, tmp_path: Path) -> None:
+    # Each turn and each regeneration costs both model servers an answer; the battle rate limit
+    # alone would let one battle ask for answers without end.
+    async def main() -> None:
+        with Store(f"sqlite:///{tmp_path / 'a.sqlite3'}") as store:
+            service = make_service(specs(server.url), store, settings={"max_turns": 2, "max_regenerations": 1})
+            try:
+                session = service.new_session("10.1.1.5")
+                await play(service, session, PROMPT)
+                [_ async for _ in service.regenerate(session)]
+                with pytest.raises(PromptRejected) as info:
+                    [_ async for _ in service.regenerate(session)]
+                assert "regenerated as often as allowed (1)" in info.value.user_message
+                await play(service, session, "And the second tallest?")
+                with pytest.raises(PromptRejected) as info:
+                    await play(service, session, "And the third?")
+                assert "limit of 2 turns" in info.value.user_message
+                # Refused before anything was sent: the battle is intact and can still be voted.
+                assert session.turn == 2 and session.status == "ready"
+                assert [m["role"] for m in session.history[0]] == ["user", "assistant"] * 2
+                await service.vote(session, "model_a")
+                assert store.vote_total() == 1
+            finally:
+                await close(service)
+
+    asyncio.run(main())
+
+
 def test_votes_too_fast_are_kept_but_flagged(server: DemoServer, tmp_path: Path) -> None:
     now = [100.0]
 

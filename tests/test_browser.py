@@ -194,6 +194,14 @@ def test_switching_the_language_on_the_page(app: tuple[AppProcess, str], browser
     page.locator("#prompt textarea").fill("   ")
     page.locator("#send").click()
     page.get_by_text(i18n.text("zh-TW", "msg.empty_prompt")).first.wait_for(timeout=10_000)
+    # The refusal leaves the page usable: the controls unlock again (Gradio runs a .then only after
+    # success, so the panel also settles on .failure), and no English "Error" badge covers the chats.
+    page.wait_for_function(
+        "() => !document.querySelector('#prompt textarea').disabled && !document.querySelector('#send').disabled",
+        timeout=10_000,
+    )
+    for chat in ("#chat_a", "#chat_b"):
+        assert not page.locator(f"{chat} .error").first.is_visible()
     page.screenshot(path=str(ARTIFACTS / "zh-TW-switched.png"), full_page=True)
     context.close()
 
@@ -236,3 +244,33 @@ def test_side_by_side_with_named_models(app: tuple[AppProcess, str], browser) ->
     assert [(c.model_a, c.model_b, c.winner) for c in named] == [("cirrus-7b", "dune-7b", "tie")]
     assert all("[sbs]" not in str(c) for c in anonymous)
     context.close()
+
+
+def test_a_forgotten_session_shows_the_terms_notice_again(browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from gradio_client import Client
+
+    env = {"ARENA_SESSION_TTL": "2", "ARENA_MIN_READ_SECONDS": "0", "ARENA_BATTLES_PER_MINUTE": "0"}
+    db = f"sqlite:///{tmp_path / 'ttl.sqlite3'}"
+    proc = AppProcess(["--demo", "--db", db], env=env, log_path=tmp_path / "app.log")
+    try:
+        proc.wait_ready()
+        context, page = _open(browser, proc.url, "en-US", DESKTOP)
+        page.locator("#accept_terms").click()
+        page.wait_for_function("() => !document.querySelector('#prompt textarea').disabled", timeout=10_000)
+        assert not page.locator("#terms").is_visible()
+        # This page stays idle past the TTL while another visitor's events run the sweep.
+        page.wait_for_timeout(3_000)
+        other = Client(proc.url, verbose=False)
+        other.predict(api_name="/accept_terms")
+        other.close()
+        page.locator("#prompt textarea").fill("Hello again after a long pause")
+        page.locator("#send").click()
+        page.get_by_text(i18n.text("en", "terms.required")).first.wait_for(timeout=10_000)
+        page.locator("#terms").wait_for(state="visible", timeout=10_000)
+        page.locator("#accept_terms").click()
+        page.wait_for_function("() => !document.querySelector('#send').disabled", timeout=10_000)
+        page.locator("#send").click()
+        page.wait_for_function("() => !document.querySelector('#vote_a').disabled", timeout=30_000)
+        context.close()
+    finally:
+        proc.stop()

@@ -18,6 +18,7 @@ from arena.leaderboard import (
     FitParams,
     LeaderboardCache,
     available_slices,
+    fit_slice,
     heatmap_data,
     heatmap_figure,
     leaderboard_rows,
@@ -26,6 +27,7 @@ from arena.leaderboard import (
     ratings_plot_data,
     summary,
 )
+from arena.ratings import RatingsResult, fit_ratings
 from arena.registry import Registry
 from arena.service import ArenaService
 from arena.storage import Store
@@ -136,6 +138,35 @@ def test_cache_refits_only_when_the_slice_gets_votes(tmp_path: Path) -> None:
         _vote(s, "new-anon")  # ... an anonymous one refits overall
         latest = cache.view(s, "overall")
         assert cache.fits == 4 and latest.votes == first.votes + 1 and latest.result.n_battles == first.votes + 1
+    finally:
+        s.dispose()
+
+
+def test_ipw_fits_the_leaderboard_with_inverse_propensity_weights(tmp_path: Path) -> None:
+    s = Store(f"sqlite:///{tmp_path / 'ipw.sqlite3'}")
+    s.create_schema()
+    try:
+        now = datetime.now(UTC)
+        # alpha beat beta in pairs drawn 4x as often as uniform, lost in pairs drawn at the uniform rate.
+        for n, (winner, propensity) in enumerate([("model_a", 0.4)] * 6 + [("model_b", 0.1)] * 3):
+            bid = f"b{n}"
+            s.create_battle(
+                BattleRecord(bid, "alpha", "beta", "anonymous", "chat", now, "judge", None, propensity, 0.1)
+            )
+            s.record_vote(VoteRecord(bid, winner, now))  # type: ignore[arg-type]
+        plain = fit_slice(s, parse_slice("overall"), FitParams(interval="sandwich", min_votes=1))
+        weighted = fit_slice(s, parse_slice("overall"), FitParams(interval="sandwich", min_votes=1, ipw=True))
+        counts = s.pair_counts(weighted=True)
+        expected = fit_ratings(counts, interval="sandwich", min_votes=1, weights=[c.weight or 0 for c in counts])
+
+        def gap(r: RatingsResult) -> float:
+            by = {row.model: row.rating for row in r.rows}
+            return by["alpha"] - by["beta"]
+
+        # Unweighted 6:3 for alpha; weighted 6 x 0.25 = 1.5 : 3 x 1 = 3, so beta comes out ahead.
+        assert gap(plain) > 0 > gap(weighted)
+        assert gap(weighted) == pytest.approx(gap(expected))
+        assert weighted.n_battles == plain.n_battles == 9  # counts stay counts
     finally:
         s.dispose()
 

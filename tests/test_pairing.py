@@ -183,26 +183,66 @@ def test_sampler_rejects_bad_parameters() -> None:
 
 
 def test_active_probabilities_follow_the_documented_score() -> None:
-    """The active table equals floor/K + (1 - floor) * score/sum(score), score written from the docs."""
+    """The active table equals floor/K + (1 - floor) * score/sum(score), score written from the docs.
+
+    score_ij = E_i w_ij / W_i + E_j w_ij / W_j, with the pair weight
+    w_ij = 2 Phi(-|d|/s) (1 - 1/sqrt(1 + s^2 p(1-p))), W_i = sum_k w_ik, and the need
+    E_i = sum_j (2 m_ij - 1) Phi(-|d_ij|/s_ij), m_ij the places between i and j in the fitted order.
+    """
     from scipy.stats import norm
 
     from arena.ratings import SCALE
 
-    models = [spec(m) for m in "abcd"]
-    counts = _ladder_counts()
+    models = [spec(m) for m in "abcde"]
+    # Uneven evidence, so the models' needs differ and the table is not proportional to w.
+    counts = [
+        *_ladder_counts(),
+        PairCount("e", "a", "model_a", 6),
+        PairCount("e", "a", "model_b", 4),
+        PairCount("e", "c", "model_a", 9),
+        PairCount("e", "c", "model_b", 3),
+    ]
     fit = fit_ratings(counts, interval="sandwich", bootstrap_rounds=0)
     sampler = PairSampler("active", floor=0.2, min_votes=0)
     sampler.update(fit, counts)
     dist = sampler.distribution(models)
+    names = dist.names
     theta = {r.model: r.rating / SCALE for r in fit.rows}
     var = {r.model: ((r.sandwich_upper - r.sandwich_lower) / (2 * 1.959963984540054 * SCALE)) ** 2 for r in fit.rows}
-    pairs = [(i, j) for i in range(4) for j in range(i + 1, 4)]
+    place = {m: k for k, m in enumerate(sorted(names, key=lambda m: theta[m]))}
+    weight, misorder = {}, {}
+    for a in names:
+        for b in names:
+            if a != b:
+                d, s2 = theta[a] - theta[b], var[a] + var[b]
+                p = 1 / (1 + math.exp(-d))
+                misorder[a, b] = norm.cdf(-abs(d) / math.sqrt(s2))
+                weight[a, b] = 2 * misorder[a, b] * (1 - 1 / math.sqrt(1 + s2 * p * (1 - p)))
+    need = {a: sum((2 * abs(place[a] - place[b]) - 1) * misorder[a, b] for b in names if b != a) for a in names}
+    row = {a: sum(weight[a, b] for b in names if b != a) for a in names}
+    pairs = [(i, j) for i in range(5) for j in range(i + 1, 5)]
     score = {}
     for i, j in pairs:
-        a, b = dist.names[i], dist.names[j]
-        d, s2 = theta[a] - theta[b], var[a] + var[b]
-        p = 1 / (1 + math.exp(-d))
-        score[i, j] = 2 * norm.cdf(-abs(d) / math.sqrt(s2)) * (1 - 1 / math.sqrt(1 + s2 * p * (1 - p)))
+        a, b = names[i], names[j]
+        score[i, j] = need[a] * weight[a, b] / row[a] + need[b] * weight[a, b] / row[b]
     total = sum(score.values())
+    weight_total = sum(weight[names[i], names[j]] for i, j in pairs)
+    plain = {(i, j): weight[names[i], names[j]] / weight_total for i, j in pairs}
+    assert max(abs(score[k] / total - plain[k]) for k in pairs) > 0.01  # the need term matters here
     for i, j in pairs:
-        assert dist.probability[i, j] == pytest.approx(0.2 / 6 + 0.8 * score[i, j] / total, rel=1e-9)
+        assert dist.probability[i, j] == pytest.approx(0.2 / 10 + 0.8 * score[i, j] / total, rel=1e-9)
+
+
+def test_the_table_is_computed_for_the_pools_eligible_models() -> None:
+    """Needs and opponents' shares count only the eligible models of the pool (not other pools, not offline ones)."""
+    chat = [spec(m) for m in "abcd"]
+    counts = _ladder_counts()
+    sampler = _fitted_sampler(counts, floor=0.1, min_votes=0)
+    alone = sampler.distribution(chat)
+    # A base pool next to it, and an offline chat model, leave the chat pool's table unchanged.
+    roster = [*chat, spec("x", kind="base"), spec("y", kind="base"), spec("z")]
+    with_base = sampler.distribution(roster, available=frozenset({*"abcd", "x", "y"}))
+    ix = [with_base.names.index(m) for m in alone.names]
+    chat_part = with_base.probability[np.ix_(ix, ix)]
+    assert chat_part.sum() == pytest.approx(6 / 7)
+    np.testing.assert_allclose(chat_part / chat_part.sum(), alone.probability, rtol=1e-12, atol=1e-15)

@@ -91,3 +91,26 @@ def test_every_flag_that_excludes_a_vote_has_a_note() -> None:
     reveal = Reveal("a", "b", "tie", flags=("identity_leak", "too_fast", "unknown"))
     assert reveal.notes == (FLAG_NOTES["identity_leak"], FLAG_NOTES["too_fast"])
     assert all("will not count" in note for note in reveal.notes)
+
+
+def test_battles_store_both_propensities_for_inverse_propensity_weights(server: DemoServer, store: Store) -> None:
+    specs = [tgi_spec(name, server.url) for name in ("kestrel-7b", "osprey-7b", "merlin-7b")]
+
+    async def main() -> None:
+        service = make_service(specs, store, settings={"pairing": "active", "ipw": True})
+        try:
+            session = service.new_session("10.9.9.9")
+            [_ async for _ in service.send(session, "Hello?")]
+            await service.vote(session, "model_a")
+            [item] = list(store.iter_battles())
+            stored = item["battle"]
+            assert stored.propensity == pytest.approx(session.pairing.propensity)
+            assert stored.uniform_propensity == pytest.approx(1 / 3)  # three pairs in one pool
+            [count] = store.pair_counts(weighted=True)
+            assert count.weight == pytest.approx(stored.uniform_propensity / stored.propensity)
+            view = await service.leaderboard()
+            assert view.votes == 1
+        finally:
+            await close(service)
+
+    asyncio.run(main())

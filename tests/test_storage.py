@@ -260,6 +260,26 @@ def test_pair_counts_aggregates_ties_bothbad_and_flags(store: Store) -> None:
     assert store.battle_count() == 16
 
 
+def test_weighted_pair_counts_sum_inverse_propensity_weights(store: Store) -> None:
+    import dataclasses
+
+    def drawn(winner: Winner, propensity: float | None, uniform: float | None) -> None:
+        rec = dataclasses.replace(battle("alpha", "beta"), propensity=propensity, uniform_propensity=uniform)
+        store.create_battle(rec)
+        store.record_vote(vote(rec.id, winner))
+
+    drawn("model_a", 0.5, 0.25)  # drawn twice as often as uniform: weight 0.5
+    drawn("model_a", 0.125, 0.25)  # half as often: weight 2
+    drawn("model_b", None, None)  # stored without propensities (uniform, named, older rows): weight 1
+    drawn("model_b", 0.25, None)
+    weighted = store.pair_counts(weighted=True)
+    assert [(c.winner, c.count) for c in weighted] == [("model_a", 2), ("model_b", 2)]
+    assert [c.weight for c in weighted] == [pytest.approx(2.5), pytest.approx(2.0)]
+    assert [c.weight for c in store.pair_counts()] == [None, None]
+    stored = {item["battle"].propensity: item["battle"].uniform_propensity for item in store.iter_battles()}
+    assert stored[0.5] == 0.25 and stored[0.125] == 0.25
+
+
 def test_pair_counts_on_an_empty_database(store: Store) -> None:
     assert store.pair_counts() == []
     assert store.vote_total() == 0

@@ -188,6 +188,7 @@ def _battle_values(b: BattleRecord) -> dict[str, Any]:
         "client_hash": b.client_hash,
         "language": b.language,
         "propensity": b.propensity,
+        "uniform_propensity": b.uniform_propensity,
     }
 
 
@@ -212,6 +213,7 @@ def _battle_record(r: sa.RowMapping) -> BattleRecord:
         client_hash=r["client_hash"],
         language=r["language"],
         propensity=r["propensity"],
+        uniform_propensity=r["uniform_propensity"],
     )
 
 
@@ -375,6 +377,7 @@ class Store:
                     "client_hash": b.client_hash,
                     "language": b.language,
                     "propensity": b.propensity,
+                    "uniform_propensity": b.uniform_propensity,
                 },
             )
 
@@ -571,14 +574,22 @@ class Store:
         pool: str | None = None,
         language: str | None = None,
         exclude_flags: Iterable[str] = DEFAULT_EXCLUDED_FLAGS,
+        weighted: bool = False,
     ) -> list[PairCount]:
         """Voted battles counted per (model_a, model_b, winner), in one GROUP BY query.
 
         ``None`` for ``mode``, ``pool`` or ``language`` means "any". Votes carrying any of
-        ``exclude_flags`` are left out. Rows are sorted by model_a, model_b, winner.
+        ``exclude_flags`` are left out. Rows are sorted by model_a, model_b, winner. With
+        ``weighted``, each row also carries the sum of its battles' inverse-propensity weights
+        (``uniform_propensity / propensity``; 1 for a battle stored without them: drawn uniformly,
+        named, or from before propensities were kept).
         """
+        columns: list[Any] = [_BATTLES.c.model_a, _BATTLES.c.model_b, _VOTES.c.winner, sa.func.count().label("n")]
+        if weighted:
+            ratio = _BATTLES.c.uniform_propensity / sa.func.nullif(_BATTLES.c.propensity, 0.0)
+            columns.append(sa.func.sum(sa.func.coalesce(ratio, 1.0)).label("w"))
         stmt = (
-            sa.select(_BATTLES.c.model_a, _BATTLES.c.model_b, _VOTES.c.winner, sa.func.count().label("n"))
+            sa.select(*columns)
             .select_from(_BATTLES.join(_VOTES, _VOTES.c.battle_id == _BATTLES.c.id))
             .where(*self._filters(mode, pool, language, exclude_flags))
             .group_by(_BATTLES.c.model_a, _BATTLES.c.model_b, _VOTES.c.winner)
@@ -587,7 +598,16 @@ class Store:
             rows = conn.execute(stmt).all()
         # Sorted here, not in SQL: PostgreSQL's collation and SQLite's byte order disagree.
         return sorted(
-            (PairCount(model_a=a, model_b=b, winner=cast(Winner, w), count=int(n)) for a, b, w, n in rows),
+            (
+                PairCount(
+                    model_a=r[0],
+                    model_b=r[1],
+                    winner=cast(Winner, r[2]),
+                    count=int(r[3]),
+                    weight=float(r[4]) if weighted else None,
+                )
+                for r in rows
+            ),
             key=lambda p: (p.model_a, p.model_b, WINNERS.index(p.winner)),
         )
 

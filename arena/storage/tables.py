@@ -85,6 +85,7 @@ class BattleRow(Base):
     client_hash: Mapped[str] = mapped_column(String(128))
     language: Mapped[str | None] = mapped_column(String(32))
     propensity: Mapped[float | None] = mapped_column(Float)
+    uniform_propensity: Mapped[float | None] = mapped_column(Float)
 
 
 class MessageRow(Base):

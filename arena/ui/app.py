@@ -18,6 +18,7 @@ from arena import i18n
 from arena.service import ArenaService
 from arena.ui.leaderboard import build_leaderboard_tab
 from arena.ui.panel import Panel, build_panel
+from arena.ui.sessions import ArenaBlocks
 from arena.ui.status import build_status_tab
 from arena.ui.texts import Texts, Visitor
 
@@ -31,6 +32,9 @@ CSS = """
 .arena-header h1 { margin-bottom: 0.2em; }
 .arena-reveal { text-align: center; }
 .arena-reveal table { margin: 0 auto; }
+/* A refused prompt fails the streaming event, and Gradio then covers both chats with an English
+   "Error" badge; the toast already says what happened, in the visitor's language. */
+.arena-chat .wrap:has(> .error) { display: none !important; }
 .gradio-container button:focus-visible,
 .gradio-container textarea:focus-visible,
 .gradio-container input:focus-visible,
@@ -96,7 +100,7 @@ def build_page(service: ArenaService) -> tuple[gr.Blocks, Texts]:
     def terms_text(language: str) -> str:
         return f"### {i18n.text(language, 'terms.heading')}\n\n{settings.terms or i18n.text(language, 'terms.text')}"
 
-    with gr.Blocks(title=page_title) as demo:
+    with ArenaBlocks(title=page_title, session_ttl=settings.session_ttl) as demo:
         visitor = gr.State(Visitor(default))
         saved_language = gr.BrowserState(None, storage_key=LANGUAGE_STORAGE_KEY)
         with gr.Row(equal_height=True, elem_classes=["arena-top"]):
@@ -174,6 +178,16 @@ def _wire_page(
         for panel in panels:
             update.update(panel.enable_sending())
         return update
+
+    def show_terms(who: Visitor) -> dict[Any, Any]:
+        # A visitor whose session was forgotten (ARENA_SESSION_TTL) must agree again; the notice
+        # was hidden on this page, so a refused send brings it back.
+        return {terms_box: gr.Column(visible=not who.accepted_terms)}
+
+    for panel in panels:
+        panel.send_event.failure(
+            show_terms, inputs=[visitor], outputs=[terms_box], api_visibility="private", show_progress="hidden"
+        )
 
     set_lang = "(code) => { if (code) document.documentElement.lang = code; }"
     demo.load(

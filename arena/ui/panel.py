@@ -123,6 +123,8 @@ class Panel:
     regenerate: gr.Button
     new_round: gr.Button
     pickers: tuple[gr.Dropdown, gr.Dropdown] | None
+    # The streaming event of "Send", once wired (the page chains its own steps after it).
+    send_event: Any = None
 
     def enable_sending(self) -> dict[Any, Any]:
         """Updates that let the visitor type (once the terms are accepted)."""
@@ -400,6 +402,7 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
         api_name=f"{p}send",
         show_progress="hidden",
     )
+    panel.send_event = send_event
     regen_event = panel.regenerate.click(
         lock, outputs=[*control_outputs, outcome], api_visibility="private", show_progress="hidden"
     ).then(
@@ -410,19 +413,24 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
         show_progress="hidden",
     )
     for streamed in (send_event, regen_event):
-        # .then, not .success: a refused turn (gr.Error) must unlock the controls too.
-        streamed.then(
-            settle,
-            inputs=[visitor, state, outcome],
-            outputs=control_outputs,
-            api_visibility="private",
-            show_progress="hidden",
-        )
+        # A refused turn (gr.Error) must unlock the controls too. Gradio 6's page runs a .then only
+        # after success (its docs say always) and a .failure only after an error, so both.
+        for chained in (streamed.then, streamed.failure):
+            chained(
+                settle,
+                inputs=[visitor, state, outcome],
+                outputs=control_outputs,
+                api_visibility="private",
+                show_progress="hidden",
+            )
+    # Not the chats: a vote leaves them as they are, and an output left out of the returned dict
+    # would be rebuilt anyway (a Chatbot's rebuild regenerates its JSON schema: ~15 ms each).
+    vote_outputs = [state, *control_outputs, panel.reveal]
     for elem, _key, winner in VOTES:
         panel.votes[winner].click(
             make_vote(winner),
             inputs=[panel.reason, visitor, state],
-            outputs=outputs,
+            outputs=vote_outputs,
             api_name=f"{p}{elem}",
             show_progress="hidden",
         )

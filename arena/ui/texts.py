@@ -59,7 +59,12 @@ class Texts:
         props: dict[Block, dict[str, Any]] = {}
         for block, prop, render in self.bindings:
             props.setdefault(block, {})[prop] = render(language)
-        return {block: gr.update(**values) for block, values in props.items()}
+        # A text that is the block's value (a Markdown, a button's label) travels as a plain value:
+        # Gradio rebuilds the component for any property update, a plain value it only renders.
+        return {
+            block: values["value"] if set(values) == {"value"} else gr.update(**values)
+            for block, values in props.items()
+        }
 
     @property
     def blocks(self) -> list[Block]:

@@ -1,0 +1,61 @@
+"""Import Gradio without rewriting its type stubs (half of Gradio's import time).
+
+Gradio 6.31 regenerates the ``.pyi`` stub of every component class each time it is imported
+(``gradio.component_meta.create_or_modify_pyi``: parse the module's source, render a Jinja
+template, compare with the file on disk). Stubs serve editors and type checkers, and the wheel ships
+them already; a server has no use for the work, which took 1.2-1.5 s of a 2.5-2.9 s
+``import gradio`` on a quiet 2-core machine (benchmarks/RESULTS.md, "Start-up and footprint").
+
+:func:`install` makes that one function a no-op when ``gradio.component_meta`` is first loaded.
+Nothing else of Gradio changes. If Gradio is already imported, or no longer has the function, it
+does nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
+
+__all__ = ["install"]
+
+_MODULE = "gradio.component_meta"
+_FUNCTION = "create_or_modify_pyi"
+
+
+def _skip_stub(*_args: Any, **_kwargs: Any) -> None:
+    """Stand-in for Gradio's stub writer: the installed stubs stay as shipped."""
+
+
+class _StubSkipper(importlib.abc.MetaPathFinder):
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname != _MODULE:
+            return None
+        sys.meta_path[:] = [f for f in sys.meta_path if f is not self]
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        loader = spec.loader if spec is not None else None
+        if spec is None or not isinstance(loader, importlib.abc.Loader) or not hasattr(loader, "exec_module"):
+            return spec
+        run = loader.exec_module
+
+        def exec_module(module: ModuleType) -> None:
+            run(module)
+            if callable(getattr(module, _FUNCTION, None)):
+                setattr(module, _FUNCTION, _skip_stub)
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+def install() -> bool:
+    """Skip Gradio's stub rewriting from now on; False when Gradio is already imported."""
+    if _MODULE in sys.modules:
+        return False
+    if not any(isinstance(f, _StubSkipper) for f in sys.meta_path):
+        sys.meta_path.insert(0, _StubSkipper())
+    return True

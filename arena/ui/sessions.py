@@ -1,0 +1,98 @@
+"""Keep each visitor session's memory in Gradio bounded.
+
+Gradio keeps one ``SessionState`` per page session (``session_hash``): a copy of the page's
+configuration plus every component a ``gr.update(...)`` rebuilt for that session. Two things make
+that memory grow without bound in Gradio 6.31 (measured: ``benchmarks/soak.py``, see
+benchmarks/RESULTS.md, "App memory under a soak"):
+
+* **A stale copy per update cycle.** A property update (``gr.update(interactive=False)``) builds a
+  new component for the session and files it under the original block's id. That copy gets a fresh
+  id of its own, and the next time the component receives a plain value (a chat's messages, a
+  prompt sent as input) Gradio files the copy a second time under *its own* id, where nothing ever
+  looks it up or removes it. The arena's lock/settle events around every battle do exactly this, so
+  every battle left a few components (with their JSON-schema config) behind in the session:
+  about 0.1 MiB per battle.
+* **Sessions are never forgotten.** Gradio drops a session only when more than
+  ``state_session_capacity`` (10,000) exist; a closed tab's session stays.
+
+:class:`ArenaBlocks` is ``gr.Blocks`` with one addition: after each event step it removes the
+session's stale copies (entries the page itself does not have, and that no block of the page points
+at any more), and about once a minute (or once per TTL, if shorter) it forgets
+sessions idle for longer than ``ARENA_SESSION_TTL``. Both run on the server's event loop, inside
+``process_api``, so no other code of Gradio's touches the same dictionaries at the same time. A
+visitor whose session was forgotten simply starts afresh (terms notice, new battle).
+
+The arena uses no ``gr.render``; blocks that rendering adds to a session would be pruned as well.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from typing import Any
+
+import gradio as gr
+
+__all__ = ["ArenaBlocks", "prune_session"]
+
+log = logging.getLogger(__name__)
+
+_SWEEP_EVERY = 60.0  # seconds between sweeps for idle sessions (or the TTL, if shorter)
+
+
+def prune_session(page_blocks: dict[int, Any], state: Any) -> int:
+    """Remove from one ``SessionState`` the stale component copies; return how many.
+
+    A copy filed under its own id is stale once the page's block points at a newer copy. The
+    current copy stays (removing it too would make Gradio file it again, and rebuild its config,
+    on every streamed update).
+    """
+    session_blocks: dict[int, Any] = state.blocks_config.blocks
+    # Stale copies only appear as new keys, so a session that has not grown since the last look
+    # costs one comparison (this runs on every streamed update).
+    if len(session_blocks) <= max(len(page_blocks), getattr(state, "_arena_pruned_size", 0)):
+        return 0
+    current = {id(session_blocks[key]) for key in page_blocks if key in session_blocks}
+    stale = [key for key, block in session_blocks.items() if key not in page_blocks and id(block) not in current]
+    for key in stale:
+        del session_blocks[key]
+        state.config_values.pop(key, None)
+    state._arena_pruned_size = len(session_blocks)
+    return len(stale)
+
+
+class ArenaBlocks(gr.Blocks):
+    """``gr.Blocks`` whose per-session memory stays bounded (see the module docstring)."""
+
+    def __init__(self, *args: Any, session_ttl: float = 3600.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.session_ttl = session_ttl
+        self._sweep_every = min(_SWEEP_EVERY, session_ttl) if session_ttl > 0 else _SWEEP_EVERY
+        self._next_sweep = time.monotonic() + self._sweep_every
+
+    async def process_api(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return await super().process_api(*args, **kwargs)
+        finally:
+            state = kwargs.get("state", args[2] if len(args) > 2 else None)
+            if state is not None:
+                prune_session(self.default_config.blocks, state)
+            if self.session_ttl > 0 and time.monotonic() >= self._next_sweep:
+                self._next_sweep = time.monotonic() + self._sweep_every
+                self.forget_idle_sessions()
+
+    def forget_idle_sessions(self, now: datetime.datetime | None = None) -> int:
+        """Drop sessions unused for more than ``session_ttl`` seconds; return how many."""
+        holder = getattr(self, "state_holder", None)
+        if holder is None:  # not launched
+            return 0
+        cutoff = (now or datetime.datetime.now()) - datetime.timedelta(seconds=self.session_ttl)
+        with holder.lock:
+            idle = [sid for sid, used in holder.time_last_used.items() if used < cutoff]
+            for sid in idle:
+                holder.session_data.pop(sid, None)
+                holder.time_last_used.pop(sid, None)
+        if idle:
+            log.info("forgot %d idle visitor sessions (%d remain)", len(idle), len(holder.session_data))
+        return len(idle)

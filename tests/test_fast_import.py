@@ -1,0 +1,37 @@
+"""Importing the UI skips Gradio's stub rewriting, and Gradio works as before (fresh interpreters)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(code: str) -> str:
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return run.stdout.strip()
+
+
+def test_the_ui_package_skips_gradios_stub_writer() -> None:
+    out = _run(
+        "import arena.ui, gradio.component_meta as cm, arena.ui.fast_import as f\n"
+        "print(cm.create_or_modify_pyi is f._skip_stub)\n"
+        "import gradio as gr\n"
+        "with gr.Blocks() as demo:\n"
+        "    gr.Chatbot(); gr.Textbox()\n"
+        "print(sorted({b.get_block_name() for b in demo.blocks.values()}))"
+    )
+    assert out.splitlines() == ["True", "['chatbot', 'form', 'textbox']"]
+
+
+def test_installing_after_gradio_is_imported_changes_nothing() -> None:
+    out = _run(
+        "import gradio, gradio.component_meta as cm\n"
+        "original = cm.create_or_modify_pyi\n"
+        "from arena.ui import fast_import\n"
+        "print(fast_import.install(), cm.create_or_modify_pyi is original)"
+    )
+    assert out == "False True"
