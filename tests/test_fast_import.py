@@ -35,3 +35,22 @@ def test_installing_after_gradio_is_imported_changes_nothing() -> None:
         "print(fast_import.install(), cm.create_or_modify_pyi is original)"
     )
     assert out == "False True"
+
+
+def test_a_missing_matplotlib_fails_at_once_and_gradio_events_still_run() -> None:
+    out = _run(
+        "import importlib.util, sys\n"
+        "assert importlib.util.find_spec('matplotlib') is None, 'this test assumes matplotlib is not installed'\n"
+        "import arena.ui\n"
+        "print(sys.modules['matplotlib'])\n"
+        "try:\n"
+        "    import matplotlib\n"
+        "except ImportError:\n"
+        "    print('ImportError')\n"
+        "from gradio.utils import MatplotlibBackendMananger\n"
+        "with MatplotlibBackendMananger():\n"
+        "    print('event ran')\n"
+        "from arena.ui.fast_import import mark_absent\n"
+        "print(mark_absent('json'), sys.modules['json'] is not None)"
+    )
+    assert out.splitlines() == ["None", "ImportError", "event ran", "False True"]

@@ -5,6 +5,7 @@ import os
 from arena.ui import fast_import
 
 fast_import.install()  # before the first `import gradio` (see arena/ui/fast_import.py)
+fast_import.mark_absent("matplotlib")  # Gradio tries to import it twice per event
 
 # Gradio's queue rebuilds a pandas summary of its last 10,000 events after every event, for a
 # monitoring dashboard the arena does not enable: ~7% of the server's CPU under load (py-spy,

@@ -9,18 +9,24 @@ them already; a server has no use for the work, which took 1.2-1.5 s of a 2.5-2.
 :func:`install` makes that one function a no-op when ``gradio.component_meta`` is first loaded.
 Nothing else of Gradio changes. If Gradio is already imported, or no longer has the function, it
 does nothing.
+
+:func:`mark_absent` serves the same purpose at run time: Gradio wraps every event in
+``MatplotlibBackendMananger``, which tries ``import matplotlib`` on entry and on exit. The arena does
+not install matplotlib, so each try searched every ``sys.path`` entry again (~2.5% of the server's
+CPU at 64 visitors, py-spy; benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import sys
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
-__all__ = ["install"]
+__all__ = ["install", "mark_absent"]
 
 _MODULE = "gradio.component_meta"
 _FUNCTION = "create_or_modify_pyi"
@@ -58,4 +64,18 @@ def install() -> bool:
         return False
     if not any(isinstance(f, _StubSkipper) for f in sys.meta_path):
         sys.meta_path.insert(0, _StubSkipper())
+    return True
+
+
+def mark_absent(name: str) -> bool:
+    """Make ``import name`` fail at once when the package is not installed; False if it is.
+
+    A ``None`` entry in ``sys.modules`` is Python's own way to say "not importable": the import
+    raises ImportError without searching the path. An installed package is left alone.
+    """
+    if name in sys.modules:
+        return sys.modules[name] is None
+    if importlib.util.find_spec(name) is not None:
+        return False
+    sys.modules[name] = None  # type: ignore[assignment]
     return True
