@@ -89,6 +89,13 @@ class Settings:
     stream_interval: float = _setting(
         0.04, "ARENA_STREAM_INTERVAL", "Seconds between screen updates while answers stream (tokens are coalesced)."
     )
+    update_rate: float = _setting(
+        150.0,
+        "ARENA_UPDATE_RATE",
+        "Screen updates per second shared by all battles streaming at once: with n battles each gets one at most "
+        "every max(stream_interval, n / update_rate) s (each update costs the server CPU whatever it carries). "
+        "A side's first token and the final answers are never held back. 0: no limit.",
+    )
     max_prompt_chars: int = _setting(
         4000, "ARENA_MAX_PROMPT_CHARS", "Longest prompt a visitor may send, in characters."
     )
@@ -277,7 +284,14 @@ class Settings:
         for name in ("connect_timeout", "first_token_timeout", "read_timeout", "total_timeout", "stream_interval"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{_env_name(name)} must be a positive number of seconds.")
-        limits = ("trusted_proxy_hops", "battles_per_minute", "votes_per_hour", "min_read_seconds", "health_interval")
+        limits = (
+            "trusted_proxy_hops",
+            "battles_per_minute",
+            "votes_per_hour",
+            "min_read_seconds",
+            "health_interval",
+            "update_rate",
+        )
         for name in limits:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{_env_name(name)} must be 0 or more.")

@@ -31,7 +31,7 @@ from arena.pairing import Pairing, PairSampler
 from arena.ratings import fit_ratings
 from arena.registry import ModelSpec, Registry
 from arena.storage import Store
-from arena.streaming import SideJob, stream_pair
+from arena.streaming import SideJob, UpdateBudget, stream_pair
 
 __all__ = ["FLAG_NOTES", "ArenaService", "BattleSession", "Reveal", "TurnView"]
 
@@ -191,6 +191,8 @@ class ArenaService:
             min_votes=settings.pairing_warmup_votes,
         )
         self._votes_since_refresh = 0
+        # One rate of screen updates shared by every battle streaming in this process.
+        self._budget = UpdateBudget(settings.update_rate) if settings.update_rate > 0 else None
         self._refreshing = threading.Lock()
         self._salt = settings.client_salt or secrets.token_hex(16)
         self.health = HealthTracker(
@@ -419,7 +421,8 @@ class ArenaService:
         session.stop = asyncio.Event()
         answers = (Answer(), Answer())
         try:
-            async for answers in stream_pair(jobs, interval=self.settings.stream_interval, stop=session.stop):
+            views = stream_pair(jobs, interval=self.settings.stream_interval, stop=session.stop, budget=self._budget)
+            async for answers in views:
                 session.answers = answers
                 if not all(a.done for a in answers):
                     yield TurnView(session.history, answers, streaming=True, can_vote=False, notices=notices)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -27,7 +28,10 @@ class SideJob:
     request: GenerationRequest
 
 
-async def _run_side(job: SideJob, answer: Answer, changed: asyncio.Event, clock: Callable[[], float]) -> None:
+async def _run_side(
+    job: SideJob, answer: Answer, changed: asyncio.Event, milestone: asyncio.Event, clock: Callable[[], float]
+) -> None:
+    """Stream one side into ``answer``; ``changed`` on every chunk, ``milestone`` on first text and end."""
     start = clock()
     stops = StopFilter(job.request.stop)
     try:
@@ -35,6 +39,7 @@ async def _run_side(job: SideJob, answer: Answer, changed: asyncio.Event, clock:
             if chunk.text:
                 if answer.ttft is None:
                     answer.ttft = clock() - start
+                    milestone.set()
                 answer.text += stops.feed(chunk.text)
             if chunk.generated_tokens is not None:
                 answer.generated_tokens = chunk.generated_tokens
@@ -59,6 +64,7 @@ async def _run_side(job: SideJob, answer: Answer, changed: asyncio.Event, clock:
         answer.total_time = clock() - start
         answer.done = True
         changed.set()
+        milestone.set()
 
 
 class UpdateBudget:
@@ -91,34 +97,43 @@ async def stream_pair(
 ) -> AsyncIterator[tuple[Answer, Answer]]:
     """Stream both sides concurrently, yielding snapshots at most every ``interval`` seconds.
 
-    Tokens arriving between two snapshots are coalesced into one update. The final snapshot has
-    both answers ``done`` and is yielded as soon as both are. Closing the generator (or cancelling
+    Tokens arriving between two snapshots are coalesced into one update. A side's first text is
+    never held back (it is what the visitor waits for), and the final snapshot has both answers
+    ``done`` and is yielded as soon as both are. Closing the generator (or cancelling
     the task consuming it) cancels both upstream requests; so does setting ``stop`` (the visitor
     started a new round), after which the generator ends without a final snapshot. With a
     ``budget``, the interval also stretches to share the budget's rate among all streaming pairs.
     """
     answers = (Answer(), Answer())
-    changed = asyncio.Event()
-    tasks = [asyncio.create_task(_run_side(job, ans, changed, clock)) for job, ans in zip(jobs, answers, strict=True)]
-    helpers = [*tasks, asyncio.create_task(_relay(stop, changed))] if stop is not None else tasks
+    changed, milestone = asyncio.Event(), asyncio.Event()
+    tasks = [
+        asyncio.create_task(_run_side(job, ans, changed, milestone, clock))
+        for job, ans in zip(jobs, answers, strict=True)
+    ]
+    helpers = [*tasks, asyncio.create_task(_relay(stop, changed, milestone))] if stop is not None else tasks
     if budget is not None:
         budget.active += 1
     try:
         last = -float("inf")
+        shown = 0  # milestones (a side's first text, a side's end) the last snapshot showed
         while True:
             await changed.wait()
             if stop is not None and stop.is_set():
                 return
             gap = budget.interval(interval) if budget is not None else interval
             wait = last + gap - clock()
-            if wait > 0 and not all(a.done for a in answers):
-                # Wakes early when both sides finish, so the final snapshot is not held back.
-                await asyncio.wait(tasks, timeout=wait)
+            milestone.clear()
+            if wait > 0 and _milestones(answers) == shown:
+                # Wakes early for a milestone, so neither a first token nor the end is held back.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await milestone.wait()
                 if stop is not None and stop.is_set():
                     return
             changed.clear()
             last = clock()
             snapshot = (dataclasses.replace(answers[0]), dataclasses.replace(answers[1]))
+            shown = _milestones(snapshot)
             yield snapshot
             if all(a.done for a in snapshot):
                 return
@@ -130,7 +145,12 @@ async def stream_pair(
         await asyncio.gather(*helpers, return_exceptions=True)
 
 
-async def _relay(stop: asyncio.Event, changed: asyncio.Event) -> None:
+def _milestones(answers: tuple[Answer, Answer]) -> int:
+    return sum(a.ttft is not None for a in answers) + sum(a.done for a in answers)
+
+
+async def _relay(stop: asyncio.Event, changed: asyncio.Event, milestone: asyncio.Event) -> None:
     """Wake the snapshot loop when ``stop`` is set."""
     await stop.wait()
     changed.set()
+    milestone.set()

@@ -16,11 +16,12 @@ from arena.streaming import SideJob, UpdateBudget, stream_pair
 class _Paced(Backend):
     """``tokens`` one-word chunks, ``gap`` seconds apart (no server: only the timing matters here)."""
 
-    def __init__(self, tokens: int, gap: float) -> None:
+    def __init__(self, tokens: int, gap: float, first_delay: float = 0.0) -> None:
         super().__init__(ModelSpec(name="paced", backend="tgi", url="http://unused", template="chatml"), Timeouts())
-        self.tokens, self.gap = tokens, gap
+        self.tokens, self.gap, self.first_delay = tokens, gap, first_delay
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        await asyncio.sleep(self.first_delay)
         for i in range(self.tokens):
             await asyncio.sleep(self.gap)
             yield Chunk(" w", "length" if i == self.tokens - 1 else None, self.tokens if i == self.tokens - 1 else None)
@@ -63,3 +64,26 @@ def test_a_budget_shared_by_many_streams_stretches_the_interval() -> None:
 def test_a_budget_rate_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         UpdateBudget(0)
+
+
+def test_a_sides_first_token_is_not_held_back_by_the_budget() -> None:
+    """Side B starts 0.3 s after A; with one update every 2 s it must still appear at once."""
+
+    async def run() -> list[tuple[float, bool, bool]]:
+        budget = UpdateBudget(rate=1.0)
+        budget.active = 1  # with this battle: one update every 2 s
+        jobs = (
+            SideJob(_Paced(100, 0.01), GenerationRequest(prompt="x")),
+            SideJob(_Paced(100, 0.01, first_delay=0.3), GenerationRequest(prompt="x")),
+        )
+        started = time.monotonic()
+        seen = []
+        async for a, b in stream_pair(jobs, interval=0.01, budget=budget):
+            seen.append((time.monotonic() - started, bool(a.text), bool(b.text)))
+        return seen
+
+    seen = asyncio.run(run())
+    first_b = next(t for t, _, b in seen if b)
+    assert first_b < 0.6, seen  # B's first token comes at ~0.31 s; the budget alone would show it at 2 s
+    assert seen[0][1] and not seen[0][2]  # A's first token was shown on its own, at once
+    assert len(seen) <= 4, seen  # first A, first B, (A's end,) the end: the budget coalesced the rest
