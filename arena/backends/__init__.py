@@ -46,28 +46,71 @@ class _StreamClock:
 
     Client libraries have a single read timeout; here the first wait (request sent -> first chunk)
     gets ``first_token``, later waits ``read``, and no wait runs past the ``total`` deadline.
+
+    One timer per stream, not one per chunk: a step only notes when it finished (one clock read),
+    and the timer, when it fires, either finds the deadline moved on by that progress and re-arms,
+    or cancels the waiting step, which then raises :class:`BackendTimeout`. A ``asyncio.timeout``
+    around every chunk cost a timer and a cancel scope per token, several per cent of the arena's
+    CPU under load (py-spy, benchmarks/RESULTS.md). The timer only ever cancels a step that is
+    waiting, so a stream left suspended between steps is never cancelled from here; its next step
+    checks the deadline first. Call :meth:`close` when the stream ends.
     """
 
     def __init__(self, timeouts: Timeouts) -> None:
         self.timeouts = timeouts
-        self.started = asyncio.get_running_loop().time()
-        self.deadline = self.started + timeouts.total
+        self._loop = asyncio.get_running_loop()
+        self.started = self._loop.time()
+        self.last = self.started  # when the latest step finished
         self.first_seen = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._waiting: asyncio.Task[object] | None = None
+        self._fired: str | None = None
+
+    def _deadline(self) -> tuple[float, str]:
+        t = self.timeouts
+        if self.first_seen:
+            when, what = self.last + t.read, f"no data for {t.read:g} s (stalled stream)"
+        else:
+            when, what = self.started + t.first_token, f"no first token within {t.first_token:g} s"
+        if self.started + t.total <= when:
+            when, what = self.started + t.total, f"answer not finished within {t.total:g} s"
+        return when, what
+
+    def _check(self) -> None:
+        self._timer = None
+        if self._waiting is None:
+            return  # not waiting: the next step checks the deadline itself (and re-arms)
+        when, what = self._deadline()
+        if self._loop.time() < when:
+            self._timer = self._loop.call_at(when, self._check)
+            return
+        self._fired = what
+        self._waiting.cancel()
 
     async def step(self, awaitable: Awaitable[T]) -> T:
-        loop = asyncio.get_running_loop()
-        if self.first_seen:
-            limit, what = self.timeouts.read, f"no data for {self.timeouts.read:g} s (stalled stream)"
-        else:
-            limit, what = self.timeouts.first_token, f"no first token within {self.timeouts.first_token:g} s"
-        remaining = self.deadline - loop.time()
-        if remaining <= limit:
-            limit, what = max(remaining, 0.0), f"answer not finished within {self.timeouts.total:g} s"
-        window = asyncio.timeout(limit)
+        when, what = self._deadline()
+        if self._loop.time() >= when:
+            close = getattr(awaitable, "close", None)
+            if close is not None:
+                close()  # a coroutine that will never run: no "never awaited" warning
+            raise BackendTimeout(what)
+        if self._timer is None:
+            self._timer = self._loop.call_at(when, self._check)
+        task = asyncio.current_task()
+        self._waiting = task
         try:
-            async with window:
-                return await awaitable
-        except TimeoutError:
-            if window.expired():
-                raise BackendTimeout(what) from None
+            result = await awaitable
+        except asyncio.CancelledError:
+            if self._fired is not None and task is not None and task.uncancel() == 0:
+                raise BackendTimeout(self._fired) from None
             raise
+        finally:
+            self._waiting = None
+        self.last = self._loop.time()
+        return result
+
+    def close(self) -> None:
+        """Stop the timer (the stream ended one way or another)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

@@ -138,11 +138,14 @@ class OpenAIBackend(Backend):
                         if text:
                             yield Chunk(text)
             finally:
+                clock.close()
                 await opened.__aexit__(None, None, None)
         except BackendError:
             raise
         except _EXPECTED as e:
             raise _translate(e) from e
+        finally:
+            clock.close()
         if finish is None:
             raise BackendFailed("the stream ended without a finish_reason")
         yield Chunk("", finish, tokens)
@@ -182,6 +185,8 @@ class OpenAIBackend(Backend):
             raise
         except _EXPECTED as e:
             raise _translate(e) from e
+        finally:
+            clock.close()
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -1,21 +1,19 @@
-"""TGI's native protocol: stream a rendered prompt through huggingface_hub's AsyncInferenceClient."""
+"""TGI's native protocol: ``POST`` a rendered prompt with ``stream: true``, read the event stream.
+
+The request is the one huggingface_hub's ``AsyncInferenceClient.text_generation(stream=True,
+details=True)`` sends (``{"inputs", "parameters", "stream"}`` to the server's root, which TGI routes
+to ``generate_stream``); ``tests/test_backends.py`` pins it. The events are parsed here with one
+``json.loads`` each rather than by that client, which builds typed dataclasses per token: that was
+10% of the arena's CPU at 64 visitors (py-spy, benchmarks/RESULTS.md), the largest single cost.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import Any
 
 import httpx2
-from huggingface_hub import AsyncInferenceClient
-from huggingface_hub.errors import (
-    GenerationError,
-    HfHubHTTPError,
-    IncompleteGenerationError,
-    InferenceTimeoutError,
-    OverloadedError,
-    TextGenerationError,
-)
 
 from arena.backends import _StreamClock
 from arena.backends.base import Backend, Chunk, GenerationRequest, ServerInfo
@@ -28,51 +26,50 @@ __all__ = ["TgiBackend"]
 _FINISH: dict[str, FinishReason] = {"length": "length", "eos_token": "eos", "stop_sequence": "stop"}
 
 
-def _status_of(error: BaseException) -> int | None:
-    """The HTTP status behind a huggingface_hub error (TGI errors wrap the HTTP error as their cause)."""
-    for candidate in (error, error.__cause__):
-        if isinstance(candidate, HfHubHTTPError) and candidate.response is not None:
-            return int(candidate.response.status_code)
-    return None
-
-
 def _translate(error: BaseException) -> BackendError:
-    """Map a huggingface_hub / httpx2 / parsing error onto the arena's BackendError tree."""
-    status = _status_of(error)
-    if isinstance(error, OverloadedError) or status == 429:
-        return BackendOverloaded(f"TGI overloaded (HTTP {status}): {error}")
-    if status == 503:
-        return BackendUnavailable(f"TGI unavailable (HTTP 503): {error}")
-    if status is not None:
-        return BackendFailed(f"TGI answered HTTP {status}: {error}")
-    if isinstance(error, GenerationError | IncompleteGenerationError | TextGenerationError):
-        return BackendFailed(f"TGI error event: {type(error).__name__}: {error}")
-    if isinstance(error, InferenceTimeoutError | httpx2.TimeoutException):
+    """Map an httpx2 or parsing error onto the arena's BackendError tree."""
+    if isinstance(error, httpx2.TimeoutException | httpx2.ConnectError):
         # Only the connect timeout is left to the HTTP client; the others are enforced by _StreamClock.
-        return BackendUnavailable(f"could not connect: {error}")
-    if isinstance(error, httpx2.ConnectError):
         return BackendUnavailable(f"could not connect: {error}")
     if isinstance(error, httpx2.TransportError):
         return BackendFailed(f"connection broken: {type(error).__name__}: {error}")
     return BackendFailed(f"malformed stream data: {type(error).__name__}: {error}")
 
 
-_EXPECTED = (
-    HfHubHTTPError,
-    TextGenerationError,
-    InferenceTimeoutError,
-    httpx2.HTTPError,
-    ValueError,
-    KeyError,
-    TypeError,
-)
+_EXPECTED = (httpx2.HTTPError, ValueError, KeyError, TypeError, AttributeError)
 
 
-async def _read_error_body(response: httpx2.Response) -> None:
-    # What huggingface_hub's own response hook does: an error's body is read while the stream is open,
-    # so the raised error carries TGI's message.
-    if response.status_code >= 400:
-        await response.aread()
+def _status_error(status: int, body: bytes) -> BackendError:
+    """An HTTP error answer, with TGI's own message (``{"error": ..., "error_type": ...}``) when it sent one."""
+    try:
+        detail = json.loads(body)
+        message = detail.get("error") if isinstance(detail, dict) else None
+    except ValueError:
+        message = None
+    said = f": {message}" if message else ""
+    if status == 429:
+        return BackendOverloaded(f"TGI overloaded (HTTP 429){said}")
+    if status == 503:
+        return BackendUnavailable(f"TGI unavailable (HTTP 503){said}")
+    return BackendFailed(f"TGI answered HTTP {status}{said}")
+
+
+def _event(line: str) -> dict[str, Any] | None:
+    """One line of the event stream: its JSON object, or None for blank lines, comments and fields.
+
+    Raises
+    ------
+    BackendFailed
+        TGI's error event (it arrives inside an HTTP 200), or data that is not a JSON object.
+    """
+    if not line.startswith("data:"):
+        return None
+    event = json.loads(line[5:])  # ValueError (malformed data) is translated by the caller
+    if not isinstance(event, dict):
+        raise BackendFailed(f"malformed stream data: {line[:80]!r}")
+    if "error" in event:
+        raise BackendFailed(f"TGI error event: {event.get('error_type') or 'error'}: {event['error']}")
+    return event
 
 
 class TgiBackend(Backend):
@@ -80,71 +77,64 @@ class TgiBackend(Backend):
 
     _pool: httpx2.AsyncClient | None = None
 
-    def _client(self) -> AsyncInferenceClient:
-        # An explicit "authorization": None keeps huggingface_hub from sending a locally saved HF token
-        # to a third-party server (its header normalisation drops None values).
-        headers: dict[str, str] = {} if self.api_key else cast(dict[str, str], {"authorization": None})
-        timeout = httpx2.Timeout(connect=self.timeouts.connect, read=None, write=self.timeouts.connect, pool=None)
-        # huggingface_hub passes ``timeout`` straight to httpx2, which accepts a Timeout object.
-        client = AsyncInferenceClient(
-            base_url=self.spec.url,
-            api_key=self.api_key,
-            headers=headers,
-            timeout=cast(float, timeout),
-        )
-        # Each answer gets its own AsyncInferenceClient (see stream) but shares this backend's connection
-        # pool: left to itself the client builds a new httpx2 client per answer, and with it an SSL context
-        # (reading the CA bundle) and a new connection: ~30 of the ~50 ms of CPU a 200-token answer cost
-        # (benchmarks/results_perf.md). It creates that client lazily into ``_async_client`` and closes
-        # only what it entered on its exit stack (the streamed response), so a pool set here outlives
-        # each answer's client.
+    def _client(self) -> httpx2.AsyncClient:
+        # One connection pool per backend, kept alive between answers: a client per answer would build
+        # an SSL context (reading the CA bundle) and a new connection each time, ~30 of the ~50 ms of
+        # CPU a 200-token answer cost (benchmarks/results_perf.md).
         if self._pool is None:
+            headers = {"authorization": f"Bearer {self.api_key}"} if self.api_key else {}
             self._pool = httpx2.AsyncClient(
-                event_hooks={"response": [_read_error_body]},
+                headers=headers,
                 follow_redirects=True,
-                timeout=None,
-                # One connection per concurrent answer, as before; the pool only adds keep-alive reuse.
+                timeout=httpx2.Timeout(connect=self.timeouts.connect, read=None, write=self.timeouts.connect, pool=None),
+                # One connection per concurrent answer; the pool only adds keep-alive reuse.
                 limits=httpx2.Limits(max_connections=None, max_keepalive_connections=64),
             )
-        client._async_client = self._pool
-        return client
+        return self._pool
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         if request.prompt is None:
             raise BackendFailed("a tgi request needs a rendered prompt")
-        kwargs = tgi_parameters(request.params)
+        parameters = {**tgi_parameters(request.params), "details": True}
         if request.stop:
-            kwargs["stop"] = list(request.stop)
+            parameters["stop"] = list(request.stop)
+        body = {"inputs": request.prompt, "parameters": parameters, "stream": True}
         clock = _StreamClock(self.timeouts)
-        # One client per answer: AsyncInferenceClient keeps every streamed response open on the client's
-        # exit stack until the client closes, so closing it is how the upstream request gets closed.
-        client = self._client()
-        events: Any = None
         try:
+            opened = self._client().stream("POST", self.spec.url, json=body)
+            response = await clock.step(opened.__aenter__())
             try:
-                events = await clock.step(client.text_generation(request.prompt, stream=True, details=True, **kwargs))
+                if response.status_code >= 400:
+                    raise _status_error(response.status_code, await clock.step(response.aread()))
+                lines = response.aiter_lines()
                 while True:
-                    event = await clock.step(anext(events, None))
-                    if event is None:
+                    line = await clock.step(anext(lines, None))
+                    if line is None:
                         raise BackendFailed("TGI stream ended without a final event")
+                    event = _event(line)
+                    if event is None:
+                        continue
                     clock.first_seen = True
-                    text = "" if event.token.special else event.token.text
-                    if event.details is not None:
-                        reason = _FINISH.get(event.details.finish_reason)
+                    token = event["token"]
+                    text = "" if token.get("special") else token["text"]
+                    details = event.get("details")
+                    if details is not None:
+                        reason = _FINISH.get(details.get("finish_reason"))
                         if reason is None:
-                            raise BackendFailed(f"unknown finish_reason {event.details.finish_reason!r}")
-                        yield Chunk(text, reason, event.details.generated_tokens)
+                            raise BackendFailed(f"unknown finish_reason {details.get('finish_reason')!r}")
+                        yield Chunk(text, reason, details.get("generated_tokens"))
                         return
                     if text:
                         yield Chunk(text)
-            except BackendError:
-                raise
-            except _EXPECTED as e:
-                raise _translate(e) from e
+            finally:
+                clock.close()
+                await opened.__aexit__(None, None, None)
+        except BackendError:
+            raise
+        except _EXPECTED as e:
+            raise _translate(e) from e
         finally:
-            if events is not None:
-                await events.aclose()
-            await client.close()
+            clock.close()
 
     async def health(self) -> bool:
         try:
