@@ -33,6 +33,14 @@ def test_simulation_learns_the_truth() -> None:
     for run in result.runs.values():
         assert run.spearman[:, -1].mean() > 0.8  # would fail if outcomes ignored the true strengths
         assert run.final_error.mean() < 80
+        # Reaching the target first can only come before (or with) staying there from then on.
+        assert (run.votes_to_first <= run.votes_to_target).all()
+        for s in range(4):
+            first = run.votes_to_first[s]
+            if first < 1000:
+                c = int(np.flatnonzero(run.checkpoints == first)[0])
+                assert run.spearman[s, c] >= 0.95 and (run.spearman[s, :c] < 0.95).all()
+    assert any(line.startswith("first reach") for line in format_report(result))
 
 
 def test_bad_options_are_refused() -> None:
