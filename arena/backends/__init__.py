@@ -101,11 +101,16 @@ class _StreamClock:
         try:
             result = await awaitable
         except asyncio.CancelledError:
-            if self._fired is not None and task is not None and task.uncancel() == 0:
-                raise BackendTimeout(self._fired) from None
+            fired, self._fired = self._fired, None
+            if fired is not None and task is not None and task.uncancel() == 0:
+                raise BackendTimeout(fired) from None
             raise
         finally:
             self._waiting = None
+        if self._fired is not None:  # the awaitable swallowed the timer's cancel: take it back
+            self._fired = None
+            if task is not None:
+                task.uncancel()
         self.last = self._loop.time()
         return result
 

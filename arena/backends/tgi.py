@@ -86,7 +86,9 @@ class TgiBackend(Backend):
             self._pool = httpx2.AsyncClient(
                 headers=headers,
                 follow_redirects=True,
-                timeout=httpx2.Timeout(connect=self.timeouts.connect, read=None, write=self.timeouts.connect, pool=None),
+                timeout=httpx2.Timeout(
+                    connect=self.timeouts.connect, read=None, write=self.timeouts.connect, pool=None
+                ),
                 # One connection per concurrent answer; the pool only adds keep-alive reuse.
                 limits=httpx2.Limits(max_connections=None, max_keepalive_connections=64),
             )
