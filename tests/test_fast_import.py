@@ -54,3 +54,21 @@ def test_a_missing_matplotlib_fails_at_once_and_gradio_events_still_run() -> Non
         "print(mark_absent('json'), sys.modules['json'] is not None)"
     )
     assert out.splitlines() == ["None", "ImportError", "event ran", "False True"]
+
+
+def test_component_signatures_are_computed_once_and_stay_the_same() -> None:
+    out = _run(
+        "import inspect\n"
+        "import gradio as gr\n"
+        "before = {c: inspect.signature(c.__init__) for c in (gr.Button, gr.Chatbot, gr.Textbox, gr.Markdown)}\n"
+        "import arena.ui\n"
+        "from arena.ui.fast_import import cache_signatures\n"
+        "from gradio.blocks import Block\n"
+        "print(cache_signatures(Block))  # all done at import: nothing left\n"
+        "print(all('__signature__' in c.__init__.__wrapped__.__dict__ for c in before))\n"
+        "print(all(inspect.signature(c.__init__) == s for c, s in before.items()))\n"
+        "print(inspect.getfullargspec(gr.Button.__init__.__wrapped__).args[:2])\n"
+        "b = gr.Button('x', interactive=False, render=False)\n"
+        "print(b.get_config()['interactive'])"
+    )
+    assert out.splitlines() == ["0", "True", "True", "['self', 'value']", "False"]

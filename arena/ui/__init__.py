@@ -14,6 +14,10 @@ fast_import.mark_absent("matplotlib")  # Gradio tries to import it twice per eve
 os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000")
 os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
 
+from gradio.blocks import Block  # noqa: E402  (imported by arena.ui.app above)
+
 from arena.ui.app import build_ui  # noqa: E402
+
+fast_import.cache_signatures(Block)  # every component class Gradio and arena.ui define (fast_import.py)
 
 __all__ = ["build_ui"]

@@ -14,6 +14,12 @@ does nothing.
 ``MatplotlibBackendMananger``, which tries ``import matplotlib`` on entry and on exit. The arena does
 not install matplotlib, so each try searched every ``sys.path`` entry again (~2.5% of the server's
 CPU at 64 visitors, py-spy; benchmarks/RESULTS.md).
+
+:func:`cache_signatures` serves it too: every ``gr.update`` of a component makes Gradio build a new
+component and its config, which calls ``inspect.signature`` on the class's ``__init__`` twice
+(``inspect.getfullargspec`` in ``component_meta.updateable``, ``Block.get_config``), each time
+from scratch. Python returns a function's ``__signature__`` attribute when it has one, so setting it
+once per class gives the same signature without the work.
 """
 
 from __future__ import annotations
@@ -21,12 +27,13 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import inspect
 import sys
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
-__all__ = ["install", "mark_absent"]
+__all__ = ["cache_signatures", "install", "mark_absent"]
 
 _MODULE = "gradio.component_meta"
 _FUNCTION = "create_or_modify_pyi"
@@ -79,3 +86,26 @@ def mark_absent(name: str) -> bool:
         return False
     sys.modules[name] = None  # type: ignore[assignment]
     return True
+
+
+def cache_signatures(base: type) -> int:
+    """Give the ``__init__`` of ``base`` and of every subclass its own computed ``__signature__``.
+
+    Returns how many were set. ``inspect.signature`` (and ``getfullargspec``) then return that
+    object, identical to what they would compute; a function that already has one is left alone.
+    """
+    done = 0
+    seen: set[type] = set()
+    stack = [base]
+    while stack:
+        cls = stack.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        stack.extend(cls.__subclasses__())
+        init = cls.__dict__.get("__init__")
+        target = getattr(init, "__wrapped__", init)
+        if inspect.isfunction(target) and "__signature__" not in target.__dict__:
+            target.__signature__ = inspect.signature(target)  # type: ignore[attr-defined]
+            done += 1
+    return done
