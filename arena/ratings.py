@@ -89,9 +89,9 @@ rating from ``v`` votes has a standard deviation of at least ``f * 2 / sqrt(v)``
 intervals are widened to that when narrower, and ``notes`` names the models whose shown interval
 was narrower by a fifth or more. The bound is attained by an evenly played, complete design of
 equal models, so in a close arena the fitted intervals sit just above it and a bootstrap interval
-may dip under it by Monte Carlo noise (mended without a note). It is a floor, not a cure: with a handful of votes the estimate itself is far
-off, and coverage stays below 95% (docs/ratings.md gives measured figures), which is why those
-ratings are marked preliminary.
+may dip under it by Monte Carlo noise (mended without a note). It is a floor, not a cure: with a
+handful of votes the estimate itself is far off, and coverage stays below 95% (docs/ratings.md
+gives measured figures), which is why those ratings are marked preliminary.
 """
 
 from __future__ import annotations

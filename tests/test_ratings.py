@@ -266,7 +266,9 @@ def test_sandwich_equals_per_battle_score_covariance() -> None:
         least = (n - 1) / n * 2 / math.sqrt(row.votes)
         half = 1.959964 * SCALE * max(sd[idx[m]], least)
         assert (row.sandwich_upper - row.sandwich_lower) / 2 == pytest.approx(half, rel=1e-6)
-    assert any(1.959964 * SCALE * sd[idx[m]] > 1.959964 * SCALE * (n - 1) / n * 2 / math.sqrt(res.row(m).votes) for m in names)
+    assert any(
+        1.959964 * SCALE * sd[idx[m]] > 1.959964 * SCALE * (n - 1) / n * 2 / math.sqrt(res.row(m).votes) for m in names
+    )
 
 
 def test_intervals_agree_and_contain_the_estimate_on_a_large_arena() -> None:
