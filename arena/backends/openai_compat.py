@@ -138,7 +138,6 @@ class OpenAIBackend(Backend):
                         if text:
                             yield Chunk(text)
             finally:
-                clock.close()
                 await opened.__aexit__(None, None, None)
         except BackendError:
             raise

@@ -129,7 +129,6 @@ class TgiBackend(Backend):
                     if text:
                         yield Chunk(text)
             finally:
-                clock.close()
                 await opened.__aexit__(None, None, None)
         except BackendError:
             raise
