@@ -66,34 +66,39 @@ class _StreamClock:
         self._waiting: asyncio.Task[object] | None = None
         self._fired: str | None = None
 
-    def _deadline(self) -> tuple[float, str]:
+    def _deadline(self) -> float:
+        """When the current wait runs out (called per chunk: no formatting here)."""
         t = self.timeouts
+        when = self.last + t.read if self.first_seen else self.started + t.first_token
+        return min(when, self.started + t.total)
+
+    def _expired(self) -> str:
+        """What ran out, in words, once the deadline has passed."""
+        t = self.timeouts
+        if self._deadline() >= self.started + t.total:
+            return f"answer not finished within {t.total:g} s"
         if self.first_seen:
-            when, what = self.last + t.read, f"no data for {t.read:g} s (stalled stream)"
-        else:
-            when, what = self.started + t.first_token, f"no first token within {t.first_token:g} s"
-        if self.started + t.total <= when:
-            when, what = self.started + t.total, f"answer not finished within {t.total:g} s"
-        return when, what
+            return f"no data for {t.read:g} s (stalled stream)"
+        return f"no first token within {t.first_token:g} s"
 
     def _check(self) -> None:
         self._timer = None
         if self._waiting is None:
             return  # not waiting: the next step checks the deadline itself (and re-arms)
-        when, what = self._deadline()
+        when = self._deadline()
         if self._loop.time() < when:
             self._timer = self._loop.call_at(when, self._check)
             return
-        self._fired = what
+        self._fired = self._expired()
         self._waiting.cancel()
 
     async def step(self, awaitable: Awaitable[T]) -> T:
-        when, what = self._deadline()
+        when = self._deadline()
         if self._loop.time() >= when:
             close = getattr(awaitable, "close", None)
             if close is not None:
                 close()  # a coroutine that will never run: no "never awaited" warning
-            raise BackendTimeout(what)
+            raise BackendTimeout(self._expired())
         if self._timer is None:
             self._timer = self._loop.call_at(when, self._check)
         task = asyncio.current_task()
