@@ -123,6 +123,11 @@ def test_click_through_one_battle(app: tuple[AppProcess, str], browser, locale: 
     prompt = page.locator("#prompt textarea")
     prompt.fill(f"[{name}] Napisz wzór $E=mc^2$ i kod:\n```python\nprint(1)\n```")
     prompt.press("Enter")
+    # The controls lock while the answers stream (in the browser, before the server answers).
+    page.wait_for_function(
+        "() => ['#send', '#vote_a', '#regenerate', '#prompt textarea'].every(s => document.querySelector(s).disabled)",
+        timeout=2_000,
+    )
     page.locator("#chat_a .message.bot, #chat_a [data-testid='bot']").first.wait_for(timeout=20_000)
     page.locator("#chat_b .message.bot, #chat_b [data-testid='bot']").first.wait_for(timeout=20_000)
     page.wait_for_function("() => !document.querySelector('#vote_a').disabled", timeout=30_000)

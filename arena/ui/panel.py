@@ -244,10 +244,11 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
         panel.reason,
         *votes,
     ]
-    # A turn is three events: lock the controls, stream, settle the controls. Every output of an
-    # event costs server CPU on every streamed update (Gradio rebuilds each component that gets an
-    # update or is left out of a dict), so the stream outputs only what changes while it runs. The
-    # notice the turn ends with travels to the settling event in ``outcome`` (None: no turn ran).
+    # A turn is three events: lock the controls (in the browser), stream, settle the controls. Every
+    # output of an event costs server CPU on every streamed update (Gradio rebuilds each component
+    # that gets an update or is left out of a dict), so the stream outputs only what changes while it
+    # runs. The notice the turn ends with travels to the settling event in ``outcome``; every turn
+    # that is not refused sets it (None: no notice).
     outcome = gr.State(None)
     stream_outputs = [state, chat_a, chat_b, outcome]
     control_outputs = [prompt, panel.send, panel.regenerate, panel.notice, panel.reason, *votes]
@@ -261,8 +262,10 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
         update[panel.regenerate] = gr.update(interactive=can_regenerate)
         return update
 
-    def lock() -> dict[Any, Any]:
-        return {**controls(can_vote=False, can_send=False, can_regenerate=False), outcome: None}
+    # Locking the controls while a turn streams runs in the browser: no server event, so the turn's
+    # request goes out at once and the server handles one event fewer per turn (issue 7).
+    lock_outputs = [prompt, panel.send, panel.regenerate, panel.reason, *votes]
+    lock_js = "() => [" + ", ".join(["{__type__: 'update', interactive: false}"] * len(lock_outputs)) + "]"
 
     def settle(who: Visitor, session: BattleSession | None, ended: str | None) -> dict[Any, Any]:
         """The controls once a turn ended, or was refused (then ``ended`` is None), from the session."""
@@ -279,6 +282,10 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
             update[panel.notice] = ended
             update[prompt] = {**update[prompt], "value": ""}
         return update
+
+    def settle_refused(who: Visitor, session: BattleSession | None) -> dict[Any, Any]:
+        """The controls after a refused turn (``gr.Error``): ``outcome`` may hold an earlier turn's notice."""
+        return settle(who, session, None)
 
     def render(session: BattleSession, view: TurnView, language: str) -> dict[Any, Any]:
         done = None
@@ -303,6 +310,9 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
             if first:
                 raise error(language, e) from None
             yield {state: session, outcome: f"⚠️ {message(language, e)}"}
+            return
+        if first:  # nothing streamed: the settling event must not read an earlier turn's outcome
+            yield {state: session, outcome: None}
 
     def start(request: gr.Request, chosen: tuple[str, str] | None) -> BattleSession:
         if panel.mode == "named":
@@ -391,8 +401,9 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
 
     send_event = gr.on(
         [panel.send.click, prompt.submit],
-        lock,
-        outputs=[*control_outputs, outcome],
+        None,
+        outputs=lock_outputs,
+        js=lock_js,
         api_visibility="private",
         show_progress="hidden",
     ).then(
@@ -404,7 +415,7 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
     )
     panel.send_event = send_event
     regen_event = panel.regenerate.click(
-        lock, outputs=[*control_outputs, outcome], api_visibility="private", show_progress="hidden"
+        None, outputs=lock_outputs, js=lock_js, api_visibility="private", show_progress="hidden"
     ).then(
         on_regenerate,
         inputs=[visitor, state],
@@ -415,14 +426,20 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
     for streamed in (send_event, regen_event):
         # A refused turn (gr.Error) must unlock the controls too. Gradio 6's page runs a .then only
         # after success (its docs say always) and a .failure only after an error, so both.
-        for chained in (streamed.then, streamed.failure):
-            chained(
-                settle,
-                inputs=[visitor, state, outcome],
-                outputs=control_outputs,
-                api_visibility="private",
-                show_progress="hidden",
-            )
+        streamed.then(
+            settle,
+            inputs=[visitor, state, outcome],
+            outputs=control_outputs,
+            api_visibility="private",
+            show_progress="hidden",
+        )
+        streamed.failure(
+            settle_refused,
+            inputs=[visitor, state],
+            outputs=control_outputs,
+            api_visibility="private",
+            show_progress="hidden",
+        )
     # Not the chats: a vote leaves them as they are, and an output left out of the returned dict
     # would be rebuilt anyway (a Chatbot's rebuild regenerates its JSON schema: ~15 ms each).
     vote_outputs = [state, *control_outputs, panel.reveal]
