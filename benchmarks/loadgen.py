@@ -326,17 +326,21 @@ class GradioApp:
         named = [d for d in config["dependencies"] if d.get("api_name")]
         self.fns = {d["api_name"]: d["id"] for d in named}
         self._deps = {d["api_name"]: d for d in named}
-        # A click on the page also runs the private events chained around a named one (``.then``):
-        # the one it follows, and those that follow it. The load generator runs them too.
+        # A click on the page also runs the events chained around a named one (``.then``): the one
+        # it follows, and those that follow it. The load generator runs them too, as the page does,
+        # except those that run only in the browser (``js`` without a Python function). Gradio gives
+        # private events an ``api_name`` too, so it cannot tell them apart.
         deps = {d["id"]: d for d in config["dependencies"]}
         self.before: dict[str, dict[str, Any]] = {}
         self.after: dict[str, list[dict[str, Any]]] = {}
         for d in named:
             first = deps.get(d.get("trigger_after"))  # type: ignore[arg-type]
-            if first is not None and not first.get("api_name"):
+            if first is not None and first.get("backend_fn", True):
                 self.before[d["api_name"]] = first
             self.after[d["api_name"]] = [
-                f for f in config["dependencies"] if f.get("trigger_after") == d["id"] and not f.get("api_name")
+                f
+                for f in config["dependencies"]
+                if f.get("trigger_after") == d["id"] and f.get("backend_fn", True)
             ]
 
     def inputs(self, dependency: dict[str, Any], prompt: str | None = None) -> list[Any]:
