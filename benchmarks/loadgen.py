@@ -338,9 +338,7 @@ class GradioApp:
             if first is not None and first.get("backend_fn", True):
                 self.before[d["api_name"]] = first
             self.after[d["api_name"]] = [
-                f
-                for f in config["dependencies"]
-                if f.get("trigger_after") == d["id"] and f.get("backend_fn", True)
+                f for f in config["dependencies"] if f.get("trigger_after") == d["id"] and f.get("backend_fn", True)
             ]
 
     def inputs(self, dependency: dict[str, Any], prompt: str | None = None) -> list[Any]:

@@ -33,6 +33,7 @@ def server(shared: DemoServer) -> DemoServer:
     shared.model_id = "demo/test-7b"
     shared.requests.clear()
     shared.headers.clear()
+    shared.clients.clear()
     return shared
 
 

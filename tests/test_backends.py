@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from arena.backends import Backend, Chunk, GenerationRequest, Timeouts, make_backend
+from arena.backends import DRAIN_SECONDS, Backend, Chunk, GenerationRequest, Timeouts, make_backend
 from arena.backends.demo import DemoServer
 from arena.backends.openai_compat import OpenAIBackend
 from arena.backends.tgi import TgiBackend
@@ -136,6 +136,66 @@ def test_chunks_arrive_incrementally(kind: str) -> None:
     assert times[-1] > 0.2  # 11 gaps at 20 ms: not delivered in one burst
     gaps = sorted(b - a for a, b in itertools.pairwise(times[:-1]))
     assert 0.008 < gaps[len(gaps) // 2] < 0.06
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_answers_reuse_one_connection(server: DemoServer, kind: str) -> None:
+    """A finished answer's response is read to its end, so the next answer reuses its connection."""
+
+    async def three_answers() -> list[str]:
+        backend = backend_for(kind, server.url)
+        try:
+            return ["".join([c.text async for c in backend.stream(request())]) for _ in range(3)]
+        finally:
+            await backend.aclose()
+
+    disconnects = server.disconnects
+    answers = asyncio.run(three_answers())
+    assert all("Tell me about rivers" in a for a in answers)
+    streamed = [c for (path, _body), c in zip(server.requests, server.clients, strict=True) if path != "/v1/models"]
+    assert len(streamed) == 3 and None not in streamed
+    assert len(set(streamed)) == 1, f"one connection per answer: {streamed}"
+    assert server.disconnects == disconnects
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_pooled_connection_closed_by_a_restarted_server_is_not_used(server: DemoServer, kind: str) -> None:
+    """The server restarts between two answers: the second one opens a new connection and succeeds."""
+
+    async def across_a_restart() -> list[str]:
+        backend = backend_for(kind, server.url)
+        try:
+            first = "".join([c.text async for c in backend.stream(request())])
+            await asyncio.to_thread(server.restart)
+            second = "".join([c.text async for c in backend.stream(request())])
+            return [first, second]
+        finally:
+            await backend.aclose()
+
+    assert all("Tell me about rivers" in a for a in asyncio.run(across_a_restart()))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_response_left_open_after_the_answer_does_not_hold_it(server: DemoServer, kind: str) -> None:
+    """A server that sends the whole answer but never ends the body: the answer still ends, complete."""
+    server.fault = "lingers"
+
+    async def timed() -> tuple[list[Chunk], float]:
+        backend = backend_for(kind, server.url)
+        chunks, last_text = [], 0.0
+        try:
+            async for chunk in backend.stream(request()):
+                chunks.append(chunk)
+                if chunk.text:
+                    last_text = time.monotonic()
+            return chunks, time.monotonic() - last_text
+        finally:
+            await backend.aclose()
+
+    chunks, tail = asyncio.run(timed())
+    assert "Tell me about rivers" in "".join(c.text for c in chunks)
+    assert chunks[-1].finish_reason is not None
+    assert tail < DRAIN_SECONDS + 0.5, f"the answer ended {tail:.2f} s after its last text"
 
 
 SHORT = Timeouts(connect=0.5, first_token=0.3, read=0.3, total=0.8)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import TypeVar
 
 from arena.backends.base import Backend, Chunk, GenerationRequest, ServerInfo, Timeouts
@@ -39,6 +39,31 @@ def make_backend(spec: ModelSpec, timeouts: Timeouts, environ: Mapping[str, str]
     from arena.backends.openai_compat import OpenAIBackend
 
     return OpenAIBackend(spec, timeouts, api_key)
+
+
+# How long a finished answer's response may take to end its body before its connection is dropped.
+DRAIN_SECONDS = 0.5
+# How long an idle pooled connection to a model server is kept. Below the 5 s after which uvicorn
+# (vLLM, the demo servers) closes an idle connection, so a request is not sent on a connection the
+# server is closing at that moment (the clients do not retry: that would resend a prompt).
+KEEPALIVE_SECONDS = 2.0
+
+
+async def _drain(lines: AsyncIterator[str], seconds: float = DRAIN_SECONDS) -> None:
+    """Read what is left of a finished answer's response, so its connection goes back to the pool.
+
+    A response closed before its body ends closes its connection too, and the next answer then opens
+    a new one (a TCP handshake, and a TLS one for https): measured, every answer of both backends
+    did so. Servers end the body right after the final event, so this returns at once; a server that
+    does not is given ``seconds`` (the connection is then dropped, as before). Nothing raised while
+    draining reaches the answer, which is already complete; a cancellation still propagates.
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            while await anext(lines, None) is not None:
+                pass
+    except Exception:  # the answer is complete; the connection is merely not reused
+        return
 
 
 class _StreamClock:

@@ -59,7 +59,7 @@ DEMO_ROSTER_PATH = Path(__file__).with_name("demo_models.yaml")
 DEMO_MODEL_IDS = ("demo/aurora-7b", "demo/borealis-7b", "demo/cirrus-7b", "demo/dune-7b")
 """The model id served by the n-th server of :func:`start_demo_servers` (in roster order)."""
 
-FAULTS = ("status:NNN", "error_event", "stall", "no_first_token", "malformed", "never_ends")
+FAULTS = ("status:NNN", "error_event", "stall", "no_first_token", "malformed", "never_ends", "lingers")
 
 _MAX_INPUT_TOKENS = 4095
 _MAX_TOTAL_TOKENS = 4096
@@ -337,10 +337,14 @@ class DemoServer:
         ``(path, parsed JSON body)`` of every request received, oldest first.
     headers:
         The HTTP headers of each recorded request (lower-case names), parallel to ``requests``.
+    clients:
+        The ``(host, port)`` each recorded request came from, parallel to ``requests``: requests
+        with the same port came over one connection.
     disconnects:
         How many streams the client closed before they ended.
     fault:
         ``None`` or one of :data:`FAULTS` (e.g. ``"status:429"``); takes effect on the next request.
+        ``"lingers"`` sends the whole answer, then keeps the response open instead of ending it.
     """
 
     def __init__(
@@ -367,6 +371,7 @@ class DemoServer:
         self.random = random.Random(0)  # seeded: a soak run injects the same faults each time
         self.requests: list[tuple[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.clients: list[tuple[str, int] | None] = []
         self.disconnects = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -484,6 +489,7 @@ class DemoServer:
             drawn = self.random.choice(self.random_faults)
         _REQUEST_FAULT.set(drawn)
         self.headers.append(dict(request.headers))
+        self.clients.append((request.client.host, request.client.port) if request.client else None)
         return body
 
     def _current_fault(self) -> str | None:
@@ -664,6 +670,8 @@ class DemoServer:
                     }
                 yield _sse(event)
                 index += 1
+            if fault == "lingers":
+                await self._hang()
 
         return StreamingResponse(self._watch(events()), media_type="text/event-stream")
 
@@ -847,6 +855,8 @@ class DemoServer:
                     }
                 )
             yield _sse("[DONE]")
+            if fault == "lingers":
+                await self._hang()
 
         return StreamingResponse(self._watch(events()), media_type="text/event-stream")
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx2
 import openai
 
-from arena.backends import _StreamClock
+from arena.backends import KEEPALIVE_SECONDS, _drain, _StreamClock
 from arena.backends.base import Backend, Chunk, GenerationRequest, ServerInfo
 from arena.domain import FinishReason
 from arena.errors import BackendError, BackendFailed, BackendOverloaded, BackendTimeout, BackendUnavailable
@@ -91,8 +91,16 @@ class OpenAIBackend(Backend):
                 write=self.timeouts.connect,
                 pool=self.timeouts.connect,
             )
+            # The SDK's pool limits, with idle connections kept for less time than servers keep them.
+            limits = httpx2.Limits(
+                max_connections=1000, max_keepalive_connections=100, keepalive_expiry=KEEPALIVE_SECONDS
+            )
             self._client = openai.AsyncOpenAI(
-                base_url=self.spec.url, api_key=self.api_key or _NO_KEY, max_retries=0, timeout=timeout
+                base_url=self.spec.url,
+                api_key=self.api_key or _NO_KEY,
+                max_retries=0,
+                timeout=timeout,
+                http_client=openai.DefaultAsyncHttpxClient(timeout=timeout, limits=limits),
             )
         return self._client
 
@@ -125,6 +133,7 @@ class OpenAIBackend(Backend):
                     if event is None:
                         continue
                     if event is _DONE:
+                        await _drain(lines)  # the connection goes back to the pool
                         break
                     clock.first_seen = True
                     usage = event.get("usage")

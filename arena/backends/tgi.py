@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx2
 
-from arena.backends import _StreamClock
+from arena.backends import KEEPALIVE_SECONDS, _drain, _StreamClock
 from arena.backends.base import Backend, Chunk, GenerationRequest, ServerInfo
 from arena.domain import FinishReason
 from arena.errors import BackendError, BackendFailed, BackendOverloaded, BackendUnavailable
@@ -90,7 +90,9 @@ class TgiBackend(Backend):
                     connect=self.timeouts.connect, read=None, write=self.timeouts.connect, pool=None
                 ),
                 # One connection per concurrent answer; the pool only adds keep-alive reuse.
-                limits=httpx2.Limits(max_connections=None, max_keepalive_connections=64),
+                limits=httpx2.Limits(
+                    max_connections=None, max_keepalive_connections=64, keepalive_expiry=KEEPALIVE_SECONDS
+                ),
             )
         return self._pool
 
@@ -125,6 +127,7 @@ class TgiBackend(Backend):
                         if reason is None:
                             raise BackendFailed(f"unknown finish_reason {details.get('finish_reason')!r}")
                         yield Chunk(text, reason, details.get("generated_tokens"))
+                        await _drain(lines)  # the connection goes back to the pool
                         return
                     if text:
                         yield Chunk(text)
