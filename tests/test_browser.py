@@ -102,13 +102,14 @@ def test_click_through_one_battle(app: tuple[AppProcess, str], browser, locale: 
     context, page = _open(browser, proc.url, locale, viewport)
     t = lambda key: i18n.text(language, key)  # noqa: E731
     _wait_for_language(page, language)
-    assert page.locator("html").get_attribute("lang") == language
-    # On a phone Gradio folds the tabs that do not fit into its overflow menu.
+    page.wait_for_function(f"() => document.documentElement.lang === '{language}'", timeout=10_000)
+    # On a phone Gradio folds the tabs that do not fit into its overflow menu. The labels re-render
+    # a moment after the send button, so each is waited for (10 s, then the test fails).
     for key in ("tab.battle", "tab.sbs", "tab.leaderboard") if size == "desktop" else ("tab.battle",):
-        assert page.get_by_role("tab", name=t(key)).is_visible(), key
+        page.get_by_role("tab", name=t(key)).wait_for(state="visible", timeout=10_000)
     for key in ("vote.a", "button.new_round"):
-        assert page.get_by_text(t(key), exact=True).first.is_visible(), key
-    assert page.get_by_text(t("terms.agree"), exact=True).is_visible()
+        page.get_by_text(t(key), exact=True).first.wait_for(state="visible", timeout=10_000)
+    page.get_by_text(t("terms.agree"), exact=True).wait_for(state="visible", timeout=10_000)
     assert not page.locator("#models_banner").is_visible()  # four demo models are online
 
     # The terms come first: until "I agree", nothing can be sent.
@@ -187,9 +188,11 @@ def test_switching_the_language_on_the_page(app: tuple[AppProcess, str], browser
     page.locator("#language input").click()
     page.get_by_role("option", name="繁體中文").click()
     _wait_for_language(page, "zh-TW")
-    assert page.get_by_role("tab", name=i18n.text("zh-TW", "tab.sbs")).is_visible()
-    assert page.get_by_text(i18n.text("zh-TW", "terms.agree"), exact=True).is_visible()
-    assert page.locator("html").get_attribute("lang") == "zh-TW"
+    # The tab labels and the terms button re-render a moment after the send button: wait for each
+    # (a failure here still means the page did not switch within 10 s).
+    page.get_by_role("tab", name=i18n.text("zh-TW", "tab.sbs")).wait_for(state="visible", timeout=10_000)
+    page.get_by_text(i18n.text("zh-TW", "terms.agree"), exact=True).wait_for(state="visible", timeout=10_000)
+    page.wait_for_function("() => document.documentElement.lang === 'zh-TW'", timeout=10_000)
     # The choice is remembered in this browser: a reload comes back in the same language.
     page.reload()
     _wait_for_language(page, "zh-TW")
