@@ -251,6 +251,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             css=CSS,
             prevent_thread_lock=True,
             state_session_capacity=settings.session_capacity,
+            # Gradio's queue runs at most max_threads events at once, whatever the events'
+            # concurrency limits (default 40: the 41st streaming battle would wait for a slot).
+            max_threads=settings.concurrency_limit,
         )
         # Once the page is served (not competing with start-up for the GIL), and off the request
         # path, or the first prompt would wait for them.

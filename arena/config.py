@@ -57,7 +57,10 @@ class Settings:
         300.0, "ARENA_TOTAL_TIMEOUT", "Deadline in seconds for one whole answer, however it streams."
     )
     concurrency_limit: int = _setting(
-        256, "ARENA_CONCURRENCY", "How many battles may stream at the same time (Gradio queue concurrency per event)."
+        256,
+        "ARENA_CONCURRENCY",
+        "How many battles (and other page events) may run at the same time: Gradio's queue slots and each "
+        "event's concurrency limit.",
     )
     queue_size: int = _setting(
         1024,
