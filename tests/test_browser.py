@@ -76,8 +76,9 @@ def _open(browser, url: str, locale: str, viewport: dict[str, int]):  # type: ig
 
 
 def _wait_for_language(page, language: str) -> None:  # type: ignore[no-untyped-def]
-    """The load event has re-rendered the page in ``language``."""
+    """The page has re-rendered in ``language``: the send button's label and the html ``lang`` (set by a js event)."""
     page.locator("#send").get_by_text(i18n.text(language, "prompt.send"), exact=True).wait_for(timeout=15_000)
+    page.wait_for_function(f"() => document.documentElement.lang === '{language}'", timeout=10_000)
 
 
 def _box(page, selector: str) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -102,7 +103,6 @@ def test_click_through_one_battle(app: tuple[AppProcess, str], browser, locale: 
     context, page = _open(browser, proc.url, locale, viewport)
     t = lambda key: i18n.text(language, key)  # noqa: E731
     _wait_for_language(page, language)
-    page.wait_for_function(f"() => document.documentElement.lang === '{language}'", timeout=10_000)
     # On a phone Gradio folds the tabs that do not fit into its overflow menu. The labels re-render
     # a moment after the send button, so each is waited for (10 s, then the test fails).
     for key in ("tab.battle", "tab.sbs", "tab.leaderboard") if size == "desktop" else ("tab.battle",):
@@ -189,10 +189,9 @@ def test_switching_the_language_on_the_page(app: tuple[AppProcess, str], browser
     page.get_by_role("option", name="繁體中文").click()
     _wait_for_language(page, "zh-TW")
     # The tab labels and the terms button re-render a moment after the send button: wait for each
-    # (a failure here still means the page did not switch within 10 s).
+    # (a failure here still means the page did not switch within 10 s). The html lang: in the helper.
     page.get_by_role("tab", name=i18n.text("zh-TW", "tab.sbs")).wait_for(state="visible", timeout=10_000)
     page.get_by_text(i18n.text("zh-TW", "terms.agree"), exact=True).wait_for(state="visible", timeout=10_000)
-    page.wait_for_function("() => document.documentElement.lang === 'zh-TW'", timeout=10_000)
     # The choice is remembered in this browser: a reload comes back in the same language.
     page.reload()
     _wait_for_language(page, "zh-TW")
