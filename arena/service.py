@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -194,6 +195,8 @@ class ArenaService:
         # One rate of screen updates shared by every battle streaming in this process.
         self._budget = UpdateBudget(settings.update_rate) if settings.update_rate > 0 else None
         self._refreshing = threading.Lock()
+        # Battle writes left running by turns that ended before showing anything (kept until done).
+        self._pending: set[asyncio.Task[None]] = set()
         self._salt = settings.client_salt or secrets.token_hex(16)
         self.health = HealthTracker(
             [m.name for m in self.playable_models()],
@@ -326,18 +329,27 @@ class ArenaService:
         previous, session.status = session.status, "streaming"
         for history in session.history:
             history.append({"role": "user", "content": text})
-        try:
-            jobs, notices = self._jobs(session)
-            if session.battle_id is None:
-                await self._start_battle(session, text)
-        except BaseException:
+
+        def undo() -> None:
             for history in session.history:
                 history.pop()
             session.status = previous
+
+        try:
+            jobs, notices = self._jobs(session)
+            storing = await self._start_battle(session, text) if session.battle_id is None else None
+        except BaseException:
+            undo()
             raise
         session.turn += 1
-        async for view in self._stream_turn(session, jobs, notices, replace=False):
-            yield view
+        try:
+            async for view in self._stream_turn(session, jobs, notices, replace=False, storing=storing):
+                yield view
+        except StorageError:
+            if session.battle_id is None:  # the battle itself could not be stored: as if never sent
+                session.turn -= 1
+                undo()
+            raise
 
     def abandon(self, session: BattleSession | None) -> None:
         """The visitor moved on (new round): stop both upstream streams of ``session`` now.
@@ -348,8 +360,14 @@ class ArenaService:
         if session is not None and session.stop is not None:
             session.stop.set()
 
-    async def _start_battle(self, session: BattleSession, text: str) -> None:
-        """Check the visitor's battle rate, then store the battle (before anything streams)."""
+    async def _start_battle(self, session: BattleSession, text: str) -> asyncio.Task[None]:
+        """Check the visitor's battle rate, then start storing the battle; returns the storing task.
+
+        The rate is checked before anything is sent to a model. The battle's row is written while
+        both models are asked (:meth:`_stream_turn` awaits the task before showing anything), so the
+        write is not in the visitor's wait for the first token: under load it was tens of ms there.
+        The task sets ``session.battle_id`` once the row is stored.
+        """
         now = self._now()
         if self._battle_limit.count:
             used = await asyncio.to_thread(
@@ -370,24 +388,33 @@ class ArenaService:
             propensity=session.pairing.propensity,
             uniform_propensity=session.pairing.uniform_propensity,
         )
-        await asyncio.to_thread(self.store.create_battle, battle)
-        session.battle_id = battle.id
-        if self.journal is not None:
-            self.journal(
-                {
-                    "event": "battle",
-                    "battle_id": battle.id,
-                    "model_a": battle.model_a,
-                    "model_b": battle.model_b,
-                    "mode": battle.mode,
-                    "pool": battle.pool,
-                    "judge": battle.client_hash,
-                    "language": battle.language,
-                    "propensity": battle.propensity,
-                    "uniform_propensity": battle.uniform_propensity,
-                    "tstamp": battle.created_at.isoformat(),
-                }
-            )
+
+        async def store() -> None:
+            await asyncio.to_thread(self.store.create_battle, battle)
+            session.battle_id = battle.id
+            if self.journal is not None:
+                self.journal(
+                    {
+                        "event": "battle",
+                        "battle_id": battle.id,
+                        "model_a": battle.model_a,
+                        "model_b": battle.model_b,
+                        "mode": battle.mode,
+                        "pool": battle.pool,
+                        "judge": battle.client_hash,
+                        "language": battle.language,
+                        "propensity": battle.propensity,
+                        "uniform_propensity": battle.uniform_propensity,
+                        "tstamp": battle.created_at.isoformat(),
+                    }
+                )
+
+        return asyncio.create_task(store())
+
+    def _stored(self, task: asyncio.Task[None]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("a battle abandoned before its first token was not stored: %s", task.exception())
 
     async def regenerate(self, session: BattleSession) -> AsyncIterator[TurnView]:
         """Re-run the last turn on both sides (only before the vote)."""
@@ -416,20 +443,33 @@ class ArenaService:
         notices: tuple[str, ...],
         *,
         replace: bool,
+        storing: asyncio.Task[None] | None = None,
     ) -> AsyncIterator[TurnView]:
+        """Stream one turn; ``storing`` (the battle's row being written) is awaited before anything is shown."""
         session.status = "streaming"
         session.stop = asyncio.Event()
         answers = (Answer(), Answer())
         try:
             views = stream_pair(jobs, interval=self.settings.stream_interval, stop=session.stop, budget=self._budget)
-            async for answers in views:
-                session.answers = answers
-                if not all(a.done for a in answers):
-                    yield TurnView(session.history, answers, streaming=True, can_vote=False, notices=notices)
+            async with contextlib.aclosing(views):
+                async for answers in views:
+                    if storing is not None:
+                        # Long done by the first token. If it failed (StorageError), closing the
+                        # stream cancels both requests and the visitor is told nothing was kept.
+                        # Shielded: a visitor leaving now must not cut the write off from its journal line.
+                        await asyncio.shield(storing)
+                        storing = None
+                    session.answers = answers
+                    if not all(a.done for a in answers):
+                        yield TurnView(session.history, answers, streaming=True, can_vote=False, notices=notices)
         except BaseException:
             # Cancelled (visitor left): the turn never finished, so it cannot be voted.
             session.status = "failed"
             raise
+        finally:
+            if storing is not None:  # nothing was shown (abandoned or cancelled): the write finishes on its own
+                self._pending.add(storing)
+                storing.add_done_callback(self._stored)
         if session.stop.is_set():  # abandoned for a new round: nothing to store or show
             session.status = "failed"
             return

@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from arena.backends.base import Backend, GenerationRequest
@@ -94,7 +94,7 @@ async def stream_pair(
     clock: Callable[[], float] = time.monotonic,
     stop: asyncio.Event | None = None,
     budget: UpdateBudget | None = None,
-) -> AsyncIterator[tuple[Answer, Answer]]:
+) -> AsyncGenerator[tuple[Answer, Answer], None]:
     """Stream both sides concurrently, yielding snapshots at most every ``interval`` seconds.
 
     Tokens arriving between two snapshots are coalesced into one update. A side's first text is

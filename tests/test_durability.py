@@ -52,12 +52,49 @@ def test_locked_sqlite_fails_clearly_then_recovers(server: DemoServer, tmp_path:
                     with pytest.raises(StorageError):
                         await play(service, other, PROMPT)
                     assert other.battle_id is None and other.status == "new"
+                    assert other.turn == 0 and other.history == ([], [])  # as if never sent
                 finally:
                     locker.execute("ROLLBACK")
                     locker.close()
                 assert store.vote_total(exclude_flags=()) == 0 and store.battle_count() == 1  # nothing half-written
                 await service.vote(session, "model_a")  # the same click works once the lock is gone
                 await battle(service, "10.3.0.1", PROMPT)
+                assert store.vote_total(exclude_flags=()) == 2
+            finally:
+                await close(service)
+
+    asyncio.run(main())
+
+
+def test_the_models_are_asked_while_the_battle_is_being_stored(server: DemoServer, tmp_path: Path) -> None:
+    """The battle's row is written while both models are asked, not before: it is not in the wait for a token."""
+    path = tmp_path / "arena.sqlite3"
+
+    async def main() -> None:
+        with Store(f"sqlite:///{path}", busy_timeout=10.0) as store:
+            service = make_service([tgi_spec("m1", server.url), tgi_spec("m2", server.url)], store)
+            try:
+                await battle(service, "10.5.0.1", PROMPT)
+                asked = len(server.requests)
+                locker = sqlite3.connect(path, isolation_level=None)
+                locker.execute("BEGIN EXCLUSIVE")  # the battle's INSERT waits for this lock
+                try:
+                    session = service.new_session("10.5.0.1")
+                    playing = asyncio.create_task(play(service, session, PROMPT))
+                    for _ in range(200):
+                        if len(server.requests) >= asked + 2:
+                            break
+                        await asyncio.sleep(0.025)
+                    assert len(server.requests) == asked + 2  # both models asked ...
+                    assert session.battle_id is None and not playing.done()  # ... while the row waits
+                finally:
+                    locker.execute("ROLLBACK")
+                    locker.close()
+                views = await playing
+                assert session.battle_id is not None and views[-1].can_vote
+                assert all(view.answers for view in views)
+                assert store.battle_count() == 2
+                await service.vote(session, "model_b")
                 assert store.vote_total(exclude_flags=()) == 2
             finally:
                 await close(service)
