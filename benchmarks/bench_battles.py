@@ -16,6 +16,8 @@ and vLLM. For each N, two phases of ``--duration`` seconds:
 
 Battle time is from the ``/send`` request to its last update (both answers complete); the
 added time to first token is the arena's first visible token minus the bare phase's median.
+A third table follows the first token's way through Gradio's queue: when the join request was
+answered, when the event stream opened, when ``process_starts`` arrived, when the first token did.
 """
 
 from __future__ import annotations
@@ -68,6 +70,11 @@ class Phase:
     wall: float = 0.0
     battle: list[float] = field(default_factory=list)
     ttft: list[float] = field(default_factory=list)
+    # Where the first token's wait goes (arena phase, from the /send request): join answered,
+    # event stream open, process_starts received (the app's handler begins about then).
+    joined: list[float] = field(default_factory=list)
+    opened: list[float] = field(default_factory=list)
+    processing: list[float] = field(default_factory=list)
     vote: list[float] = field(default_factory=list)
     updates: list[int] = field(default_factory=list)
     completed: int = 0
@@ -149,6 +156,10 @@ async def battle(visitor: Visitor, rng: random.Random, phase: Phase, answer_toke
             return
         phase.battle.append(sent.seconds)
         phase.ttft.append(first - sent.started)
+        phase.joined.append(sent.joined - sent.started)
+        phase.opened.append(sent.opened - sent.started)
+        if sent.processing:
+            phase.processing.append(sent.processing - sent.started)
         phase.updates.append(len(sent.updates))
         vote = rng.choice(VOTES)
         voted = await visitor.call(vote, app.payload(vote))
@@ -244,6 +255,22 @@ def bare_table(rows: list[tuple[Phase, Phase]]) -> str:
     return "\n".join(lines)
 
 
+def timeline_table(rows: list[tuple[Phase, Phase]]) -> str:
+    """Where the arena's first token goes: each step's p50 / p95 since the /send request, ms."""
+    lines = [
+        "| visitors | join answered | event stream open | process_starts received | first token | "
+        "ideal first token (bare p50) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for bare, arena in rows:
+        cells = [
+            f"{ms(percentile(xs, 50))} / {ms(percentile(xs, 95))}"
+            for xs in (arena.joined, arena.opened, arena.processing, arena.ttft)
+        ]
+        lines.append(f"| {arena.visitors} | {' | '.join(cells)} | {ms(median(bare.ttft))} |")
+    return "\n".join(lines)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_battles", description=__doc__.splitlines()[0])
     parser.add_argument("--visitors", default="1,8,32,64,128", help="comma-separated N values")
@@ -299,6 +326,11 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows))
     print("\nBare endpoints (the ideal, and what the load generator drives without the arena):\n")
     print(bare_table(rows))
+    print(
+        "\nThe first token's way (p50 / p95 ms since the /send request; the app's handler starts about when "
+        "process_starts is sent):\n"
+    )
+    print(timeline_table(rows))
     return 0
 
 

@@ -305,6 +305,10 @@ class CallResult:
     finished: float = 0.0
     updates: list[tuple[float, list[Any]]] = field(default_factory=list)  # (arrival, outputs after it)
     output: list[Any] = field(default_factory=list)
+    # The named event's way through Gradio's queue: join answered, stream open, process_starts received.
+    joined: float = 0.0
+    opened: float = 0.0
+    processing: float = 0.0
 
     @property
     def seconds(self) -> float:
@@ -426,11 +430,13 @@ class Visitor:
             raise Busy("queue full (HTTP 503)")
         join.raise_for_status()
         event_id = join.json()["event_id"]
+        result.joined = time.monotonic()
         outputs: list[Any] | None = None
         async with self.http.stream(
             "GET", f"{self.app.url}/gradio_api/queue/data", params={"session_hash": self.session_hash}
         ) as response:
             response.raise_for_status()
+            result.opened = time.monotonic()
             async for line in response.aiter_lines():
                 if not line.startswith("data:"):
                     continue
@@ -440,6 +446,8 @@ class Visitor:
                     break
                 if message.get("event_id") != event_id:
                     continue
+                if kind == "process_starts":
+                    result.processing = time.monotonic()
                 if kind in ("process_generating", "process_streaming", "process_completed"):
                     now = time.monotonic()
                     if kind == "process_completed" and not message.get("success", False):
