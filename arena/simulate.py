@@ -41,16 +41,29 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from arena.domain import PairCount, Winner
-from arena.pairing import DEFAULT_FLOOR, PairSampler, Strategy
+from arena.pairing import DEFAULT_FLOOR, PairDistribution, PairSampler, Strategy
 from arena.ratings import BASE_RATING, SCALE, RatingsResult, fit_ratings
 from arena.registry import ModelSpec
 
-__all__ = ["SimulationConfig", "SimulationResult", "StrategyRun", "format_report", "run_simulation", "write_plot"]
+__all__ = [
+    "Sampler",
+    "SimulationConfig",
+    "SimulationResult",
+    "StrategyRun",
+    "format_report",
+    "race",
+    "roster",
+    "run_simulation",
+    "saving",
+    "true_ratings",
+    "write_plot",
+]
 
 Float = NDArray[np.float64]
 
@@ -112,10 +125,6 @@ class SimulationResult:
     saving_ci: tuple[float, float] = (math.nan, math.nan)
 
 
-def _roster(n: int) -> list[ModelSpec]:
-    return [ModelSpec(name=f"m{i:02d}", backend="tgi", url="http://127.0.0.1:1") for i in range(n)]
-
-
 def _outcome_tables(ratings: Float, tie_rate: float) -> tuple[Float, Float]:
     """``p_win[s, i, j]`` (i beats j) and ``p_tie[s, i, j]`` under the Davidson model."""
     nu = 2 * tie_rate / (1 - tie_rate)
@@ -169,10 +178,38 @@ def _fitted(result: RatingsResult, names: Sequence[str]) -> tuple[Float, Float, 
     return r, lo, hi
 
 
-def _run_strategy(cfg: SimulationConfig, strategy: Strategy, truth: Float, rng: np.random.Generator) -> StrategyRun:
+class Sampler(Protocol):
+    """What the race needs of a pairing policy (:class:`arena.pairing.PairSampler` is one)."""
+
+    def distribution(self, models: Sequence[ModelSpec], available: frozenset[str] | None = None) -> PairDistribution:
+        """The probability of every pair of ``models`` (upper triangle, sums to 1)."""
+        ...
+
+    def update(self, result: RatingsResult | None, counts: Sequence[PairCount]) -> None:
+        """Take in the latest fit and the counts it was made from."""
+        ...
+
+
+def roster(n: int) -> list[ModelSpec]:
+    """The simulated arena's models, in the order of the truth's columns."""
+    return [ModelSpec(name=f"m{i:02d}", backend="tgi", url="http://127.0.0.1:1") for i in range(n)]
+
+
+def race(
+    cfg: SimulationConfig,
+    strategy: str,
+    truth: Float,
+    rng: np.random.Generator,
+    samplers: Sequence[Sampler] | None = None,
+) -> StrategyRun:
+    """Run one pairing policy on every simulated arena (a row of ``truth``, true ratings in Elo).
+
+    ``samplers`` (one per arena) default to ``PairSampler(strategy)`` with ``cfg``'s floor and
+    warm-up; a benchmark may pass its own (e.g. one that knows the truth).
+    """
     s_count, n = truth.shape
-    roster = _roster(n)
-    names = [m.name for m in roster]
+    models = roster(n)
+    names = [m.name for m in models]
     p_win, p_tie = _outcome_tables(truth, cfg.tie_rate)
     iu, ju = np.triu_indices(n, k=1)
     n_pairs = iu.size
@@ -183,7 +220,9 @@ def _run_strategy(cfg: SimulationConfig, strategy: Strategy, truth: Float, rng: 
     wins_w = np.zeros((s_count, n, n))
     ties_w = np.zeros((s_count, n, n))
     bad_w = np.zeros((s_count, n, n))
-    samplers = [PairSampler(strategy, floor=cfg.floor, min_votes=cfg.min_votes) for _ in range(s_count)]
+    if samplers is None:
+        policy: Strategy = strategy  # type: ignore[assignment]
+        samplers = [PairSampler(policy, floor=cfg.floor, min_votes=cfg.min_votes) for _ in range(s_count)]
     n_checks = cfg.max_votes // cfg.refit_every
     checkpoints = cfg.refit_every * np.arange(1, n_checks + 1)
     spearman = np.zeros((s_count, n_checks))
@@ -197,7 +236,7 @@ def _run_strategy(cfg: SimulationConfig, strategy: Strategy, truth: Float, rng: 
     for c in range(n_checks):
         prob = np.empty((s_count, n_pairs))
         for s in range(s_count):
-            dist = samplers[s].distribution(roster)
+            dist = samplers[s].distribution(models)
             prob[s] = dist.probability[iu, ju]
         cum = np.cumsum(prob, axis=1)
         u = rng.random((s_count, k)) * cum[:, -1:]
@@ -284,20 +323,27 @@ def run_simulation(cfg: SimulationConfig) -> SimulationResult:
         When a setting is out of range (the message names the option).
     """
     cfg.check()
-    master = np.random.default_rng(cfg.seed)
-    truth = master.normal(0.0, cfg.spread, size=(cfg.seeds, cfg.n_models))
+    truth = true_ratings(cfg)
     out = SimulationResult(cfg)
     for k, strategy in enumerate(cfg.strategies):
-        out.runs[strategy] = _run_strategy(cfg, strategy, truth, np.random.default_rng([cfg.seed, k + 1]))
+        out.runs[strategy] = race(cfg, strategy, truth, np.random.default_rng([cfg.seed, k + 1]))
     if "active" in out.runs and "uniform" in out.runs:
-        a = out.runs["active"].votes_to_target
-        u = out.runs["uniform"].votes_to_target
-        out.saving = 100.0 * (1.0 - a.mean() / u.mean())
-        boot = np.random.default_rng([cfg.seed, 99]).integers(0, cfg.seeds, size=(cfg.bootstrap_rounds, cfg.seeds))
-        savings = 100.0 * (1.0 - a[boot].mean(axis=1) / u[boot].mean(axis=1))
-        lo, hi = np.percentile(savings, [2.5, 97.5])
-        out.saving_ci = (float(lo), float(hi))
+        out.saving, out.saving_ci = saving(cfg, out.runs["active"], out.runs["uniform"])
     return out
+
+
+def true_ratings(cfg: SimulationConfig) -> Float:
+    """The true ratings (Elo) of every simulated arena, one row per seed, as :func:`run_simulation` draws them."""
+    return np.random.default_rng(cfg.seed).normal(0.0, cfg.spread, size=(cfg.seeds, cfg.n_models))
+
+
+def saving(cfg: SimulationConfig, run: StrategyRun, baseline: StrategyRun) -> tuple[float, tuple[float, float]]:
+    """Percent fewer votes (mean over arenas) ``run`` needed than ``baseline``, with a bootstrap 95% interval."""
+    a, u = run.votes_to_target, baseline.votes_to_target
+    boot = np.random.default_rng([cfg.seed, 99]).integers(0, cfg.seeds, size=(cfg.bootstrap_rounds, cfg.seeds))
+    savings = 100.0 * (1.0 - a[boot].mean(axis=1) / u[boot].mean(axis=1))
+    lo, hi = np.percentile(savings, [2.5, 97.5])
+    return 100.0 * (1.0 - a.mean() / u.mean()), (float(lo), float(hi))
 
 
 def format_report(result: SimulationResult) -> list[str]:

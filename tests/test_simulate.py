@@ -107,3 +107,39 @@ def test_the_report_gives_the_inverse_propensity_weighted_error() -> None:
     assert uniform.final_error_ipw == pytest.approx(uniform.final_error, abs=1e-6)
     assert np.all(np.isfinite(active.final_error_ipw)) and np.all(active.final_error_ipw < 200)
     assert any(line.startswith("active: final |error|") for line in format_report(result))
+
+
+def test_the_oracle_design_is_a_true_minimum_and_races_like_any_sampler() -> None:
+    """benchmarks/oracle_pairing.py: the gradient is right, the design beats uniform on its objective, it races."""
+    from arena.simulate import race, saving, true_ratings
+    from benchmarks.oracle_pairing import FixedDesign, expected_rank_error, oracle_design
+
+    cfg = SimulationConfig(n_models=6, seeds=4, max_votes=600, refit_every=50, spread=200.0)
+    truth = true_ratings(cfg)
+    theta = (truth[0] - truth[0].mean()) / SCALE
+    rng = np.random.default_rng(3)
+    w = rng.random(15)
+    w /= w.sum()
+    _, grad = expected_rank_error(w, theta, 300.0)
+    step = 1e-6 * np.eye(15)
+    numeric = [
+        (expected_rank_error(w + e, theta, 300.0)[0] - expected_rank_error(w - e, theta, 300.0)[0]) / 2e-6 for e in step
+    ]
+    np.testing.assert_allclose(grad, numeric, rtol=1e-4, atol=1e-8)
+    design = oracle_design(truth[0], 300.0)
+    assert design.sum() == pytest.approx(1.0) and (design >= 0).all()
+    assert (
+        expected_rank_error(design, theta, 300.0)[0] < 0.97 * expected_rank_error(np.full(15, 1 / 15), theta, 300.0)[0]
+    )
+    # The best and the worst model, whose order is the clearest, meet less often than uniformly.
+    iu, ju = np.triu_indices(6, k=1)
+    extreme = int(
+        np.flatnonzero((iu == min(theta.argmax(), theta.argmin())) & (ju == max(theta.argmax(), theta.argmin())))[0]
+    )
+    assert design[extreme] < 1 / 15
+    designs = [oracle_design(row, 300.0) for row in truth]
+    uniform = race(cfg, "uniform", truth, np.random.default_rng(1))
+    oracle = race(cfg, "oracle", truth, np.random.default_rng(2), samplers=[FixedDesign(d, 0.0) for d in designs])
+    assert oracle.strategy == "oracle" and oracle.spearman[:, -1].mean() > 0.7
+    pct, (lo, hi) = saving(cfg, oracle, uniform)
+    assert lo <= pct <= hi
