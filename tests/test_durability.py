@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
@@ -25,6 +26,18 @@ PROMPT = "Name three rivers, please."
 UNICODE = "Zażółć gęślą jaźń — 東京の天気 / 請告訴我們台灣的歷史 🙂👍🏽 שלום مرحبا\u200f <b>&amp;</b>"
 
 
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Another connection holds SQLite's exclusive lock on ``path`` until the block ends."""
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[DemoServer]:
     with DemoServer("demo/durable-7b", token_rate=500, first_token_delay=0.01) as s:
@@ -40,9 +53,7 @@ def test_locked_sqlite_fails_clearly_then_recovers(server: DemoServer, tmp_path:
             try:
                 session = service.new_session("10.3.0.1")
                 await play(service, session, PROMPT)
-                locker = sqlite3.connect(path, isolation_level=None)
-                locker.execute("BEGIN EXCLUSIVE")
-                try:
+                with exclusive_lock(path):
                     with pytest.raises(StorageError) as info:
                         await service.vote(session, "model_a")
                     assert "could not be saved" in info.value.user_message
@@ -53,9 +64,6 @@ def test_locked_sqlite_fails_clearly_then_recovers(server: DemoServer, tmp_path:
                         await play(service, other, PROMPT)
                     assert other.battle_id is None and other.status == "new"
                     assert other.turn == 0 and other.history == ([], [])  # as if never sent
-                finally:
-                    locker.execute("ROLLBACK")
-                    locker.close()
                 assert store.vote_total(exclude_flags=()) == 0 and store.battle_count() == 1  # nothing half-written
                 await service.vote(session, "model_a")  # the same click works once the lock is gone
                 await battle(service, "10.3.0.1", PROMPT)
@@ -76,9 +84,7 @@ def test_the_models_are_asked_while_the_battle_is_being_stored(server: DemoServe
             try:
                 await battle(service, "10.5.0.1", PROMPT)
                 asked = len(server.requests)
-                locker = sqlite3.connect(path, isolation_level=None)
-                locker.execute("BEGIN EXCLUSIVE")  # the battle's INSERT waits for this lock
-                try:
+                with exclusive_lock(path):  # the battle's INSERT waits for this lock
                     session = service.new_session("10.5.0.1")
                     playing = asyncio.create_task(play(service, session, PROMPT))
                     for _ in range(200):
@@ -87,9 +93,6 @@ def test_the_models_are_asked_while_the_battle_is_being_stored(server: DemoServe
                         await asyncio.sleep(0.025)
                     assert len(server.requests) == asked + 2  # both models asked ...
                     assert session.battle_id is None and not playing.done()  # ... while the row waits
-                finally:
-                    locker.execute("ROLLBACK")
-                    locker.close()
                 views = await playing
                 assert session.battle_id is not None and views[-1].can_vote
                 assert all(view.answers for view in views)
