@@ -411,6 +411,11 @@ class ArenaService:
 
         return asyncio.create_task(store())
 
+    def _keep(self, storing: asyncio.Task[None]) -> None:
+        """Hold a battle's write that no turn awaits any more until it ends, and log if it failed."""
+        self._pending.add(storing)
+        storing.add_done_callback(self._stored)
+
     def _stored(self, task: asyncio.Task[None]) -> None:
         self._pending.discard(task)
         if not task.cancelled() and task.exception() is not None:
@@ -465,11 +470,11 @@ class ArenaService:
         except BaseException:
             # Cancelled (visitor left): the turn never finished, so it cannot be voted.
             session.status = "failed"
+            if storing is not None and not storing.done():  # cancelled before anything was shown
+                self._keep(storing)
             raise
-        finally:
-            if storing is not None:  # nothing was shown (abandoned or cancelled): the write finishes on its own
-                self._pending.add(storing)
-                storing.add_done_callback(self._stored)
+        if storing is not None:  # abandoned before anything was shown: the write finishes on its own
+            self._keep(storing)
         if session.stop.is_set():  # abandoned for a new round: nothing to store or show
             session.status = "failed"
             return

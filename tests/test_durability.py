@@ -105,6 +105,42 @@ def test_the_models_are_asked_while_the_battle_is_being_stored(server: DemoServe
     asyncio.run(main())
 
 
+def test_a_battle_abandoned_before_its_first_token_is_still_stored(tmp_path: Path) -> None:
+    """New round while the battle's row waits for the database: the write still finishes, and is journalled."""
+    path = tmp_path / "arena.sqlite3"
+    lines: list[dict[str, object]] = []
+
+    async def main() -> None:
+        with (
+            DemoServer("demo/slow-7b", token_rate=500, first_token_delay=5.0) as slow,
+            Store(f"sqlite:///{path}", busy_timeout=10.0) as store,
+        ):
+            service = make_service([tgi_spec("m1", slow.url), tgi_spec("m2", slow.url)], store)
+            service.journal = lines.append
+            try:
+                session = service.new_session("10.6.0.1")
+                with exclusive_lock(path):
+                    playing = asyncio.create_task(play(service, session, PROMPT))
+                    for _ in range(200):
+                        if len(slow.requests) >= 2:
+                            break
+                        await asyncio.sleep(0.025)
+                    service.abandon(session)  # the visitor pressed "New round" before any token
+                    assert await playing == [] and session.status == "failed" and session.battle_id is None
+                    assert len(service._pending) == 1  # the write still waits for the lock
+                for _ in range(200):
+                    if not service._pending:
+                        break
+                    await asyncio.sleep(0.025)
+                assert not service._pending and session.battle_id is not None
+                assert store.battle_count() == 1
+                assert [line["event"] for line in lines] == ["battle"] and lines[0]["battle_id"] == session.battle_id
+            finally:
+                await close(service)
+
+    asyncio.run(main())
+
+
 def test_postgresql_cut_off_and_locked_then_recovers(server: DemoServer, pg_database: Callable[[], str]) -> None:
     """Connections killed under the app (pg_terminate_backend) and a table lock held elsewhere."""
     url = pg_database()
