@@ -50,42 +50,56 @@ from arena.simulate import SimulationConfig, race, saving, true_ratings
 Float = NDArray[np.float64]
 
 
-def expected_rank_error(w: Float, theta: Float, n_votes: float) -> tuple[float, Float]:
-    """Expected sum of squared rank errors of design ``w`` (pair shares, upper triangle order) and its gradient."""
-    n = theta.size
-    iu, ju = np.triu_indices(n, k=1)
-    d = theta[iu] - theta[ju]
-    p = expit(d)
-    q = p * (1.0 - p)
-    a = np.zeros((iu.size, n))
-    a[np.arange(iu.size), iu] = 1.0
-    a[np.arange(iu.size), ju] = -1.0
-    info = (a * (w * q)[:, None]).T @ a
-    cov = np.linalg.pinv(info)
-    # Var(theta_i - theta_j) for every pair, and the covariances the gradient needs.
-    b = a @ cov @ a.T  # b[k, l] = a_k' Cov a_l
-    var = np.maximum(np.diag(b), 1e-12) / n_votes
-    sd = np.sqrt(var)
-    x = np.abs(d) / sd
-    order = np.argsort(np.argsort(-theta))
-    gap = np.abs(order[iu] - order[ju]).astype(np.float64)
-    weight = 2.0 * (2.0 * gap - 1.0)  # both directions of the pair
-    loss = float((weight * ndtr(-x)).sum())
-    # d loss / d var_k = weight_k phi(x_k) x_k / (2 var_k); d var_k / d w_l = -q_l b[k, l]^2 / n_votes.
-    dvar = weight * np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi) * x / (2.0 * var)
-    grad = -q * ((dvar[:, None] * b * b).sum(axis=0)) / n_votes
-    return loss, grad
+class RankError:
+    """The expected sum of squared rank errors of a design, for fixed true ratings (theta units).
+
+    Everything that depends only on the ratings (pair differences, their information ``p (1 - p)``,
+    the pairs' difference vectors, their places apart in the true order) is computed once here, not
+    at each of the optimiser's evaluations.
+    """
+
+    def __init__(self, theta: Float) -> None:
+        n = theta.size
+        iu, ju = np.triu_indices(n, k=1)
+        self.d = theta[iu] - theta[ju]
+        p = expit(self.d)
+        self.q = p * (1.0 - p)
+        self.a = np.zeros((iu.size, n))
+        self.a[np.arange(iu.size), iu] = 1.0
+        self.a[np.arange(iu.size), ju] = -1.0
+        order = np.argsort(np.argsort(-theta))
+        self.gap = np.abs(order[iu] - order[ju]).astype(np.float64)
+        self.weight = 2.0 * (2.0 * self.gap - 1.0)  # both directions of the pair
+
+    def __call__(self, w: Float, n_votes: float) -> tuple[float, Float]:
+        """The loss of design ``w`` (pair shares, upper triangle order) after ``n_votes``, and its gradient."""
+        info = (self.a * (w * self.q)[:, None]).T @ self.a
+        cov = np.linalg.pinv(info)
+        # Var(theta_i - theta_j) for every pair, and the covariances the gradient needs.
+        b = self.a @ cov @ self.a.T  # b[k, l] = a_k' Cov a_l
+        var = np.maximum(np.diag(b), 1e-12) / n_votes
+        x = np.abs(self.d) / np.sqrt(var)
+        loss = float((self.weight * ndtr(-x)).sum())
+        # d loss / d var_k = weight_k phi(x_k) x_k / (2 var_k); d var_k / d w_l = -q_l b[k, l]^2 / n_votes.
+        dvar = self.weight * np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi) * x / (2.0 * var)
+        grad = -self.q * ((dvar[:, None] * b * b).sum(axis=0)) / n_votes
+        return loss, grad
+
+
+def centred(theta_elo: Float) -> Float:
+    """True ratings in Elo points, centred, in the fit's theta units."""
+    return np.asarray((theta_elo - theta_elo.mean()) / SCALE, dtype=np.float64)
 
 
 def oracle_design(theta_elo: Float, n_votes: float) -> Float:
-    """Pair shares (upper triangle order) minimising :func:`expected_rank_error` for the true ratings."""
-    theta = (theta_elo - theta_elo.mean()) / SCALE
-    k = theta.size * (theta.size - 1) // 2
+    """Pair shares (upper triangle order) minimising :class:`RankError` for the true ratings."""
+    loss_of = RankError(centred(theta_elo))
+    k = loss_of.d.size
 
     def objective(z: Float) -> tuple[float, Float]:
         w = np.exp(z - z.max())
         w /= w.sum()
-        loss, grad = expected_rank_error(w, theta, n_votes)
+        loss, grad = loss_of(w, n_votes)
         return loss, w * (grad - w @ grad)  # through the softmax
 
     z = minimize(objective, np.zeros(k), jac=True, method="L-BFGS-B", options={"maxiter": 500}).x
@@ -157,11 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _neighbour_share(w: Float, theta: Float) -> float:
+def _neighbour_share(w: Float, theta_elo: Float) -> float:
     """The share of the design's votes on pairs next to each other in the true order."""
-    order = np.argsort(np.argsort(-theta))
-    iu, ju = np.triu_indices(theta.size, k=1)
-    return float(w[np.abs(order[iu] - order[ju]) == 1].sum())
+    return float(w[RankError(centred(theta_elo)).gap == 1].sum())
 
 
 if __name__ == "__main__":
