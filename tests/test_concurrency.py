@@ -22,7 +22,7 @@ def test_every_battle_streams_at_once_up_to_the_concurrency_setting(tmp_path: Pa
         ["--demo", "--db", f"sqlite:///{tmp_path / 'arena.sqlite3'}"],
         env={
             "ARENA_CONCURRENCY": "64",
-            "ARENA_DEMO_TOKEN_RATE": "20",  # answers of several seconds, so they overlap
+            "ARENA_DEMO_TOKEN_RATE": "5",  # answers of several seconds, so they overlap even on a slow machine
             "ARENA_DEMO_FIRST_TOKEN_DELAY": "0.2",
             "ARENA_BATTLES_PER_MINUTE": "0",  # every visitor here comes from 127.0.0.1
             "ARENA_JOURNAL_DIR": str(tmp_path / "journal"),
