@@ -99,6 +99,14 @@ class Settings:
         "every max(stream_interval, n / update_rate) s (each update costs the server CPU whatever it carries). "
         "A side's first token and the final answers are never held back. 0: no limit.",
     )
+    read_pace: float = _setting(
+        0.1,
+        "ARENA_READ_PACE",
+        "Once an answer flows, each side reads its model server at most this often (s; or every screen update "
+        "interval, if shorter), taking every token that arrived meanwhile in one read (a read per token costs the "
+        "server CPU; a busy server already reads several at once). Text may appear up to this much later, an "
+        "answer's end half of it on average. 0: read every token as it arrives.",
+    )
     max_prompt_chars: int = _setting(
         4000, "ARENA_MAX_PROMPT_CHARS", "Longest prompt a visitor may send, in characters."
     )
@@ -294,6 +302,7 @@ class Settings:
             "min_read_seconds",
             "health_interval",
             "update_rate",
+            "read_pace",
         )
         for name in limits:
             if getattr(self, name) < 0:

@@ -455,7 +455,13 @@ class ArenaService:
         session.stop = asyncio.Event()
         answers = (Answer(), Answer())
         try:
-            views = stream_pair(jobs, interval=self.settings.stream_interval, stop=session.stop, budget=self._budget)
+            views = stream_pair(
+                jobs,
+                interval=self.settings.stream_interval,
+                stop=session.stop,
+                budget=self._budget,
+                read_pace=self.settings.read_pace,
+            )
             async with contextlib.aclosing(views):
                 async for answers in views:
                     if storing is not None:

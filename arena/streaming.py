@@ -29,13 +29,18 @@ class SideJob:
 
 
 async def _run_side(
-    job: SideJob, answer: Answer, changed: asyncio.Event, milestone: asyncio.Event, clock: Callable[[], float]
+    job: SideJob,
+    answer: Answer,
+    changed: asyncio.Event,
+    milestone: asyncio.Event,
+    clock: Callable[[], float],
+    pace: float,
 ) -> None:
     """Stream one side into ``answer``; ``changed`` on every chunk, ``milestone`` on first text and end."""
     start = clock()
     stops = StopFilter(job.request.stop)
     try:
-        async for chunk in job.backend.stream(job.request):
+        async for chunk in job.backend.stream(job.request, pace=pace):
             if chunk.text:
                 if answer.ttft is None:
                     answer.ttft = clock() - start
@@ -94,6 +99,7 @@ async def stream_pair(
     clock: Callable[[], float] = time.monotonic,
     stop: asyncio.Event | None = None,
     budget: UpdateBudget | None = None,
+    read_pace: float = 0.0,
 ) -> AsyncGenerator[tuple[Answer, Answer], None]:
     """Stream both sides concurrently, yielding snapshots at most every ``interval`` seconds.
 
@@ -103,11 +109,19 @@ async def stream_pair(
     the task consuming it) cancels both upstream requests; so does setting ``stop`` (the visitor
     started a new round), after which the generator ends without a final snapshot. With a
     ``budget``, the interval also stretches to share the budget's rate among all streaming pairs.
+
+    Once an answer flows, each side reads its server at most every ``read_pace`` seconds (or every
+    snapshot interval, if shorter, as it is when few battles stream): what arrives in between is
+    taken in one read (:class:`arena.backends._StreamClock`), which saves the server CPU while it has
+    time to spare (a busy one already finds several tokens per read; benchmarks/RESULTS.md). A
+    snapshot can only show what was read, so text may appear up to that pace later, and the end of
+    an answer on average half of it later.
     """
     answers = (Answer(), Answer())
     changed, milestone = asyncio.Event(), asyncio.Event()
+    pace = min(read_pace, budget.interval(interval) if budget is not None else interval)
     tasks = [
-        asyncio.create_task(_run_side(job, ans, changed, milestone, clock))
+        asyncio.create_task(_run_side(job, ans, changed, milestone, clock, pace))
         for job, ans in zip(jobs, answers, strict=True)
     ]
     helpers = [*tasks, asyncio.create_task(_relay(stop, changed, milestone))] if stop is not None else tasks

@@ -139,6 +139,36 @@ def test_chunks_arrive_incrementally(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_a_paced_stream_reads_tokens_in_batches_without_holding_back_the_first(kind: str) -> None:
+    """With ``pace``, tokens that arrived between two reads come in one burst; the text is the same."""
+    with DemoServer(token_rate=100, first_token_delay=0.05, answer_tokens=60) as server:
+
+        async def timed(pace: float) -> tuple[str, list[float]]:
+            backend = backend_for(kind, server.url)
+            started = time.monotonic()
+            text, times = "", []
+            try:
+                async for chunk in backend.stream(request(), pace=pace):
+                    text += chunk.text
+                    times.append(time.monotonic() - started)
+            finally:
+                await backend.aclose()
+            return text, times
+
+        def reads(times: list[float]) -> int:
+            """Bursts of chunks: a gap over 3 ms means the client waited for the network."""
+            return 1 + sum(b - a > 0.003 for a, b in itertools.pairwise(times))
+
+        plain_text, plain = asyncio.run(timed(0.0))
+        paced_text, paced = asyncio.run(timed(0.15))
+    assert paced_text == plain_text and len(paced) == len(plain) >= 60
+    assert reads(plain) >= 30  # a read per token, 10 ms apart
+    assert reads(paced) <= 12  # ~0.6 s of tokens read every 0.15 s: ~5 reads
+    assert paced[0] < 0.05 + 0.1  # the first token is not held back
+    assert paced[-1] < plain[-1] + 0.15 + 0.2  # the end waits at most one pace (and some scheduling)
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_answers_reuse_one_connection(server: DemoServer, kind: str) -> None:
     """A finished answer's response is read to its end, so the next answer reuses its connection."""
 

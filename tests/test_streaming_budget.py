@@ -19,8 +19,10 @@ class _Paced(Backend):
     def __init__(self, tokens: int, gap: float, first_delay: float = 0.0) -> None:
         super().__init__(ModelSpec(name="paced", backend="tgi", url="http://unused", template="chatml"), Timeouts())
         self.tokens, self.gap, self.first_delay = tokens, gap, first_delay
+        self.paces: list[float] = []
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+    async def stream(self, request: GenerationRequest, pace: float = 0.0) -> AsyncIterator[Chunk]:
+        self.paces.append(pace)
         await asyncio.sleep(self.first_delay)
         for i in range(self.tokens):
             await asyncio.sleep(self.gap)
@@ -87,3 +89,26 @@ def test_a_sides_first_token_is_not_held_back_by_the_budget() -> None:
     assert first_b < 0.6, seen  # B's first token comes at ~0.31 s; the budget alone would show it at 2 s
     assert seen[0][1] and not seen[0][2]  # A's first token was shown on its own, at once
     assert len(seen) <= 4, seen  # first A, first B, (A's end,) the end: the budget coalesced the rest
+
+
+@pytest.mark.parametrize(
+    ("read_pace", "others", "expected"),
+    [
+        (0.1, 0, 0.04),  # few battles: reads no sparser than the screen updates (every 0.04 s)
+        (0.1, 99, 0.1),  # many: updates every 1 s, reads every read_pace
+        (0.0, 99, 0.0),  # 0: every token read as it arrives
+    ],
+)
+def test_each_side_reads_at_the_pace_of_the_screen_updates_at_most(
+    read_pace: float, others: int, expected: float
+) -> None:
+    budget = UpdateBudget(rate=100.0)
+    budget.active = others
+    jobs = _jobs(tokens=2)
+
+    async def run() -> None:
+        async for _ in stream_pair(jobs, interval=0.04, budget=budget, read_pace=read_pace):
+            pass
+
+    asyncio.run(run())
+    assert [job.backend.paces for job in jobs] == [[expected], [expected]]  # type: ignore[attr-defined]

@@ -52,7 +52,9 @@ class Backend(ABC):
 
     ``stream`` raises only :class:`arena.errors.BackendError` subclasses, enforces the
     first-token, read and total timeouts itself, and closes the upstream request when the
-    consuming task is cancelled or the generator is closed.
+    consuming task is cancelled or the generator is closed. With ``pace`` > 0, once the answer
+    flows it reads from the network at most every ``pace`` seconds, taking all that arrived
+    meanwhile (the first token is never held back).
     """
 
     def __init__(self, spec: ModelSpec, timeouts: Timeouts, api_key: str | None = None) -> None:
@@ -61,7 +63,7 @@ class Backend(ABC):
         self.api_key = api_key
 
     @abstractmethod
-    def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]: ...
+    def stream(self, request: GenerationRequest, pace: float = 0.0) -> AsyncIterator[Chunk]: ...
 
     @abstractmethod
     async def health(self) -> bool: ...

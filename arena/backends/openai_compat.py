@@ -104,7 +104,7 @@ class OpenAIBackend(Backend):
             )
         return self._client
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+    async def stream(self, request: GenerationRequest, pace: float = 0.0) -> AsyncIterator[Chunk]:
         # The body is built in one place (arena.templates.openai_body, also shown by `python -m arena
         # prompt --json`); the fields the client does not know (vLLM's top_k, repetition_penalty,
         # stop_token_ids) travel in extra_body.
@@ -112,7 +112,7 @@ class OpenAIBackend(Backend):
         extra = {k: body.pop(k) for k in list(body) if k in _EXTRA_BODY}
         if extra:
             body["extra_body"] = extra
-        clock = _StreamClock(self.timeouts)
+        clock = _StreamClock(self.timeouts, pace)
         finish: FinishReason | None = None
         tokens: int | None = None
         try:

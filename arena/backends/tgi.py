@@ -96,14 +96,14 @@ class TgiBackend(Backend):
             )
         return self._pool
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+    async def stream(self, request: GenerationRequest, pace: float = 0.0) -> AsyncIterator[Chunk]:
         if request.prompt is None:
             raise BackendFailed("a tgi request needs a rendered prompt")
         parameters = {**tgi_parameters(request.params), "details": True}
         if request.stop:
             parameters["stop"] = list(request.stop)
         body = {"inputs": request.prompt, "parameters": parameters, "stream": True}
-        clock = _StreamClock(self.timeouts)
+        clock = _StreamClock(self.timeouts, pace)
         try:
             opened = self._client().stream("POST", self.spec.url, json=body)
             response = await clock.step(opened.__aenter__())
