@@ -72,7 +72,10 @@ thing the data identify.
 Ranks and preliminary ratings
 -----------------------------
 ``rank = 1 + number of models in the same group whose lower bound is above this model's upper
-bound``: models whose intervals overlap share a rank. A model with fewer than ``min_votes``
+bound``: models whose intervals overlap share a rank. In a group that is not strongly connected
+(exact ratings infinite), a model of another strongly connected part counts as above only if it
+also beat this one head to head significantly (``_may_outrank``): there the gap between the parts,
+and so the intervals, come from the alpha pull. A model with fewer than ``min_votes``
 battles (default ``DEFAULT_MIN_VOTES`` = 30) is marked ``preliminary``: below that, a 95% interval
 is about +/- 125 points wide even against equal opponents (``1.96 * SCALE * 2 / sqrt(30)``), and
 the normal approximation behind the sandwich interval and the percentile bootstrap both start to
@@ -103,7 +106,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import expit
+from scipy.special import bdtrc, expit
 
 from arena.domain import WINNERS, PairCount
 
@@ -407,7 +410,16 @@ def fit_ratings(
             "the fitted ones were narrower, which so few votes cannot support."
         )
     shown_lo, shown_hi = (boot_lo, boot_hi) if interval == "bootstrap" else (sand_lo, sand_hi)
-    ranks = _ranks(shown_lo, shown_hi, groups)
+    ranks = _ranks(shown_lo, shown_hi, groups, _may_outrank(y, tally.wins, groups))
+    by_intervals = _ranks(shown_lo, shown_hi, groups)
+    for k, g in enumerate(groups):
+        held = [names[i] for i in g if ranks[i] != by_intervals[i]]
+        if held:
+            notes.append(
+                f"Ranks of {', '.join(sorted(held))} are shared with every model of another part of their group "
+                "that they did not clearly beat or lose to head to head (exact sign test, 5%): exact ratings "
+                f"would be infinite there, so the intervals between those parts rest on the alpha={alphas[k]:g} pull."
+            )
 
     order = sorted(rated_idx.tolist(), key=lambda i: (-ratings[i], names[i]))
     rows = tuple(
@@ -916,12 +928,48 @@ def _fit_round(y: Float, group_alpha: float, alpha: float, init: Float) -> tuple
 # --- ranks and matrices -----------------------------------------------------------------------
 
 
-def _ranks(lo: Float, hi: Float, groups: list[NDArray[np.int64]]) -> NDArray[np.int64]:
+def _ranks(
+    lo: Float, hi: Float, groups: list[NDArray[np.int64]], may_outrank: NDArray[np.bool_] | None = None
+) -> NDArray[np.int64]:
+    """``1 +`` the models of the group whose lower bound is above this one's upper bound.
+
+    ``may_outrank[b, a]`` False keeps b from counting above a whatever the intervals say.
+    """
     ranks = np.zeros(lo.size, dtype=np.int64)
     for g in groups:
         above = lo[g][None, :] > hi[g][:, None]  # above[a, b]: b's lower bound above a's upper bound
+        if may_outrank is not None:
+            above &= may_outrank[np.ix_(g, g)].T
         ranks[g] = 1 + above.sum(axis=1)
     return ranks
+
+
+def _may_outrank(y: Float, wins: NDArray[np.int64], groups: list[NDArray[np.int64]]) -> NDArray[np.bool_]:
+    """Which model may be ranked above which: ``out[b, a]`` False when only the alpha pull says so.
+
+    In a group that is not strongly connected the exact ratings do not exist: between two of its
+    strongly connected parts every result went one way, so the maximum-likelihood gap is infinite
+    and the fitted gap, and the intervals around it, come from the alpha pull (after one vote, two
+    models sat ~680 points apart with intervals that did not overlap). Such a pair may be ranked apart
+    only if its own head-to-head record says so: b above a needs more decisive wins of b over a than
+    the reverse, with a two-sided exact sign test below 5% (six wins to none, at least). Pairs within
+    one part, and every pair of a strongly connected group, keep the interval rule.
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    out = np.ones(y.shape, dtype=bool)
+    for g in groups:
+        sub = y[np.ix_(g, g)]
+        if _strongly_connected(sub):
+            continue
+        _, part = connected_components(sub > 0, directed=True, connection="strong")
+        won = wins[np.ix_(g, g)]  # won[x, z]: decisive wins of g[x] over g[z]
+        lost = won.T
+        # P(at least `won` of won + lost fair coin flips), doubled: the two-sided exact p-value.
+        significant = (won > lost) & (2.0 * bdtrc(won - 1, won + lost, 0.5) < 0.05)
+        apart = part[:, None] != part[None, :]
+        out[np.ix_(g, g)] = ~apart | significant
+    return out
 
 
 def _matrices(

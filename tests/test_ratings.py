@@ -330,6 +330,36 @@ def test_interval_coverage(coverage: dict[str, float], method: str) -> None:
 # --- ranks, matrices, output ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("interval", ["bootstrap", "sandwich"])
+def test_one_vote_does_not_rank_the_winner_above_the_loser(interval: str) -> None:
+    """Exact ratings would be infinite: the alpha pull alone must not separate ranks (it did, 1 and 2)."""
+    res = fit_ratings([pc("a", "b", "model_a", 1)], interval=interval)  # type: ignore[arg-type]
+    assert [(r.model, r.rank) for r in res.rows] == [("a", 1), ("b", 1)]
+    assert any(n.startswith("Ranks of b are shared") for n in res.notes), res.notes
+
+
+@pytest.mark.parametrize(("straight_wins", "ranks"), [(5, [1, 1]), (6, [1, 2])])
+def test_a_one_sided_pair_is_ranked_apart_once_its_record_is_significant(straight_wins: int, ranks: list[int]) -> None:
+    # Two-sided exact sign test: 5-0 gives p = 2/32 = 0.0625, 6-0 gives p = 2/64 = 0.031.
+    res = fit_ratings([pc("a", "b", "model_a", straight_wins)])
+    assert [r.rank for r in res.rows] == ranks
+    assert res.rows[0].ci_lower > res.rows[1].ci_upper  # the intervals separate them either way
+
+
+def test_a_new_unbeaten_model_leaves_the_other_ranks_to_their_intervals() -> None:
+    rng = np.random.default_rng(5)
+    counts = simulate(rng, np.array([2.0, 1.9, 0.0, -0.1, -2.0]), 3000)
+    res = fit_ratings([*counts, pc("new", "m4", "model_a", 2)], bootstrap_rounds=200)
+    rows = {r.model: r for r in res.rows}
+    settled = [rows[f"m{i}"] for i in range(5)]
+    for r in settled:  # one strongly connected part: the interval rule, as without the newcomer
+        assert r.rank == 1 + sum(o.ci_lower > r.ci_upper for o in settled)
+    assert rows["m4"].rank == 5
+    # It met only m4, and 2-0 is no evidence: no model may be ranked above it, nor it above m4.
+    assert rows["new"].rank == 1
+    assert any(n.startswith("Ranks of ") for n in res.notes), res.notes
+
+
 def test_rank_counts_models_clearly_above() -> None:
     rng = np.random.default_rng(5)
     theta = np.array([2.0, 1.9, 0.0, -0.1, -2.0])
