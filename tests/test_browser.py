@@ -234,10 +234,14 @@ def test_side_by_side_with_named_models(app: tuple[AppProcess, str], browser) ->
     _wait_for_language(page, "pl")
     page.locator("#accept_terms").click()
     page.get_by_role("tab", name=i18n.text("pl", "tab.sbs")).click()
+    page.wait_for_function("() => !document.querySelector('#sbs_prompt textarea').disabled", timeout=10_000)
+    typed = "[sbs] Jaka jest stolica Japonii?"
+    page.locator("#sbs_prompt textarea").fill(typed)  # typed first, models picked after
     _pick(page, "#sbs_model_a", "cirrus-7b")
     _pick(page, "#sbs_model_b", "dune-7b")
-    page.wait_for_function("() => !document.querySelector('#sbs_prompt textarea').disabled", timeout=10_000)
-    page.locator("#sbs_prompt textarea").fill("[sbs] Jaka jest stolica Japonii?")
+    page.wait_for_timeout(1_500)  # both picks' events have come back
+    # A pick starts a fresh round but keeps the prompt: it used to empty it, once even under a send.
+    assert page.locator("#sbs_prompt textarea").input_value() == typed
     page.locator("#sbs_prompt textarea").press("Enter")
     page.wait_for_function("() => !document.querySelector('#sbs_vote_a').disabled", timeout=30_000)
     page.locator("#sbs_vote_tie").click()

@@ -370,7 +370,12 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
         return on_vote
 
     def new_round(
-        who: Visitor, chosen: tuple[str, str] | None, old: BattleSession | None, request: gr.Request
+        who: Visitor,
+        chosen: tuple[str, str] | None,
+        old: BattleSession | None,
+        request: gr.Request,
+        *,
+        keep_prompt: bool = False,
     ) -> dict[Any, Any]:
         service.abandon(old)  # an API client's running turn stops too (the page cancels its own event)
         update = controls(can_vote=False, can_send=who.accepted_terms, can_regenerate=False)
@@ -381,9 +386,10 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
                 panel.reveal: "",
                 panel.notice: "",
                 panel.reason: gr.update(value="", interactive=False),
-                prompt: gr.update(value="", interactive=who.accepted_terms),
             }
         )
+        if not keep_prompt:
+            update[prompt] = gr.update(value="", interactive=who.accepted_terms)
         try:
             update[state] = start(request, chosen)
         except ArenaError as e:
@@ -398,6 +404,13 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
         who: Visitor, model_a: str, model_b: str, old: BattleSession | None, request: gr.Request
     ) -> dict[Any, Any]:
         return new_round(who, (model_a, model_b), old, request)
+
+    def on_models_picked(
+        who: Visitor, model_a: str, model_b: str, old: BattleSession | None, request: gr.Request
+    ) -> dict[Any, Any]:
+        # What the visitor has typed stays: the pick may come after the prompt, and a prompt sent
+        # while this event was on its way would otherwise be emptied under the send.
+        return new_round(who, (model_a, model_b), old, request, keep_prompt=True)
 
     send_event = gr.on(
         [panel.send.click, prompt.submit],
@@ -451,9 +464,7 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
             api_name=f"{p}{elem}",
             show_progress="hidden",
         )
-    new_round_triggers = [panel.new_round.click, *(picker.input for picker in pickers)]
-    gr.on(
-        new_round_triggers,
+    panel.new_round.click(
         on_new_round_named if pickers else on_new_round,
         inputs=[visitor, *pickers, state],
         outputs=outputs,
@@ -461,3 +472,13 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
         cancels=[send_event, regen_event],
         show_progress="hidden",
     )
+    if pickers:
+        gr.on(
+            [picker.input for picker in pickers],
+            on_models_picked,
+            inputs=[visitor, *pickers, state],
+            outputs=outputs,
+            api_visibility="private",
+            cancels=[send_event, regen_event],
+            show_progress="hidden",
+        )
