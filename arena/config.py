@@ -104,8 +104,8 @@ class Settings:
         "ARENA_READ_PACE",
         "Once an answer flows, each side reads its model server at most this often (s; or every screen update "
         "interval, if shorter), taking every token that arrived meanwhile in one read (a read per token costs the "
-        "server CPU; a busy server already reads several at once). Text may appear up to this much later, an "
-        "answer's end half of it on average. 0: read every token as it arrives.",
+        "server CPU; a busy server already reads several at once). Text may appear up to twice this later, an "
+        "answer's end about 1.5 times this on average. 0: read every token as it arrives.",
     )
     max_prompt_chars: int = _setting(
         4000, "ARENA_MAX_PROMPT_CHARS", "Longest prompt a visitor may send, in characters."

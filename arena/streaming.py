@@ -114,8 +114,8 @@ async def stream_pair(
     snapshot interval, if shorter, as it is when few battles stream): what arrives in between is
     taken in one read (:class:`arena.backends._StreamClock`), which saves the server CPU while it has
     time to spare (a busy one already finds several tokens per read; benchmarks/RESULTS.md). A
-    snapshot can only show what was read, so text may appear up to that pace later, and the end of
-    an answer on average half of it later.
+    snapshot can only show what was read, so text may appear up to two paces later, and the end of
+    an answer on average about one and a half.
     """
     answers = (Answer(), Answer())
     changed, milestone = asyncio.Event(), asyncio.Event()

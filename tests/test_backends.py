@@ -143,29 +143,38 @@ def test_a_paced_stream_reads_tokens_in_batches_without_holding_back_the_first(k
     """With ``pace``, tokens that arrived between two reads come in one burst; the text is the same."""
     with DemoServer(token_rate=100, first_token_delay=0.05, answer_tokens=60) as server:
 
-        async def timed(pace: float) -> tuple[str, list[float]]:
-            backend = backend_for(kind, server.url)
+        async def timed(backend: Backend, pace: float) -> tuple[str, list[float]]:
             started = time.monotonic()
             text, times = "", []
+            async for chunk in backend.stream(request(), pace=pace):
+                text += chunk.text
+                times.append(time.monotonic() - started)
+            return text, times
+
+        async def both() -> tuple[tuple[str, list[float]], tuple[str, list[float]]]:
+            # One backend, warmed by a first answer: building the HTTP client and connecting
+            # (50-170 ms on a loaded CI machine) stays out of the timed streams.
+            backend = backend_for(kind, server.url)
             try:
-                async for chunk in backend.stream(request(), pace=pace):
-                    text += chunk.text
-                    times.append(time.monotonic() - started)
+                async for _ in backend.stream(request()):
+                    pass
+                return await timed(backend, 0.0), await timed(backend, 0.3)
             finally:
                 await backend.aclose()
-            return text, times
 
         def reads(times: list[float]) -> int:
             """Bursts of chunks: a gap over 3 ms means the client waited for the network."""
             return 1 + sum(b - a > 0.003 for a, b in itertools.pairwise(times))
 
-        plain_text, plain = asyncio.run(timed(0.0))
-        paced_text, paced = asyncio.run(timed(0.15))
+        (plain_text, plain), (paced_text, paced) = asyncio.run(both())
     assert paced_text == plain_text and len(paced) == len(plain) >= 60
-    assert reads(plain) >= 30  # a read per token, 10 ms apart
-    assert reads(paced) <= 12  # ~0.6 s of tokens read every 0.15 s: ~5 reads
-    assert paced[0] < 0.05 + 0.1  # the first token is not held back
-    assert paced[-1] < plain[-1] + 0.15 + 0.2  # the end waits at most one pace (and some scheduling)
+    # Read token by token, 10 ms apart; a loaded machine merges some reads, so not all 60.
+    assert reads(plain) >= 15, reads(plain)
+    assert reads(paced) <= 12, reads(paced)  # ~3: the first token, then 0.6 s of tokens read every 0.3 s
+    assert paced[0] < plain[0] + 0.15  # the first token is not held back (that would add a pace, 0.3 s)
+    # The read after a pace brings the tokens that arrived meanwhile; the first is passed on at once and
+    # the next step rests a pace before going on, so the others, and the end, wait up to two paces.
+    assert paced[-1] < plain[-1] + 2 * 0.3 + 0.2
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -228,22 +237,24 @@ def test_a_response_left_open_after_the_answer_does_not_hold_it(server: DemoServ
     assert tail < DRAIN_SECONDS + 0.5, f"the answer ended {tail:.2f} s after its last text"
 
 
-SHORT = Timeouts(connect=0.5, first_token=0.3, read=0.3, total=0.8)
+# The first-token limit also covers building the HTTP client inside the first stream (50-170 ms on a
+# loaded CI machine), so it leaves room for that; every bound sits >= 0.5 s above what it measures.
+SHORT = Timeouts(connect=0.5, first_token=0.6, read=0.3, total=1.2)
 
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(
     ("fault", "error", "max_seconds"),
     [
-        ("status:429", BackendOverloaded, 0.5),
-        ("status:500", BackendFailed, 0.5),
-        ("status:424", BackendFailed, 0.5),
-        ("status:503", BackendUnavailable, 0.5),
-        ("error_event", BackendFailed, 0.5),
-        ("malformed", BackendFailed, 0.5),
-        ("stall", BackendTimeout, 0.7),
-        ("no_first_token", BackendTimeout, 0.7),
-        ("never_ends", BackendTimeout, 1.2),
+        ("status:429", BackendOverloaded, 1.0),
+        ("status:500", BackendFailed, 1.0),
+        ("status:424", BackendFailed, 1.0),
+        ("status:503", BackendUnavailable, 1.0),
+        ("error_event", BackendFailed, 1.0),
+        ("malformed", BackendFailed, 1.0),
+        ("stall", BackendTimeout, 1.0),  # read limit, 0.3 s after the second token
+        ("no_first_token", BackendTimeout, 1.2),  # first-token limit, 0.6 s
+        ("never_ends", BackendTimeout, 1.8),  # total, 1.2 s
     ],
 )
 def test_faults_map_to_errors_within_the_timeouts(

@@ -54,7 +54,7 @@ class Backend(ABC):
     first-token, read and total timeouts itself, and closes the upstream request when the
     consuming task is cancelled or the generator is closed. With ``pace`` > 0, once the answer
     flows it reads from the network at most every ``pace`` seconds, taking all that arrived
-    meanwhile (the first token is never held back).
+    meanwhile (the first token is never held back; later text waits up to two paces).
     """
 
     def __init__(self, spec: ModelSpec, timeouts: Timeouts, api_key: str | None = None) -> None:
