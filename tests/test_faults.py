@@ -75,7 +75,7 @@ def assert_plain(message: str | None, *forbidden: str) -> None:
 
 def run_fault_battle(store: Store, kind: str, url: str, good_url: str, expected: str) -> None:
     async def main() -> None:
-        service = make_service([bad_spec(kind, url), tgi_spec("good-model", good_url)], store)
+        service = make_service([bad_spec(kind, url), tgi_spec("good-model", good_url)], store, timeouts=FAST)
         try:
             started = time.monotonic()
             session = service.new_session("10.0.0.1", models=("bad-model", "good-model"))
@@ -137,7 +137,7 @@ def test_circuit_breaker_takes_a_failing_model_out_and_health_check_brings_it_ba
 ) -> None:
     async def main() -> None:
         specs = [bad_spec("tgi", bad.url), tgi_spec("good-model", good.url), tgi_spec("other-model", good.url)]
-        service = make_service(specs, store, settings={"breaker_failures": 2, "breaker_cooldown": 3600})
+        service = make_service(specs, store, timeouts=FAST, settings={"breaker_failures": 2, "breaker_cooldown": 3600})
         try:
             bad.fault = "status:500"
             for _ in range(2):

@@ -14,7 +14,11 @@ from arena.registry import ModelSpec, Registry
 from arena.service import ArenaService, BattleSession, Reveal, TurnView
 from arena.storage import Store
 
+# Short limits, for the tests about what a timeout does (pass ``timeouts=FAST``).
 FAST = Timeouts(connect=1.0, first_token=0.6, read=0.6, total=2.5)
+# Every other test: limits no pause of a loaded CI machine reaches (the first-token wait also covers
+# building both sides' HTTP clients, 0.1-0.2 s there), so a battle fails only when a test makes it.
+PATIENT = Timeouts(connect=5.0, first_token=5.0, read=5.0, total=30.0)
 
 
 def tgi_spec(name: str, url: str, **extra: Any) -> ModelSpec:
@@ -29,7 +33,7 @@ def make_service(
     specs: Sequence[ModelSpec],
     store: Store,
     *,
-    timeouts: Timeouts = FAST,
+    timeouts: Timeouts = PATIENT,
     settings: Mapping[str, Any] | None = None,
     clock: Any = None,
     now: Any = None,
