@@ -410,8 +410,10 @@ def fit_ratings(
             "the fitted ones were narrower, which so few votes cannot support."
         )
     shown_lo, shown_hi = (boot_lo, boot_hi) if interval == "bootstrap" else (sand_lo, sand_hi)
-    ranks = _ranks(shown_lo, shown_hi, groups, _may_outrank(y, tally.wins, groups))
-    by_intervals = _ranks(shown_lo, shown_hi, groups)
+    may_outrank = _may_outrank(y, tally.wins, groups)
+    ranks = _ranks(shown_lo, shown_hi, groups, may_outrank)
+    # Only a group that is not strongly connected can have a rank the head-to-head rule held back.
+    by_intervals = ranks if may_outrank.all() else _ranks(shown_lo, shown_hi, groups)
     for k, g in enumerate(groups):
         held = [names[i] for i in g if ranks[i] != by_intervals[i]]
         if held:

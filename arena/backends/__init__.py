@@ -98,7 +98,6 @@ class _StreamClock:
         self.timeouts = timeouts
         self.pace = pace
         self._rest = False  # the latest step waited for the network: the next one sleeps first
-        self._suspended = False
         self._loop = asyncio.get_running_loop()
         self.started = self._loop.time()
         self.last = self.started  # when the latest step finished
@@ -134,7 +133,7 @@ class _StreamClock:
         self._waiting.cancel()
 
     def _note_suspended(self) -> None:
-        self._suspended = True
+        self._rest = True  # runs during the step's await; the check at the next step's start reads it
 
     async def step(self, awaitable: Awaitable[T]) -> T:
         if self._rest and self.first_seen:
@@ -165,9 +164,6 @@ class _StreamClock:
             self._waiting = None
             if noted is not None:
                 noted.cancel()
-        if self._suspended:
-            self._suspended = False
-            self._rest = True
         if self._fired is not None:  # the awaitable swallowed the timer's cancel: take it back
             self._fired = None
             if task is not None:
