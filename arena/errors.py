@@ -8,7 +8,9 @@
     │   ├── BackendUnavailable   connection refused, unknown host, server down
     │   ├── BackendTimeout       no first token, stalled stream, or total deadline passed
     │   ├── BackendOverloaded    HTTP 429 / "busy"
-    │   └── BackendFailed        HTTP 4xx/5xx, an error event, malformed stream data
+    │   ├── BackendFailed        HTTP 4xx/5xx, an error event, malformed stream data
+    │   └── ContextExceeded      the server refused the prompt as too long for its context
+    │                            (not the model's failure: it never counts against it)
     ├── PromptRejected           the visitor's prompt is empty or too long
     │   └── RateLimited          too many battles or votes from one visitor
     ├── VoteRejected             no such battle, not finished, failed, or already voted
@@ -70,6 +72,15 @@ class BackendOverloaded(BackendError):
 
 class BackendFailed(BackendError):
     user_message = "This model ran into an error while answering. Please start a new round."
+
+
+class ContextExceeded(BackendError):
+    """The server said the prompt does not fit its context (HTTP 400/422 naming the context, or
+    llama-cpp-python's empty HTTP 200). The arena's estimate let it through; the model is not at fault."""
+
+    user_message = (
+        "This conversation is too long for one of the models. Please start a new round with a shorter message."
+    )
 
 
 class PromptRejected(ArenaError):

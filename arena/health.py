@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from arena.backends.base import Backend
+from arena.backends.base import Backend, ServerInfo
 from arena.errors import ArenaError
 from arena.registry import ModelSpec
 
@@ -130,22 +130,55 @@ class HealthTracker:
             return [ModelHealth(n, s.offline_since is None, s.reason, s.offline_since) for n, s in self._states.items()]
 
 
-async def check_once(tracker: HealthTracker, backends: Sequence[Backend], *, timeout: float) -> None:
-    """Check every backend concurrently: ``health()``, then the served model id where the roster names one."""
+def _never_busy(name: str) -> bool:
+    return False
+
+
+async def check_once(
+    tracker: HealthTracker,
+    backends: Sequence[Backend],
+    *,
+    timeout: float,
+    busy: Callable[[str], bool] = _never_busy,
+    on_info: Callable[[str, ServerInfo], None] | None = None,
+) -> None:
+    """Check every backend concurrently with one request each (:meth:`Backend.probe`).
+
+    A model that is streaming an answer (``busy(name)``) is not probed at all: the answer shows it
+    is up, and llama-cpp-python ends a running answer when any other request arrives. A probe that
+    times out while the model started streaming meanwhile is not held against it either (a server
+    that queues requests answers the probe only after the answer). ``on_info`` receives what each
+    server reported (its limits), so limits learnt after start-up are used.
+    """
 
     async def one(backend: Backend) -> None:
         spec = backend.spec
+        if busy(spec.name):
+            return
         healthy, wrong = False, False
+        info: ServerInfo | None = None
         try:
             async with asyncio.timeout(timeout):
-                healthy = await backend.health()
-                if healthy and spec.model:
-                    info = await backend.info()
-                    wrong = bool(info and info.model_id and info.model_id != spec.model)
-        except (TimeoutError, ArenaError, OSError) as e:
-            log.info("health check of %s failed: %s", spec.name, type(e).__name__)
-        if wrong:
-            log.warning("model %s: the server serves a different model than %r", spec.name, spec.model)
+                info = await backend.probe()
+            healthy = True
+            wrong = bool(spec.model and info.model_id and info.model_id != spec.model)
+        except TimeoutError:
+            if busy(spec.name):
+                log.info("health check of %s waited behind a running answer; not counted", spec.name)
+                return
+            log.info("health check of %s failed: no answer within %g s", spec.name, timeout)
+        except (ArenaError, OSError) as e:
+            log.info("health check of %s failed: %s: %s", spec.name, type(e).__name__, e)
+        if wrong and info is not None:
+            log.warning(
+                "model %s: the server serves %s, not %r as models.yaml says; it stays out of battles until "
+                "they agree (fix `model:` in models.yaml, or the server's served model name / alias)",
+                spec.name,
+                ", ".join(repr(i) for i in info.model_ids) or repr(info.model_id),
+                spec.model,
+            )
+        if healthy and info is not None and on_info is not None:
+            on_info(spec.name, info)
         tracker.checked(spec.name, healthy, wrong_model=wrong)
 
     await asyncio.gather(*(one(b) for b in backends))
@@ -166,7 +199,11 @@ class HealthChecker:
         *,
         interval: float,
         timeout: float = 10.0,
+        busy: Callable[[str], bool] = _never_busy,
+        on_info: Callable[[str, ServerInfo], None] | None = None,
     ) -> None:
+        self.busy = busy
+        self.on_info = on_info
         self.tracker = tracker
         self.specs = list(specs)
         self.make_backend = make_backend
@@ -197,7 +234,7 @@ class HealthChecker:
         try:
             while not self._stop.is_set():
                 try:
-                    await check_once(self.tracker, backends, timeout=self.timeout)
+                    await check_once(self.tracker, backends, timeout=self.timeout, busy=self.busy, on_info=self.on_info)
                 except Exception:  # one bad round must not end the checks for the life of the process
                     log.exception("health check round failed")
                 self.rounds += 1

@@ -1,9 +1,20 @@
 """Which two models meet next: uniform, weighted or active choice of a pair within one pool.
 
-Every strategy draws two distinct enabled, online models of the same kind (``chat`` only meets
-``chat``, ``base`` only ``base``), shuffles the sides, and returns the exact probability with
-which that unordered pair was drawn (``Pairing.propensity``), so the fit can reweight battles
-by inverse propensity.
+Every strategy draws two distinct enabled, online models of one pool, shuffles the sides, and
+returns the exact probability with which that unordered pair was drawn (``Pairing.propensity``),
+so the fit can reweight battles by inverse propensity.
+
+Pools
+-----
+``chat``
+    Chat models (``kind: chat``) answering a conversation.
+``base``
+    Continuation battles: a raw text is continued. Its members are the base models and every
+    chat model that can complete raw text (``ModelSpec.plays_continuation``: TGI's native route or
+    an OpenAI server's ``/v1/completions``); each of its pairs has at least one base model in it,
+    so a base model meets chat models on the same raw prompt but two chat models never meet here.
+    A chat model may thus sit in both pools (and appear once per pool in a
+    :class:`PairDistribution`). The pool has its own leaderboard slice (``pool:base``).
 
 Strategies (see docs/active-sampling.md)
 -----------------------------------------
@@ -65,6 +76,7 @@ __all__ = [
     "Strategy",
     "draw_pair",
     "ipw_weights",
+    "unpairable",
 ]
 
 Strategy = Literal["uniform", "weighted", "active"]
@@ -95,18 +107,49 @@ class Pairing:
 
 
 def _pools(models: Iterable[ModelSpec]) -> dict[str, list[ModelSpec]]:
+    """Each pool's members (see the module docstring); a pool without a possible pair is left out."""
+    models = list(models)
+    chat = [m for m in models if m.kind == "chat"]
+    base = [m for m in models if m.plays_continuation]
     pools: dict[str, list[ModelSpec]] = {}
-    for m in models:
-        pools.setdefault(m.kind, []).append(m)
+    if len(chat) >= 2:
+        pools["chat"] = chat
+    if sum(m.kind == "base" for m in base) >= 1 and len(base) >= 2:
+        pools["base"] = base
     return pools
+
+
+def _pairs(pool: str, members: Sequence[ModelSpec]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """The pool's possible pairs ``(members[iu[k]], members[ju[k]])``: in ``base``, only pairs with a base model."""
+    iu, ju = _triu(len(members))
+    if pool == "base":
+        is_base = np.array([m.kind == "base" for m in members])
+        keep = is_base[iu] | is_base[ju]
+        iu, ju = iu[keep], ju[keep]
+    return iu, ju
 
 
 def _eligible_pools(models: Sequence[ModelSpec], available: frozenset[str] | None) -> dict[str, list[ModelSpec]]:
     eligible = [m for m in models if m.enabled and (available is None or m.name in available)]
-    pools = {k: v for k, v in _pools(eligible).items() if len(v) >= 2}
+    pools = _pools(eligible)
     if not pools:
-        raise NotEnoughModels("fewer than two enabled, online models of the same kind")
+        raise NotEnoughModels("fewer than two enabled, online models that can meet")
     return pools
+
+
+def unpairable(models: Sequence[ModelSpec]) -> list[str]:
+    """Enabled models no pool can pair even with every model online (start-up warns about them).
+
+    A lone base model with no chat model that completes raw text, or a lone chat model, is one.
+    """
+    enabled = [m for m in models if m.enabled]
+    pools = _pools(enabled)
+    playing: set[str] = set()
+    for name, members in pools.items():
+        iu, ju = _pairs(name, members)
+        playing.update(members[int(i)].name for i in iu)
+        playing.update(members[int(j)].name for j in ju)
+    return [m.name for m in enabled if m.name not in playing]
 
 
 def draw_pair(
@@ -115,10 +158,12 @@ def draw_pair(
     *,
     available: frozenset[str] | None = None,
 ) -> Pairing:
-    """Draw two distinct enabled models of the same kind (``chat`` only meets ``chat``).
+    """Draw two distinct enabled models of one pool (see the module docstring).
 
     A pool is chosen with probability proportional to its number of possible pairs, then two
-    models from it by weight (weights of 0 everywhere, or missing, mean uniform — never NaN).
+    models from it by weight (weights of 0 everywhere, or missing, mean uniform — never NaN);
+    in the ``base`` pool a pair is drawn from the pairs with a base model in proportion to the same
+    pair probabilities.
 
     Parameters
     ----------
@@ -136,9 +181,19 @@ def draw_pair(
     """
     pools = _eligible_pools(models, available)
     names = sorted(pools)
-    sizes = np.array([len(pools[k]) * (len(pools[k]) - 1) / 2 for k in names], dtype=float)
+    sizes = np.array([_pairs(k, pools[k])[0].size for k in names], dtype=float)
     pool = names[int(rng.choice(len(names), p=sizes / sizes.sum()))]
     members = pools[pool]
+    iu, ju = _pairs(pool, members)
+    if iu.size < len(members) * (len(members) - 1) // 2:  # some pairs are not allowed: draw a pair
+        q = _weighted_pair_probabilities(np.array([m.weight for m in members], dtype=float), iu, ju)
+        q = q / q.sum() if q.sum() > 0 else np.full(iu.size, 1.0 / iu.size)
+        c = int(rng.choice(iu.size, p=q))
+        first, second = members[int(iu[c])].name, members[int(ju[c])].name
+        if rng.random() < 0.5:
+            first, second = second, first
+        share = sizes[names.index(pool)] / sizes.sum()
+        return Pairing(first, second, pool, float(q[c] * share), float(1.0 / sizes.sum()))
     weights = np.array([m.weight for m in members], dtype=float)
     if not np.isfinite(weights).all() or (weights > 0).sum() < 2:
         weights = np.ones(len(members))
@@ -352,12 +407,12 @@ class PairSampler:
         out = []
         for kind in sorted(pools):
             members = tuple(m.name for m in pools[kind])
-            n = len(members)
-            iu, ju = _triu(n)
+            iu, ju = _pairs(kind, pools[kind])
             if self.strategy == "uniform":
                 q = np.full(iu.size, 1.0 / iu.size)
             elif self.strategy == "weighted":
                 q = _weighted_pair_probabilities(np.array([m.weight for m in pools[kind]], dtype=float), iu, ju)
+                q = q / q.sum() if q.sum() > 0 else np.full(iu.size, 1.0 / iu.size)
             else:
                 q = self._active_q(members, iu, ju)
             out.append(_Pool(kind, members, iu, ju, q))

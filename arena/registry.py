@@ -13,7 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from arena.errors import ConfigError
 
-__all__ = ["GenerationParams", "ModelSpec", "Registry", "load_registry", "parse_registry"]
+__all__ = ["SERVERS", "GenerationParams", "ModelSpec", "Registry", "Server", "load_registry", "parse_registry"]
+
+Server = Literal["tgi", "tgi-messages", "vllm", "llama-server", "llama-cpp-python", "ollama", "openai"]
+SERVERS: tuple[Server, ...] = ("tgi", "tgi-messages", "vllm", "llama-server", "llama-cpp-python", "ollama", "openai")
+"""Server flavours the arena knows the quirks of (docs/models.md, "Model servers")."""
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 
@@ -40,6 +44,9 @@ class ModelSpec(BaseModel):
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     backend: Literal["tgi", "openai"]
+    # Which server answers (its quirks: parameter names, stop reasons, usage, context errors, health);
+    # None: "tgi" for backend tgi, "openai" (a generic OpenAI-compatible server) for backend openai.
+    server: Server | None = None
     url: str = Field(min_length=1)
     model: str | None = None
     api_key_env: str | None = None
@@ -60,6 +67,9 @@ class ModelSpec(BaseModel):
     params: GenerationParams = Field(default_factory=GenerationParams)
     context_length: int | None = Field(default=None, gt=0)
     kind: Literal["chat", "base"] = "chat"
+    # Whether this chat model may also play continuation battles (raw text continued, against a base
+    # model); None: yes where its server completes raw text (see ``ModelSpec.completes_raw_text``).
+    continuation: bool | None = None
     aliases: tuple[str, ...] = ()
     weight: float = Field(default=1.0, ge=0)
     enabled: bool = True
@@ -88,7 +98,37 @@ class ModelSpec(BaseModel):
             raise ValueError(f"give only one of template, chat_template, tokenizer (got {formats})")
         if "{prompt}" not in self.base_prompt:
             raise ValueError("base_prompt must contain {prompt}")
+        if self.backend == "tgi" and self.server not in (None, "tgi"):
+            raise ValueError(f"backend tgi speaks TGI's native protocol; server {self.server!r} needs backend openai")
+        if self.backend == "openai" and self.server == "tgi":
+            raise ValueError("server tgi with backend openai is TGI's Messages API: write server: tgi-messages")
+        if self.continuation and self.server_kind == "tgi-messages":
+            raise ValueError("continuation needs raw-text completion, which TGI's Messages API does not offer")
+        if self.kind == "base" and self.continuation is False:
+            raise ValueError("a base model only plays continuation battles; continuation: false would bench it")
         return self
+
+    @property
+    def server_kind(self) -> Server:
+        """The server flavour, with the backend's default filled in."""
+        if self.server is not None:
+            return self.server
+        return "tgi" if self.backend == "tgi" else "openai"
+
+    @property
+    def completes_raw_text(self) -> bool:
+        """Whether the server can continue raw text: TGI's native route, or ``/v1/completions``.
+
+        TGI's Messages API (``tgi-messages``) is only a chat route, so it cannot.
+        """
+        return self.server_kind != "tgi-messages"
+
+    @property
+    def plays_continuation(self) -> bool:
+        """Whether this model may play continuation battles (every base model; chat models that can)."""
+        if self.kind == "base":
+            return True
+        return self.completes_raw_text if self.continuation is None else (self.continuation and self.completes_raw_text)
 
     @property
     def identity_strings(self) -> tuple[str, ...]:

@@ -22,13 +22,13 @@ from arena import templates
 from arena.backends.base import Backend, ServerInfo
 from arena.config import Settings
 from arena.domain import Answer, BattleRecord, Message, MessageRecord, Mode, Side, VoteRecord, Winner
-from arena.errors import ArenaError, PromptRejected, RateLimited, StorageError, VoteRejected
+from arena.errors import ArenaError, ContextExceeded, PromptRejected, RateLimited, StorageError, VoteRejected
 from arena.health import HealthChecker, HealthTracker, ModelHealth
 from arena.identity import IdentityMatcher
 from arena.language import detect_language
 from arena.leaderboard import FitParams, LeaderboardCache, LeaderboardView
 from arena.limits import Limit, check_limit, client_ip
-from arena.pairing import Pairing, PairSampler
+from arena.pairing import Pairing, PairSampler, unpairable
 from arena.ratings import fit_ratings
 from arena.registry import ModelSpec, Registry
 from arena.storage import Store
@@ -116,6 +116,12 @@ def side_stats(model: str, answer: Answer | None) -> SideStats:
 
 
 _SIDES: tuple[Side, Side] = ("a", "b")
+
+CONTINUATION_NOTICE = (
+    "This round is a text continuation: both models continue your text as written, without chatting. "
+    "Write the beginning of a text."
+)
+"""Told with the first turn of a continuation battle (pool ``base``), to the page and API clients alike."""
 
 
 def clean_prompt(text: str, max_chars: int) -> str:
@@ -210,8 +216,41 @@ class ArenaService:
                 self.health.checked(spec.name, False, wrong_model=True)
         self.identity = IdentityMatcher(registry.enabled)
         self.health_checker: HealthChecker | None = None
+        # Answers streaming now, per model: the health checks leave a model alone while it streams.
+        self._streaming: dict[str, int] = {}
+        self._warn_roster()
         self._battle_limit = Limit(settings.battles_per_minute, 60.0, "new battles", "minute")
         self._vote_limit = Limit(settings.votes_per_hour, 3600.0, "votes", "hour")
+
+    def _warn_roster(self) -> None:
+        """Log what the roster asks that cannot happen: models no pool can pair, settings a server ignores."""
+        models = self.playable_models()
+        for name in unpairable(models):
+            spec = self.registry[name]
+            partner = "a chat model that can complete raw text" if spec.kind == "base" else "another chat model"
+            log.warning(
+                "model %s can never play: no %s is enabled to meet it (see docs/models.md, continuation battles)",
+                name,
+                partner,
+            )
+        for spec in models:
+            ignored = templates.unsent_params(spec)
+            if ignored:
+                log.warning(
+                    "model %s: its server (%s) does not read %s; they are not sent (set them on the server, "
+                    "e.g. in an Ollama Modelfile)",
+                    spec.name,
+                    spec.server_kind,
+                    ", ".join(ignored),
+                )
+
+    def streaming(self, name: str) -> bool:
+        """Whether ``name`` is streaming an answer now (read by the health checks' thread)."""
+        return self._streaming.get(name, 0) > 0
+
+    def learn_server_info(self, name: str, info: ServerInfo) -> None:
+        """Keep what a server reported about itself (its context) for the next turns."""
+        self.server_info[name] = info
 
     def start_health_checks(self, make_backend: Callable[[ModelSpec], Backend]) -> HealthChecker:
         """Start the background health checks (a daemon thread; returns at once).
@@ -225,6 +264,8 @@ class ArenaService:
                 make_backend,
                 interval=self.settings.health_interval,
                 timeout=self.settings.connect_timeout + self.settings.read_timeout,
+                busy=self.streaming,
+                on_info=self.learn_server_info,
             ).start()
         return self.health_checker
 
@@ -269,18 +310,33 @@ class ArenaService:
             raise PromptRejected(
                 f"cannot pair {models}", user_message="Please pick two different models from the list."
             )
-        if playable[first].kind != playable[second].kind:
+        a, b = playable[first], playable[second]
+        if a.kind == b.kind:
+            pool = a.kind
+        elif a.plays_continuation and b.plays_continuation:
+            pool = "base"  # a base model against a chat model: a continuation battle
+        else:
             raise PromptRejected(
                 "mixed kinds", user_message="A base model can only be compared with another base model."
             )
-        pairing = Pairing(first, second, playable[first].kind, propensity=1.0)
+        pairing = Pairing(first, second, pool, propensity=1.0)
         return BattleSession(pairing=pairing, client_hash=client, mode="named")
 
     # -- battles --------------------------------------------------------------------------------
 
     def _max_input_tokens(self, name: str) -> int | None:
+        """The prompt budget the server told: TGI's max_input_tokens, or its context less the answer's."""
         info = self.server_info.get(name)
-        return info.max_input_tokens if info else None
+        if info is None:
+            return None
+        if info.max_input_tokens:
+            return info.max_input_tokens
+        if info.max_total_tokens:
+            cap = self.settings.max_new_tokens or None
+            wanted = self.registry[name].params.max_new_tokens
+            answer = min(x for x in (wanted, cap) if x) if (wanted or cap) else 0
+            return max(1, info.max_total_tokens - answer)
+        return None
 
     def _jobs(self, session: BattleSession) -> tuple[tuple[SideJob, SideJob], tuple[str, ...]]:
         jobs: list[SideJob] = []
@@ -289,7 +345,11 @@ class ArenaService:
         for side, name, history in zip(("A", "B"), session.models, session.history, strict=True):
             spec = self.registry[name]
             prepared = templates.prepare(
-                spec, history, max_input_tokens=self._max_input_tokens(name), max_new_tokens_cap=cap
+                spec,
+                history,
+                max_input_tokens=self._max_input_tokens(name),
+                max_new_tokens_cap=cap,
+                continuation=session.pairing.pool == "base",
             )
             if prepared.dropped_turns:
                 notices.append(
@@ -297,6 +357,8 @@ class ArenaService:
                     f"{prepared.dropped_turns} turn(s) were left out of what it sees."
                 )
             jobs.append(SideJob(self.backends[name], prepared.request))
+        if session.pairing.pool == "base" and session.turn == 0:
+            notices.insert(0, CONTINUATION_NOTICE)
         return (jobs[0], jobs[1]), tuple(notices)
 
     async def send(self, session: BattleSession, prompt: str) -> AsyncIterator[TurnView]:
@@ -454,6 +516,8 @@ class ArenaService:
         session.status = "streaming"
         session.stop = asyncio.Event()
         answers = (Answer(), Answer())
+        for name in session.models:
+            self._streaming[name] = self._streaming.get(name, 0) + 1
         try:
             views = stream_pair(
                 jobs,
@@ -479,19 +543,29 @@ class ArenaService:
             if storing is not None and not storing.done():  # cancelled before anything was shown
                 self._keep(storing)
             raise
+        finally:
+            for name in session.models:
+                self._streaming[name] -= 1
         if storing is not None:  # abandoned before anything was shown: the write finishes on its own
             self._keep(storing)
         if session.stop.is_set():  # abandoned for a new round: nothing to store or show
             session.status = "failed"
             return
         for name, answer in zip(session.models, answers, strict=True):
-            self.health.record(name, answer.ok)
+            if answer.error_kind != ContextExceeded.__name__:  # the prompt's fault, not the model's
+                self.health.record(name, answer.ok)
+            if answer.ok and answer.generated_tokens is None and answer.text:
+                # The server sent no usage (llama-cpp-python never does): the arena's own count.
+                answer.generated_tokens = templates.count_tokens(self.registry[name], answer.text)
         for history, answer in zip(session.history, answers, strict=True):
             history.append({"role": "assistant", "content": answer.text})
         ok = all(a.ok for a in answers)
-        session.status = "ready" if ok else "failed"
+        empty = ok and not any(a.text.strip() for a in answers)
+        session.status = "ready" if ok and not empty else "failed"
         session.finished_at = self._clock()
         final_notices = list(notices)
+        if empty:
+            final_notices.append("Both models gave an empty answer, so this round cannot be voted. Press “New round”.")
         for side, answer in zip(("A", "B"), answers, strict=True):
             if answer.finish_reason == "length":
                 final_notices.append(f"Model {side}'s answer was cut off at its length limit.")
@@ -506,7 +580,9 @@ class ArenaService:
         except StorageError:
             session.status = "failed"
             raise
-        yield TurnView(session.history, answers, streaming=False, can_vote=ok, notices=tuple(final_notices))
+        yield TurnView(
+            session.history, answers, streaming=False, can_vote=ok and not empty, notices=tuple(final_notices)
+        )
 
     def _turn_rows(self, session: BattleSession, answers: tuple[Answer, Answer]) -> list[MessageRecord]:
         assert session.battle_id is not None

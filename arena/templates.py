@@ -50,10 +50,12 @@ __all__ = [
     "openai_body",
     "prepare",
     "render_prompt",
+    "sends_stop_strings",
     "special_tokens",
     "stop_strings",
     "tgi_body",
     "tgi_parameters",
+    "unsent_params",
 ]
 
 ZWSP = "\u200b"
@@ -571,8 +573,15 @@ def prepare(
     *,
     max_input_tokens: int | None = None,
     max_new_tokens_cap: int | None = None,
+    continuation: bool = False,
 ) -> Prepared:
     """Build the request for the model's answer to the newest user message.
+
+    With ``continuation`` (a continuation battle) a chat model is treated as a base model: it is
+    given the newest message as raw text (its ``base_prompt`` filled, no chat format, no system
+    prompt). A base model's raw text goes to TGI as the prompt and to an OpenAI-compatible server
+    as a ``/v1/completions`` prompt (TGI's Messages API, which has no completions route, gets it as
+    the one user message).
 
     The oldest user+assistant turns are dropped until the prompt fits the input limit
     (``max_input_tokens``, else ``spec.context_length`` minus the capped ``max_new_tokens``); the
@@ -587,6 +596,8 @@ def prepare(
     TemplateError, ConfigError
         As :func:`render_prompt`.
     """
+    if continuation and spec.kind != "base":
+        spec = spec.model_copy(update={"kind": "base", "system_prompt": None})
     params = _capped(spec.params, max_new_tokens_cap)
     limit = max_input_tokens
     if limit is None and spec.context_length is not None:
@@ -619,6 +630,9 @@ def prepare(
         bos = fmt.bos_token if fmt is not None else spec.bos_token
         prompt = text[len(bos) :] if bos and text.startswith(bos) else text
         request = GenerationRequest(params=params, prompt=prompt, stop=stop)
+    elif spec.kind == "base" and spec.completes_raw_text:
+        assert text is not None
+        request = GenerationRequest(params=params, prompt=text, stop=stop)
     else:
         if spec.kind == "base":
             assert text is not None
@@ -672,16 +686,60 @@ def tgi_body(request: GenerationRequest) -> dict[str, Any]:
     return {"inputs": request.prompt, "parameters": parameters}
 
 
-def openai_body(spec: ModelSpec, request: GenerationRequest) -> dict[str, Any]:
-    """The ``/v1/chat/completions`` body for ``request`` (without ``stream``).
+# What each OpenAI-compatible server reads beyond the OpenAI fields, under its own names (the arena's
+# name -> the server's). A setting a server does not read is not sent (start-up warns: see
+# ``unsent_params``), so a card's value is never silently dropped without a word.
+_SERVER_PARAMS: dict[str, dict[str, str]] = {
+    "vllm": {"top_k": "top_k", "repetition_penalty": "repetition_penalty"},
+    "openai": {"top_k": "top_k", "repetition_penalty": "repetition_penalty"},
+    # llama.cpp (both servers) reads repeat_penalty; repetition_penalty is ignored without a word.
+    "llama-server": {"top_k": "top_k", "repetition_penalty": "repeat_penalty", "typical_p": "typical_p"},
+    "llama-cpp-python": {"top_k": "top_k", "repetition_penalty": "repeat_penalty", "typical_p": "typical_p"},
+    # Ollama's OpenAI API reads neither: set them in the Modelfile (PARAMETER top_k / repeat_penalty).
+    "ollama": {},
+    # TGI's Messages API has no top_k nor repetition_penalty (only frequency/presence penalties).
+    "tgi-messages": {},
+}
 
-    ``top_k``, ``repetition_penalty`` and ``stop_token_ids`` are vLLM extensions (also accepted by
-    llama.cpp's server); ``typical_p`` has no OpenAI equivalent and is not sent. ``do_sample: false``
-    is sent as temperature 0.
+
+def sends_stop_strings(spec: ModelSpec) -> bool:
+    """Whether stop strings are sent to the server (else the arena cuts the stream at them itself).
+
+    Only servers that say which stop string ended an answer (TGI's ``stop_sequence``, vLLM's
+    ``stop_reason``) get them: the others end with the same ``finish_reason: "stop"`` as at the end
+    of sequence, so the arena could not tell a stop-string ending from ``eos``.
+    """
+    return spec.server_kind in ("tgi", "vllm", "openai")
+
+
+def unsent_params(spec: ModelSpec) -> list[str]:
+    """The model's sampling settings its server does not read (for a start-up warning)."""
+    if spec.backend == "tgi":
+        return []
+    known = _SERVER_PARAMS.get(spec.server_kind, {})
+    set_here = spec.params.model_dump(exclude_none=True)
+    out: list[str] = [k for k in ("top_k", "repetition_penalty", "typical_p") if k in set_here and k not in known]
+    if spec.stop_token_ids and spec.server_kind not in ("vllm", "openai"):
+        out.append("stop_token_ids")
+    return out
+
+
+def openai_body(spec: ModelSpec, request: GenerationRequest) -> dict[str, Any]:
+    """The ``/v1/chat/completions`` body for ``request`` (``/v1/completions`` when it carries a raw
+    ``prompt``), without ``stream``, with the parameter names ``spec``'s server reads.
+
+    ``top_k``, ``repetition_penalty`` and ``stop_token_ids`` are vLLM extensions; llama.cpp reads
+    ``repeat_penalty`` (and ``typical_p``); Ollama's and TGI's OpenAI APIs read neither (see
+    ``_SERVER_PARAMS``). ``do_sample: false`` is sent as temperature 0. Stop strings are sent only
+    to servers that report which one matched (:func:`sends_stop_strings`).
     """
     params = request.params
-    body: dict[str, Any] = {"model": spec.model, "messages": [dict(m) for m in request.messages]}
-    if request.stop:
+    body: dict[str, Any] = {"model": spec.model}
+    if request.messages or request.prompt is None:
+        body["messages"] = [dict(m) for m in request.messages]
+    else:
+        body["prompt"] = request.prompt
+    if request.stop and sends_stop_strings(spec):
         body["stop"] = list(request.stop)
     if params.do_sample is False:
         body["temperature"] = 0.0
@@ -693,11 +751,12 @@ def openai_body(spec: ModelSpec, request: GenerationRequest) -> dict[str, Any]:
         body["max_tokens"] = params.max_new_tokens
     if params.seed is not None:
         body["seed"] = params.seed
-    if params.top_k is not None:
-        body["top_k"] = params.top_k
-    if params.repetition_penalty is not None:
-        body["repetition_penalty"] = params.repetition_penalty
-    if spec.stop_token_ids:
+    names = _SERVER_PARAMS.get(spec.server_kind, {})
+    for setting in ("top_k", "repetition_penalty", "typical_p"):
+        value = getattr(params, setting)
+        if value is not None and setting in names:
+            body[names[setting]] = value
+    if spec.stop_token_ids and spec.server_kind in ("vllm", "openai"):
         body["stop_token_ids"] = list(spec.stop_token_ids)
     return body
 

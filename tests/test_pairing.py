@@ -12,8 +12,18 @@ from arena.pairing import NotEnoughModels, draw_pair
 from arena.registry import ModelSpec
 
 
-def spec(name: str, weight: float = 1.0, kind: str = "chat", enabled: bool = True) -> ModelSpec:
-    return ModelSpec(name=name, backend="tgi", url="http://127.0.0.1:1", weight=weight, kind=kind, enabled=enabled)
+def spec(
+    name: str, weight: float = 1.0, kind: str = "chat", enabled: bool = True, continuation: bool | None = None
+) -> ModelSpec:
+    return ModelSpec(
+        name=name,
+        backend="tgi",
+        url="http://127.0.0.1:1",
+        weight=weight,
+        kind=kind,
+        enabled=enabled,
+        continuation=continuation,
+    )
 
 
 def test_two_distinct_models_and_both_sides() -> None:
@@ -51,8 +61,15 @@ def test_weights_shift_the_draw_and_propensity_is_a_probability() -> None:
 
 
 def test_base_models_only_meet_base_models_and_disabled_never_play() -> None:
+    """With chat models kept out of continuation battles, base only meets base."""
     rng = np.random.default_rng(4)
-    models = [spec("c1"), spec("c2"), spec("b1", kind="base"), spec("b2", kind="base"), spec("off", enabled=False)]
+    models = [
+        spec("c1", continuation=False),
+        spec("c2", continuation=False),
+        spec("b1", kind="base"),
+        spec("b2", kind="base"),
+        spec("off", enabled=False),
+    ]
     for _ in range(300):
         p = draw_pair(models, rng)
         assert "off" not in (p.model_a, p.model_b)
@@ -60,10 +77,63 @@ def test_base_models_only_meet_base_models_and_disabled_never_play() -> None:
         assert kinds == {p.pool}
 
 
+@pytest.mark.parametrize("strategy", ["uniform", "weighted", "active"])
+def test_continuation_battles_pair_a_base_model_with_chat_models(strategy: str) -> None:
+    """A lone base model meets the chat models that complete raw text; two chat models never meet there."""
+    from arena.pairing import PairSampler
+
+    rng = np.random.default_rng(6)
+    models = [spec("c1"), spec("c2"), spec("c3", continuation=False), spec("b", kind="base")]
+    seen = Counter()
+    for _ in range(600):
+        p = PairSampler(strategy).draw(models, rng)  # type: ignore[arg-type]
+        pair = {p.model_a, p.model_b}
+        if p.pool == "base":
+            assert "b" in pair and "c3" not in pair
+        else:
+            assert "b" not in pair
+        seen.update(pair)
+    # Pools by their number of pairs: chat has 3, base 2 (b-c1, b-c2): b plays in ~2/5 of draws.
+    assert seen["b"] == pytest.approx(600 * 2 / 5, rel=0.2)
+
+
+def test_unpairable_models_are_named() -> None:
+    from arena.pairing import unpairable
+
+    assert unpairable([spec("c1", continuation=False), spec("c2", continuation=False), spec("b", kind="base")]) == ["b"]
+    assert unpairable([spec("c1"), spec("c2"), spec("b", kind="base")]) == []
+    assert unpairable([spec("c1", continuation=False), spec("b", kind="base")]) == ["c1", "b"]
+
+
+def test_every_model_of_the_shipped_roster_plays() -> None:
+    """Issue 18: Baichuan-7B (the only base model) was drawn 0 times in 2,000 draws; now every model plays.
+
+    The real pairing code on the shipped models.yaml, 2,000 draws per strategy (benchmarks/RESULTS.md).
+    """
+    from pathlib import Path
+
+    from arena.pairing import PairSampler, unpairable
+    from arena.registry import load_registry
+
+    roster = list(load_registry(Path(__file__).parents[1] / "models.yaml", environ={}))
+    assert unpairable(roster) == []
+    for strategy in ("uniform", "weighted", "active"):
+        rng = np.random.default_rng(18)
+        sampler = PairSampler(strategy)  # type: ignore[arg-type]
+        drawn = Counter()
+        for _ in range(2000):
+            p = sampler.draw(roster, rng)
+            drawn.update((p.model_a, p.model_b))
+        assert set(drawn) == {m.name for m in roster}
+        # 10 possible pairs (6 chat, 4 continuation), each model in 4 of them: ~800 of 2,000 draws each.
+        for name in drawn:
+            assert 650 < drawn[name] < 950, (strategy, dict(drawn))
+
+
 def test_not_enough_models() -> None:
     rng = np.random.default_rng(5)
     with pytest.raises(NotEnoughModels):
-        draw_pair([spec("a"), spec("b", kind="base")], rng)
+        draw_pair([spec("a", continuation=False), spec("b", kind="base")], rng)
     with pytest.raises(NotEnoughModels):
         draw_pair([spec("a"), spec("b")], rng, available=frozenset({"a"}))
 
@@ -104,11 +174,12 @@ def test_every_strategy_respects_pools_health_and_disabled(strategy: str) -> Non
         p = sampler.draw(models, rng, available=online)
         assert {p.model_a, p.model_b}.isdisjoint({"off", "down"})
         kinds = {m.kind for m in models if m.name in (p.model_a, p.model_b)}
-        assert kinds == {p.pool}
+        assert kinds == {"chat"} if p.pool == "chat" else "base" in kinds
         seen.add(frozenset((p.model_a, p.model_b)))
-    assert len(seen) == 4  # three chat pairs and the base pair
+    # three chat pairs, the base pair, and each base model against each chat model (continuation)
+    assert len(seen) == 3 + 1 + 6
     with pytest.raises(NotEnoughModels):
-        sampler.draw(models, rng, available=frozenset({"c1", "b1"}))
+        sampler.draw(models, rng, available=frozenset({"c1", "off"}))
 
 
 def test_active_prefers_overlapping_pairs_and_the_floor_holds() -> None:
@@ -131,7 +202,8 @@ def test_active_prefers_overlapping_pairs_and_the_floor_holds() -> None:
 
 def test_propensities_are_exact_and_match_observed_frequencies() -> None:
     rng = np.random.default_rng(7)
-    models = [spec(m) for m in "abcd"] + [spec("x", kind="base"), spec("y", kind="base")]
+    # Chat models out of continuation battles, so each name appears once in the distribution.
+    models = [spec(m, continuation=False) for m in "abcd"] + [spec("x", kind="base"), spec("y", kind="base")]
     sampler = _fitted_sampler(_ladder_counts(), floor=0.1, min_votes=0)
     dist = sampler.distribution(models)
     assert dist.probability.sum() == pytest.approx(1.0)
@@ -235,7 +307,7 @@ def test_active_probabilities_follow_the_documented_score() -> None:
 
 def test_the_table_is_computed_for_the_pools_eligible_models() -> None:
     """Needs and opponents' shares count only the eligible models of the pool (not other pools, not offline ones)."""
-    chat = [spec(m) for m in "abcd"]
+    chat = [spec(m, continuation=False) for m in "abcd"]
     counts = _ladder_counts()
     sampler = _fitted_sampler(counts, floor=0.1, min_votes=0)
     alone = sampler.distribution(chat)

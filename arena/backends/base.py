@@ -41,10 +41,19 @@ class Chunk:
 
 @dataclass(frozen=True)
 class ServerInfo:
+    """What a server says about itself (TGI ``/info``; an OpenAI server's ``/v1/models``).
+
+    ``model_id`` is the roster's id when the server serves it, else the first one it reported;
+    ``model_ids`` are all it reported (for the log when the roster's id is not among them).
+    ``max_total_tokens`` is the context (prompt + answer) where the server tells it: TGI's
+    ``max_total_tokens``, vLLM's ``max_model_len``, llama-server's ``meta.n_ctx``.
+    """
+
     model_id: str | None = None
     max_input_tokens: int | None = None
     max_total_tokens: int | None = None
     max_stop_sequences: int | None = None
+    model_ids: tuple[str, ...] = ()
 
 
 class Backend(ABC):
@@ -66,10 +75,26 @@ class Backend(ABC):
     def stream(self, request: GenerationRequest, pace: float = 0.0) -> AsyncIterator[Chunk]: ...
 
     @abstractmethod
-    async def health(self) -> bool: ...
+    async def probe(self) -> ServerInfo:
+        """One cheap request that shows the server is up and says what it serves.
 
-    @abstractmethod
-    async def info(self) -> ServerInfo | None: ...
+        It never reaches the model itself (no generation), so it cannot disturb a running answer
+        on servers that queue requests. Raises a :class:`arena.errors.BackendError` when the
+        server does not answer or answers with an error.
+        """
+
+    async def health(self) -> bool:
+        """Whether :meth:`probe` succeeds."""
+        return await self.info() is not None
+
+    async def info(self) -> ServerInfo | None:
+        """:meth:`probe`'s answer; None when the server is unreachable or answers an error."""
+        from arena.errors import BackendError
+
+        try:
+            return await self.probe()
+        except BackendError:
+            return None
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release pooled connections."""

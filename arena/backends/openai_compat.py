@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,7 +13,14 @@ import openai
 from arena.backends import KEEPALIVE_SECONDS, _drain, _StreamClock
 from arena.backends.base import Backend, Chunk, GenerationRequest, ServerInfo
 from arena.domain import FinishReason
-from arena.errors import BackendError, BackendFailed, BackendOverloaded, BackendTimeout, BackendUnavailable
+from arena.errors import (
+    BackendError,
+    BackendFailed,
+    BackendOverloaded,
+    BackendTimeout,
+    BackendUnavailable,
+    ContextExceeded,
+)
 from arena.templates import openai_body
 
 __all__ = ["OpenAIBackend"]
@@ -20,7 +28,20 @@ __all__ = ["OpenAIBackend"]
 # Most local servers need no key, but the openai client insists on one; sending a dummy also keeps it
 # from falling back to OPENAI_API_KEY from the environment (which belongs to another service).
 _NO_KEY = "EMPTY"
-_EXTRA_BODY = frozenset({"top_k", "repetition_penalty", "stop_token_ids"})
+# Fields the openai client does not know travel in extra_body (vLLM's and llama.cpp's extensions).
+_EXTRA_BODY = frozenset({"top_k", "repetition_penalty", "repeat_penalty", "typical_p", "stop_token_ids"})
+# An HTTP 400/413/422 whose message says this is a prompt too long for the context: llama-server's
+# exceed_context_size_error, vLLM's "This model's maximum context length is ...", TGI's "`inputs`
+# tokens + `max_new_tokens` must be <= ...", llama-cpp-python's "Requested tokens (...) exceed context
+# window".
+_CONTEXT_ERROR = re.compile(
+    r"exceed_context_size|context (length|size|window)|maximum context|must be <= \d+|n_ctx", re.IGNORECASE
+)
+
+
+def context_error(status: int, message: str) -> bool:
+    """Whether an error answer says the prompt does not fit the server's context."""
+    return status in (400, 413, 422) and _CONTEXT_ERROR.search(message) is not None
 
 
 def _translate(error: BaseException) -> BackendError:
@@ -39,6 +60,8 @@ def _translate(error: BaseException) -> BackendError:
             return BackendOverloaded(f"HTTP 429: {error}")
         if status == 503:
             return BackendUnavailable(f"HTTP 503: {error}")
+        if context_error(status, f"{error} {error.body}"):
+            return ContextExceeded(f"HTTP {status}, prompt too long for the server's context: {error}")
         return BackendFailed(f"HTTP {status}: {error}")
     if isinstance(error, openai.APIError):
         return BackendFailed(f"error event in stream: {error}")
@@ -77,8 +100,22 @@ def _event(line: str) -> dict[str, Any] | None:
     return event
 
 
+def served(wanted: str, ids: list[str]) -> str | None:
+    """The id among ``ids`` that serves ``wanted``: itself, or Ollama's ``NAME:latest`` for ``NAME``."""
+    if wanted in ids:
+        return wanted
+    if ":" not in wanted and f"{wanted}:latest" in ids:
+        return f"{wanted}:latest"
+    return None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
 class OpenAIBackend(Backend):
-    """Streams ``/chat/completions`` from ``spec.url`` (which ends in ``/v1``) for ``spec.model``."""
+    """Streams ``/chat/completions`` (or ``/completions`` for a raw prompt) from ``spec.url`` (which
+    ends in ``/v1``) for ``spec.model``; ``spec.server_kind`` names the server's quirks."""
 
     _client: openai.AsyncOpenAI | None = None
 
@@ -115,12 +152,15 @@ class OpenAIBackend(Backend):
         clock = _StreamClock(self.timeouts, pace)
         finish: FinishReason | None = None
         tokens: int | None = None
+        events = 0
         try:
             # The client sends the request and raises for an error status; the event stream is read
             # here, one json.loads per event, rather than by the client's typed stream, which builds
             # a pydantic model per chunk (measured: ~7% of the arena's CPU under load, py-spy).
             # Typed as Any: the client's overloads cannot match a kwargs dict built at run time.
-            create: Any = self._openai().chat.completions.with_streaming_response.create
+            client = self._openai()
+            route = client.chat.completions if request.messages else client.completions
+            create: Any = route.with_streaming_response.create
             opened = create(stream=True, stream_options={"include_usage": True}, **body)
             response = await clock.step(opened.__aenter__())
             try:
@@ -132,6 +172,7 @@ class OpenAIBackend(Backend):
                     event = _event(line)
                     if event is None:
                         continue
+                    events += 1
                     if event is _DONE:
                         await _drain(lines)  # the connection goes back to the pool
                         break
@@ -141,7 +182,7 @@ class OpenAIBackend(Backend):
                         tokens = usage.get("completion_tokens")
                     for choice in event.get("choices", ())[:1]:
                         delta = choice.get("delta") or {}
-                        text = delta.get("content")
+                        text = delta.get("content") if "text" not in choice else choice.get("text")
                         if choice.get("finish_reason") is not None:
                             finish = self._finish(choice)
                         if text:
@@ -155,7 +196,15 @@ class OpenAIBackend(Backend):
         finally:
             clock.close()
         if finish is None:
-            raise BackendFailed("the stream ended without a finish_reason")
+            if events == 0 and self.spec.server_kind == "llama-cpp-python":
+                # Its answer to a prompt longer than its context (n_ctx) is an empty HTTP 200.
+                raise ContextExceeded("llama-cpp-python sent an empty HTTP 200 (a prompt longer than its n_ctx)")
+            if events == 0:
+                raise BackendFailed("the server sent an empty answer (no events)")
+            raise BackendFailed(
+                "the stream ended without a finish_reason (llama-cpp-python does this to a running answer when "
+                "another request arrives, unless started with --interrupt_requests False)"
+            )
         yield Chunk("", finish, tokens)
 
     @staticmethod
@@ -163,38 +212,42 @@ class OpenAIBackend(Backend):
         reason = choice.get("finish_reason")
         if reason == "length":
             return "length"
-        if reason == "stop":
-            # vLLM names the matched stop string in ``stop_reason``; None (or a token id) means end of sequence.
+        if reason in ("stop", "eos_token", "eos"):
+            # vLLM names the matched stop string in ``stop_reason``; None (or a token id) means end of
+            # sequence. Servers that do not say get no stop strings (the arena cuts at them itself,
+            # see templates.sends_stop_strings), so their "stop" is the end of sequence.
             return "stop" if isinstance(choice.get("stop_reason"), str) else "eos"
+        if reason == "stop_sequence":  # older TGI Messages API
+            return "stop"
         raise BackendFailed(f"unexpected finish_reason {reason!r}")
 
-    async def health(self) -> bool:
-        try:
-            await self._models()
-        except BackendError:
-            return False
-        return True
+    async def probe(self) -> ServerInfo:
+        """``GET /models``: the served ids and, where the server tells it, the context.
 
-    async def info(self) -> ServerInfo | None:
-        """The served model id from ``GET /models``; None when unreachable."""
-        try:
-            ids = await self._models()
-        except BackendError:
-            return None
-        model_id = self.spec.model if self.spec.model in ids else (ids[0] if ids else None)
-        return ServerInfo(model_id=model_id)
-
-    async def _models(self) -> list[str]:
+        vLLM gives ``max_model_len`` and llama-server ``meta.n_ctx`` per model; llama-cpp-python,
+        Ollama and TGI's Messages API give none. llama-cpp-python answers it without touching the
+        model, but only if started with ``--interrupt_requests False`` does it also leave a running
+        answer alone; the health checks never probe a model that is streaming anyway.
+        """
         clock = _StreamClock(self.timeouts)
         try:
             page = await clock.step(self._openai().models.list())
-            return [m.id for m in page.data]
+            entries = [m.to_dict() for m in page.data]
         except BackendTimeout:
             raise
         except _EXPECTED as e:
             raise _translate(e) from e
         finally:
             clock.close()
+        ids = [str(e.get("id")) for e in entries]
+        wanted = served(self.spec.model, ids) if self.spec.model else None
+        model_id = wanted or (ids[0] if ids else None)
+        entry = entries[ids.index(model_id)] if model_id in ids else {}
+        meta = entry.get("meta")
+        context = _int(entry.get("max_model_len")) or (_int(meta.get("n_ctx")) if isinstance(meta, dict) else None)
+        return ServerInfo(
+            model_id=self.spec.model if wanted else model_id, max_total_tokens=context, model_ids=tuple(ids)
+        )
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -18,7 +18,7 @@ import httpx2
 from arena.backends import KEEPALIVE_SECONDS, _drain, _StreamClock
 from arena.backends.base import Backend, Chunk, GenerationRequest, ServerInfo
 from arena.domain import FinishReason
-from arena.errors import BackendError, BackendFailed, BackendOverloaded, BackendUnavailable
+from arena.errors import BackendError, BackendFailed, BackendOverloaded, BackendUnavailable, ContextExceeded
 from arena.templates import tgi_parameters
 
 __all__ = ["TgiBackend"]
@@ -51,6 +51,10 @@ def _status_error(status: int, body: bytes) -> BackendError:
         return BackendOverloaded(f"TGI overloaded (HTTP 429){said}")
     if status == 503:
         return BackendUnavailable(f"TGI unavailable (HTTP 503){said}")
+    from arena.backends.openai_compat import context_error
+
+    if message and context_error(status, str(message)):
+        return ContextExceeded(f"TGI refused a prompt too long for its context (HTTP {status}){said}")
     return BackendFailed(f"TGI answered HTTP {status}{said}")
 
 
@@ -140,25 +144,22 @@ class TgiBackend(Backend):
         finally:
             clock.close()
 
-    async def health(self) -> bool:
-        try:
-            async with self._http() as http:
-                response = await http.get(f"{self.spec.url}/health")
-        except httpx2.HTTPError:
-            return False
-        return response.status_code == 200
-
-    async def info(self) -> ServerInfo | None:
-        """``GET /info``; None when the server is unreachable or the answer is not TGI's."""
+    async def probe(self) -> ServerInfo:
+        """``GET /info``: one request that answers once the router is up, without touching the model
+        (TGI's ``/health`` may run a one-token prefill). Its limits are what the arena truncates to.
+        """
         try:
             async with self._http() as http:
                 response = await http.get(f"{self.spec.url}/info")
-            response.raise_for_status()
+            if response.status_code >= 400:
+                raise _status_error(response.status_code, response.content)
             data = response.json()
-        except (httpx2.HTTPError, json.JSONDecodeError):
-            return None
+        except BackendError:
+            raise
+        except (httpx2.HTTPError, ValueError) as e:
+            raise _translate(e) from e
         if not isinstance(data, dict):
-            return None
+            raise BackendFailed("TGI's /info is not a JSON object")
 
         def number(key: str) -> int | None:
             value = data.get(key)
@@ -170,6 +171,7 @@ class TgiBackend(Backend):
             max_input_tokens=number("max_input_tokens") or number("max_input_length"),
             max_total_tokens=number("max_total_tokens"),
             max_stop_sequences=number("max_stop_sequences"),
+            model_ids=(model_id,) if isinstance(model_id, str) else (),
         )
 
     async def aclose(self) -> None:

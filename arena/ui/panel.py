@@ -250,7 +250,9 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
     # runs. The notice the turn ends with travels to the settling event in ``outcome``; every turn
     # that is not refused sets it (None: no notice).
     outcome = gr.State(None)
-    stream_outputs = [state, chat_a, chat_b, outcome]
+    # The notice is also an output of the stream itself (set by its final update), so an API client
+    # (gradio_client) reading the send endpoint's result gets it too, not only the page.
+    stream_outputs = [state, chat_a, chat_b, outcome, panel.notice]
     control_outputs = [prompt, panel.send, panel.regenerate, panel.notice, panel.reason, *votes]
     pickers = list(panel.pickers or ())
 
@@ -289,14 +291,16 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
 
     def render(session: BattleSession, view: TurnView, language: str) -> dict[Any, Any]:
         done = None
-        if not view.streaming:
-            done = "\n\n".join(f"ℹ️ {i18n.translate_message(language, n)}" for n in view.notices)
-        return {
+        update: dict[Any, Any] = {
             state: session,
             chat_a: _chat(view.history[0], view.answers[0], language),
             chat_b: _chat(view.history[1], view.answers[1], language),
-            outcome: done,
         }
+        if not view.streaming:
+            done = "\n\n".join(f"ℹ️ {i18n.translate_message(language, n)}" for n in view.notices)
+            update[panel.notice] = done
+        update[outcome] = done
+        return update
 
     async def stream(
         session: BattleSession, views: AsyncIterator[TurnView], language: str
@@ -309,7 +313,8 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
         except ArenaError as e:
             if first:
                 raise error(language, e) from None
-            yield {state: session, outcome: f"⚠️ {message(language, e)}"}
+            warned = f"⚠️ {message(language, e)}"
+            yield {state: session, outcome: warned, panel.notice: warned}
             return
         if first:  # nothing streamed: the settling event must not read an earlier turn's outcome
             yield {state: session, outcome: None}

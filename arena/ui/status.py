@@ -2,7 +2,8 @@
 
 The list is the same for every visitor and is loaded by an event, never written into the page
 config, so the page a visitor downloads still names no model. It never marks the visitor's own
-battle, and it does not say why a model is offline (the reason is for the operator's logs).
+battle. It does not say why a model is offline (the reason is for the operator's logs), except that
+one whose server serves a different model will not come back until its operator acts.
 """
 
 from __future__ import annotations
@@ -35,9 +36,16 @@ def status_markdown(models: Sequence[ModelHealth], language: str = i18n.REFERENC
         "|---|---|",
     ]
     lines += [f"| {_cell(name)} | {t(language, 'status.online')} |" for name in online]
-    lines += [f"| {_cell(name)} | {t(language, 'status.offline')} |" for name in offline]
-    if offline:
+    # A model whose server serves another model does not come back by itself: say who must act.
+    operator = {m.name for m in models if not m.online and m.reason == "wrong model"}
+    lines += [
+        f"| {_cell(name)} | {t(language, 'status.offline_operator' if name in operator else 'status.offline')} |"
+        for name in offline
+    ]
+    if set(offline) - operator:
         lines += ["", t(language, "status.offline_note")]
+    if operator:
+        lines += ["", t(language, "status.operator_note")]
     return "\n".join(lines)
 
 

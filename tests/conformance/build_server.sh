@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Build (or reuse) a wheel of llama-cpp-python, a real OpenAI-compatible model server, for the
+# conformance suite (tests/conformance/). PyPI has no binary wheel of it for Linux x86_64, so it is
+# compiled from the sdist: about 25 minutes on 2 cores, once per machine. The wheel is cached OUTSIDE
+# the checkout (ARENA_CI_WHEELS, default /var/cache/arena-ci/wheels) so later runs only install it
+# (a few seconds). Then the server's own Python dependencies are installed into the active venv.
+#
+# Usage: tests/conformance/build_server.sh          # build if no cached wheel, then install
+#        LLAMA_CPP_PYTHON_VERSION=0.3.36 tests/conformance/build_server.sh
+set -euo pipefail
+WHEELS="${ARENA_CI_WHEELS:-/var/cache/arena-ci/wheels}"
+VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
+mkdir -p "$WHEELS"
+shopt -s nullglob
+cached=("$WHEELS"/llama_cpp_python-"$VERSION"-*.whl)
+if [ ${#cached[@]} -eq 0 ]; then
+  echo "build_server.sh: no cached wheel of llama-cpp-python $VERSION in $WHEELS; compiling (~25 min on 2 cores)" >&2
+  # GGML_NATIVE=OFF: the wheel must run on any x86_64 CI machine, not only the one that built it.
+  CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" nice -n 10 \
+    python -m pip wheel --no-deps --no-binary llama-cpp-python "llama-cpp-python==$VERSION" -w "$WHEELS"
+  cached=("$WHEELS"/llama_cpp_python-"$VERSION"-*.whl)
+fi
+# The wheel plus the extras its server needs (uvicorn, fastapi, sse-starlette, ...), from PyPI.
+python -m pip install -q "${cached[0]}[server]"
+python -c "import llama_cpp, llama_cpp.server; print('llama-cpp-python', llama_cpp.__version__, 'ready')"
