@@ -16,6 +16,23 @@ Faults (``server.fault``; ``None`` behaves normally). They apply to the generati
 ``"malformed"``      stream two tokens, then an event whose data is not valid JSON
 ``"never_ends"``     stream tokens forever
 
+Flavours (``flavour=``): the OpenAI routes (``/v1/chat/completions``, ``/v1/completions``,
+``/v1/models``) reproduce the quirks of real servers that cannot run here (docs/models.md, "Model
+servers"); the TGI native routes are the same for all:
+
+``"vllm"`` (default)     ``stop_reason`` names the matched stop string; ``usage``; ``max_model_len`` in
+                         ``/v1/models``; a too-long prompt is HTTP 400 "maximum context length"
+``"tgi-messages"``       TGI's Messages API: ``finish_reason`` "stop" for both a stop string and EOS,
+                         no ``stop_reason``; HTTP 422 "must be <= N"; no ``/v1/completions``
+``"llama-server"``       no ``stop_reason``; ``usage``; ``meta.n_ctx`` in ``/v1/models``; HTTP 400
+                         ``exceed_context_size_error``; reads ``repeat_penalty``
+``"llama-cpp-python"``   no ``stop_reason``, no ``usage``; a too-long prompt gets an empty HTTP 200;
+                         with ``interrupt_requests`` (its default) any request that arrives while an
+                         answer streams ends that answer with ``[DONE]`` and no ``finish_reason``
+``"ollama"``             no ``stop_reason``; ids ``NAME:TAG``; a too-long prompt is cut silently
+
+``context`` (tokens, default 4096) is the context the flavours enforce.
+
 ``server.fault_rate`` (0 to 1) additionally gives each generation request, independently, that
 probability of one fault drawn from ``server.random_faults`` (for soak tests).
 """
@@ -47,6 +64,7 @@ __all__ = [
     "DEMO_MODEL_IDS",
     "DEMO_ROSTER_PATH",
     "FAULTS",
+    "FLAVOURS",
     "DemoServer",
     "demo_environ",
     "detect_language",
@@ -58,6 +76,8 @@ DEMO_ROSTER_PATH = Path(__file__).with_name("demo_models.yaml")
 
 DEMO_MODEL_IDS = ("demo/aurora-7b", "demo/borealis-7b", "demo/cirrus-7b", "demo/dune-7b")
 """The model id served by the n-th server of :func:`start_demo_servers` (in roster order)."""
+
+FLAVOURS = ("vllm", "tgi-messages", "llama-server", "llama-cpp-python", "ollama")
 
 FAULTS = ("status:NNN", "error_event", "stall", "no_first_token", "malformed", "never_ends", "lingers")
 
@@ -355,7 +375,16 @@ class DemoServer:
         first_token_delay: float = 0.2,
         port: int = 0,
         answer_tokens: int | None = None,
+        flavour: str = "vllm",
+        context: int = 4096,
     ) -> None:
+        if flavour not in FLAVOURS:
+            raise ValueError(f"flavour must be one of {FLAVOURS}")
+        self.flavour = flavour
+        self.context = context
+        self.interrupt_requests = True  # llama-cpp-python's default (--interrupt_requests)
+        self.arrivals = 0  # requests received on any route (llama-cpp-python's interruption)
+        self.interrupted = 0  # answers ended by another request's arrival
         if token_rate <= 0:
             raise ValueError("token_rate must be positive")
         if answer_tokens is not None and answer_tokens < 1:
@@ -387,6 +416,7 @@ class DemoServer:
                 Route("/health", self._health, methods=["GET"]),
                 Route("/v1/models", self._models, methods=["GET"]),
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/v1/completions", self._chat, methods=["POST"]),
             ]
         )
 
@@ -484,6 +514,7 @@ class DemoServer:
         except ValueError:
             body = raw.decode("utf-8", "replace")
         self.requests.append((request.url.path, body))
+        self.arrivals += 1
         drawn = None
         if self.fault is None and self.fault_rate > 0 and self.random.random() < self.fault_rate:
             drawn = self.random.choice(self.random_faults)
@@ -719,9 +750,13 @@ class DemoServer:
     def _openai_error(status: int, message: str, kind: str) -> JSONResponse:
         return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": status}}, status)
 
-    def _openai_validate(self, body: Any) -> dict[str, Any]:
+    def _openai_validate(self, body: Any, completion: bool = False) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise _Rejected("the body must be a JSON object")
+        if completion:
+            if not isinstance(body.get("prompt"), str):
+                raise _Rejected("`prompt` must be a string")
+            body = {**body, "messages": [{"role": "user", "content": body["prompt"]}]}
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise _Rejected("`messages` must be a non-empty list")
@@ -754,26 +789,76 @@ class DemoServer:
         return {**body, "stop": stop}
 
     async def _models(self, request: Request) -> Response:
-        return JSONResponse(
-            {"object": "list", "data": [{"id": self.model_id, "object": "model", "created": 0, "owned_by": "demo"}]}
-        )
+        self.arrivals += 1
+        entry: dict[str, Any] = {"id": self.model_id, "object": "model", "created": 0, "owned_by": "demo"}
+        if self.flavour == "vllm":
+            entry["max_model_len"] = self.context
+        elif self.flavour == "llama-server":
+            entry["meta"] = {"vocab_type": 1, "n_vocab": 32000, "n_ctx": self.context, "n_ctx_train": 4096}
+        return JSONResponse({"object": "list", "data": [entry]})
+
+    def _context_refusal(self, prompt_tokens: int, max_tokens: int) -> Response | None:
+        """The flavour's answer to a prompt longer than its context, or None when it fits (or is cut)."""
+        if prompt_tokens + (max_tokens if self.flavour in ("vllm", "tgi-messages") else 0) <= self.context:
+            return None
+        if self.flavour == "vllm":
+            return self._openai_error(
+                400,
+                f"This model's maximum context length is {self.context} tokens. However, you requested "
+                f"{prompt_tokens + max_tokens} tokens ({prompt_tokens} in the messages, {max_tokens} in the "
+                "completion). Please reduce the length of the messages or completion.",
+                "BadRequestError",
+            )
+        if self.flavour == "tgi-messages":
+            return self._tgi_error(
+                422,
+                f"Input validation error: `inputs` tokens + `max_new_tokens` must be <= {self.context}. "
+                f"Given: {prompt_tokens} `inputs` tokens and {max_tokens} `max_new_tokens`",
+                "validation",
+            )
+        if self.flavour == "llama-server":
+            return JSONResponse(
+                {
+                    "error": {
+                        "code": 400,
+                        "message": "the request exceeds the available context size, try increasing it",
+                        "type": "exceed_context_size_error",
+                        "n_prompt_tokens": prompt_tokens,
+                        "n_ctx": self.context,
+                    }
+                },
+                400,
+            )
+        if self.flavour == "llama-cpp-python":
+            return Response(b"", 200, media_type="text/event-stream")  # its generator raised before the first event
+        return None  # ollama: the prompt is cut to the context without a word
 
     async def _chat(self, request: Request) -> Response:
         body = await self._body(request)
+        arrival = self.arrivals
+        completion = request.url.path.endswith("/v1/completions")
+        if completion and self.flavour == "tgi-messages":
+            return self._tgi_error(404, "Not Found", "not_found")
         status = self._status_fault()
         if status is not None:
             return self._openai_error(status, f"Demo fault: HTTP {status}", "demo_fault")
         try:
-            body = self._openai_validate(body)
+            body = self._openai_validate(body, completion)
         except _Rejected as e:
             return self._openai_error(422, e.message, "invalid_request_error")
         user_text = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
         text = self._answer_text(" ".join(user_text.split()), language_of=user_text)
         plan = _Plan(text, body.get("max_tokens"), body["stop"], include_stop=False)
         finish = {"eos_token": "stop", "stop_sequence": "stop", "length": "length"}[plan.finish]
-        # vLLM reports which stop string matched in ``stop_reason``; None means end of sequence.
+        # vLLM reports which stop string matched in ``stop_reason``; None means end of sequence. The
+        # other flavours say "stop" for both.
         stop_reason = next((s for s in body["stop"] if plan.finish == "stop_sequence" and s), None)
+        if self.flavour != "vllm":
+            stop_reason = None
         prompt_tokens = sum(len(_tokenize(m["content"])) for m in body["messages"])
+        refusal = self._context_refusal(prompt_tokens, body.get("max_tokens") or 0)
+        if refusal is not None:
+            return refusal
         completion_tokens = len(plan.pieces) + (plan.finish == "eos_token")
         usage = {
             "prompt_tokens": prompt_tokens,
@@ -805,19 +890,22 @@ class DemoServer:
             )
 
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        include_usage = include_usage and self.flavour != "llama-cpp-python"  # it never sends usage
         fault = self._current_fault()
 
         def chunk(delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> bytes:
-            choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None, **extra}
-            return _sse(
-                {
-                    "id": ident,
-                    "object": "chat.completion.chunk",
-                    "created": created,
-                    "model": model,
-                    "choices": [choice],
-                }
-            )
+            if completion:
+                choice = {"index": 0, "text": delta.get("content", ""), "finish_reason": finish_reason, **extra}
+            else:
+                choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None, **extra}
+            if self.flavour != "vllm":
+                choice.pop("stop_reason", None)
+            kind = "text_completion" if completion else "chat.completion.chunk"
+            return _sse({"id": ident, "object": kind, "created": created, "model": model, "choices": [choice]})
+
+        def interrupted() -> bool:
+            # llama-cpp-python: another request arrived since this one, so this answer ends now.
+            return self.flavour == "llama-cpp-python" and self.interrupt_requests and self.arrivals > arrival
 
         async def events() -> AsyncIterator[bytes]:
             schedule = self._schedule()
@@ -834,6 +922,10 @@ class DemoServer:
                     return
                 await self._pace_until(schedule.due(index))
                 if self._release is not None and self._release.is_set():
+                    return
+                if interrupted():
+                    self.interrupted += 1
+                    yield _sse("[DONE]")
                     return
                 delta: dict[str, Any] = {"content": plan.pieces[index % len(plan.pieces)] if plan.pieces else ""}
                 if index == 0:

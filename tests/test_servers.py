@@ -1,0 +1,330 @@
+"""Each real server's quirks, reproduced by the demo servers' flavours, handled by the arena (issue 18).
+
+Real HTTP on loopback: the arena's own backends and service against ``DemoServer(flavour=...)``.
+llama-cpp-python itself runs in tests/conformance/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from arena import templates
+from arena.backends import GenerationRequest, ServerInfo, make_backend
+from arena.backends.demo import FLAVOURS, DemoServer
+from arena.errors import ContextExceeded
+from arena.health import HealthTracker, check_once
+from arena.registry import GenerationParams, ModelSpec
+from arena.storage import Store
+from arena.ui.status import status_markdown
+from tests.support.services import PATIENT, close, make_service, play, tgi_spec
+
+MODEL = "demo/flavour-7b"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store(f"sqlite:///{tmp_path / 'arena.sqlite3'}") as s:
+        yield s
+
+
+def spec(flavour: str, url: str, name: str = "m", **extra: object) -> ModelSpec:
+    return ModelSpec(
+        name=name,
+        backend="openai",
+        server=flavour,
+        url=f"{url}/v1",
+        model=MODEL,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+async def collect(model: ModelSpec, request: GenerationRequest) -> tuple[str, str | None, int | None]:
+    backend = make_backend(model, PATIENT, {})
+    text, finish, tokens = "", None, None
+    try:
+        async for chunk in backend.stream(request):
+            text += chunk.text
+            finish = chunk.finish_reason or finish
+            tokens = chunk.generated_tokens if chunk.generated_tokens is not None else tokens
+    finally:
+        await backend.aclose()
+    return text, finish, tokens
+
+
+def ask(model: ModelSpec, text: str = "Tell me about rivers", **params: object) -> GenerationRequest:
+    prepared = templates.prepare(model, [{"role": "user", "content": text}])
+    return GenerationRequest(params=GenerationParams(**params), messages=prepared.request.messages, stop=model.stop)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_stop_string_ending_is_stop_and_the_end_of_sequence_is_eos(flavour: str) -> None:
+    """Servers without vLLM's stop_reason get no stop strings; the arena cuts at them and says ``stop``."""
+    with (
+        DemoServer(MODEL, flavour=flavour, token_rate=400, first_token_delay=0.01) as server,
+        DemoServer(MODEL, flavour=flavour, token_rate=400, first_token_delay=0.01) as other,
+    ):
+        plain = spec(flavour, server.url)
+        full, finish, _ = asyncio.run(collect(plain, ask(plain)))
+        assert finish == "eos" and len(full) > 40
+        word = full.split()[len(full.split()) // 2]
+        stopping = spec(flavour, server.url, stop=[word])
+        from arena.streaming import SideJob, stream_pair
+
+        async def run() -> tuple[str, str | None]:
+            # Two sides on two servers: llama-cpp-python would end one side's answer when the other's arrives.
+            backend = make_backend(stopping, PATIENT, {})
+            twin = make_backend(spec(flavour, other.url, stop=[word]), PATIENT, {})
+            last = None
+            jobs = (SideJob(backend, ask(stopping)), SideJob(twin, ask(stopping)))
+            async for views in stream_pair(jobs, interval=0.01):
+                last = views
+            await backend.aclose()
+            await twin.aclose()
+            assert last is not None
+            return last[0].text, last[0].finish_reason
+
+        text, reason = asyncio.run(run())
+        assert reason == "stop"
+        assert word not in text and full.startswith(text)
+        sent = [body for path, body in server.requests if path.endswith("/chat/completions")][-1]
+        assert ("stop" in sent) == (flavour == "vllm")  # only vLLM says which stop string matched
+
+
+@pytest.mark.parametrize(
+    ("flavour", "sent", "not_sent"),
+    [
+        ("vllm", {"repetition_penalty", "top_k"}, {"repeat_penalty"}),
+        ("llama-server", {"repeat_penalty", "top_k"}, {"repetition_penalty"}),
+        ("llama-cpp-python", {"repeat_penalty", "top_k"}, {"repetition_penalty"}),
+        ("ollama", set(), {"repeat_penalty", "repetition_penalty", "top_k"}),
+        ("tgi-messages", set(), {"repeat_penalty", "repetition_penalty", "top_k"}),
+    ],
+)
+def test_sampling_settings_go_under_the_names_each_server_reads(
+    flavour: str, sent: set[str], not_sent: set[str]
+) -> None:
+    model = ModelSpec(
+        name="m",
+        backend="openai",
+        server=flavour,  # type: ignore[arg-type]
+        url="http://127.0.0.1:1/v1",
+        model=MODEL,
+        params=GenerationParams(repetition_penalty=1.1, top_k=40, temperature=0.7),
+    )
+    body = templates.openai_body(model, templates.prepare(model, [{"role": "user", "content": "hi"}]).request)
+    assert sent <= set(body) and not (not_sent & set(body))
+    assert body["temperature"] == 0.7
+    ignored = set(templates.unsent_params(model))
+    assert ignored == ({"repetition_penalty", "top_k"} if flavour in ("ollama", "tgi-messages") else set())
+
+
+@pytest.mark.parametrize("flavour", ["vllm", "llama-server", "llama-cpp-python", "tgi-messages"])
+def test_a_prompt_too_long_for_the_server_is_context_exceeded(flavour: str) -> None:
+    with DemoServer(MODEL, flavour=flavour, context=64, token_rate=400, first_token_delay=0.01) as server:
+        model = spec(flavour, server.url)
+        with pytest.raises(ContextExceeded):
+            asyncio.run(collect(model, ask(model, "river " * 200, max_new_tokens=16)))
+
+
+def test_context_refusals_never_count_against_the_model(store: Store) -> None:
+    """Three too-long prompts used to take a model out of the pool for everyone (issue 18)."""
+    with (
+        DemoServer(MODEL, flavour="llama-server", context=64, token_rate=400, first_token_delay=0.01) as small,
+        DemoServer(MODEL, flavour="vllm", token_rate=400, first_token_delay=0.01) as big,
+    ):
+        service = make_service([spec("llama-server", small.url, "small"), spec("vllm", big.url, "big")], store)
+
+        async def go() -> list[str | None]:
+            kinds = []
+            try:
+                for _ in range(4):
+                    session = service.new_session("visitor")
+                    views = await play(service, session, "river " * 200)
+                    kinds.append(next(a.error_kind for a in views[-1].answers if a.error_kind))
+            finally:
+                await close(service)
+            return kinds
+
+        assert asyncio.run(go()) == ["ContextExceeded"] * 4
+        assert service.health.available() == {"small", "big"}
+
+
+@pytest.mark.parametrize(("flavour", "context"), [("vllm", 2048), ("llama-server", 1024)])
+def test_the_context_is_learnt_from_v1_models(flavour: str, context: int, store: Store) -> None:
+    with DemoServer(MODEL, flavour=flavour, context=context) as server:
+        model = spec(flavour, server.url)
+        backend = make_backend(model, PATIENT, {})
+
+        async def probe() -> ServerInfo:
+            try:
+                return await backend.probe()
+            finally:
+                await backend.aclose()
+
+        info = asyncio.run(probe())
+        assert info.max_total_tokens == context and info.model_id == MODEL
+        service = make_service([model, spec("vllm", server.url, "other")], store, settings={"max_new_tokens": 100})
+        service.learn_server_info("m", info)
+        assert service._max_input_tokens("m") == context - 100
+
+
+def test_ollama_name_is_name_latest_and_a_wrong_id_names_what_it_serves(caplog: pytest.LogCaptureFixture) -> None:
+    with DemoServer("aurora:latest", flavour="ollama") as server:
+        right = ModelSpec(name="right", backend="openai", server="ollama", url=f"{server.url}/v1", model="aurora")
+        wrong = ModelSpec(name="wrong", backend="openai", server="ollama", url=f"{server.url}/v1", model="borealis")
+        tracker = HealthTracker(["right", "wrong"])
+        backends = [make_backend(right, PATIENT, {}), make_backend(wrong, PATIENT, {})]
+
+        async def go() -> None:
+            await check_once(tracker, backends, timeout=5)
+            for b in backends:
+                await b.aclose()
+
+        with caplog.at_level(logging.WARNING):
+            asyncio.run(go())
+        assert tracker.available() == {"right"}
+        assert "'aurora:latest'" in caplog.text and "'borealis'" in caplog.text
+        # The Status tab does not promise that this one comes back by itself.
+        page = status_markdown(tracker.snapshot(), "en")
+        assert "needs its operator" in page and "come back by themselves" not in page
+
+
+def test_health_checks_never_cut_a_running_llama_cpp_python_answer(store: Store) -> None:
+    """llama-cpp-python ends a running answer when any request arrives; the checks leave a streaming model alone."""
+    with (
+        DemoServer(MODEL, flavour="llama-cpp-python", token_rate=40, first_token_delay=0.01) as lcp,
+        DemoServer(MODEL, flavour="vllm", token_rate=40, first_token_delay=0.01) as other,
+    ):
+        service = make_service([spec("llama-cpp-python", lcp.url, "lcp"), spec("vllm", other.url, "other")], store)
+        probes = [make_backend(s, PATIENT, {}) for s in service.playable_models()]
+
+        async def go(busy_aware: bool) -> tuple[bool, str | None, int | None]:
+            try:
+                return await one(busy_aware)
+            finally:
+                await close(service)
+                for p in probes:
+                    await p.aclose()
+
+        async def one(busy_aware: bool) -> tuple[bool, str | None, int | None]:
+            session = service.new_session("visitor")
+            views = service.send(session, "Tell me about rivers")
+            last = None
+            async for view in views:
+                last = view
+                if any(a.text for a in view.answers) and view.streaming is not False:
+                    busy = service.streaming if busy_aware else (lambda name: False)
+                    await check_once(service.health, probes, timeout=5, busy=busy)
+            assert last is not None
+            side = session.models.index("lcp")
+            answer = last.answers[side]
+            return last.can_vote, answer.finish_reason, answer.generated_tokens
+
+        can_vote, finish, tokens = asyncio.run(go(busy_aware=True))
+        assert can_vote and finish == "eos" and lcp.interrupted == 0
+        # The arena counted the tokens itself: llama-cpp-python sends no usage.
+        assert tokens is not None and tokens > 5
+        # The quirk is real: a probe while it streams ends the answer (and the battle is lost).
+        can_vote, finish, _ = asyncio.run(go(busy_aware=False))
+        assert not can_vote and lcp.interrupted >= 1
+
+
+def test_a_probe_waiting_behind_a_running_answer_is_not_counted() -> None:
+    """With --interrupt_requests False llama-cpp-python queues the probe; timing out then is no outage."""
+    import socket
+
+    silent = socket.socket()  # accepts connections (the backlog) and never answers: a queued probe
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    queued = ModelSpec(name="q", backend="tgi", url=f"http://127.0.0.1:{silent.getsockname()[1]}")
+    tracker = HealthTracker(["q"], failures=1)
+    backend = make_backend(queued, PATIENT, {})
+    state = {"busy": False}
+
+    async def go() -> None:
+        async def start_streaming() -> None:
+            await asyncio.sleep(0.05)
+            state["busy"] = True
+
+        await asyncio.gather(
+            check_once(tracker, [backend], timeout=0.3, busy=lambda n: state["busy"]), start_streaming()
+        )
+        await backend.aclose()
+
+    asyncio.run(go())
+    assert tracker.available() == {"q"}
+    # The same wait with the model idle is an outage.
+    state["busy"] = False
+
+    async def idle() -> None:
+        await check_once(tracker, [backend], timeout=0.3)
+        await backend.aclose()
+
+    asyncio.run(idle())
+    silent.close()
+    assert tracker.available() == frozenset()
+
+
+def test_both_empty_answers_cannot_be_voted(store: Store) -> None:
+    with DemoServer(MODEL, token_rate=400, first_token_delay=0.01) as server:
+        server.fault = None
+        specs = [spec("vllm", server.url, "a"), spec("vllm", server.url, "b")]
+        service = make_service(specs, store, settings={"max_new_tokens": 1})
+
+        async def go() -> list[object]:
+            session = service.new_session("v")
+            # A stop string at the very start: both answers are empty, and finished properly.
+            session_specs = {s.name: s for s in specs}
+            assert set(session.models) == set(session_specs)
+            try:
+                views = await play(service, session, "Tell me about rivers")
+            finally:
+                await close(service)
+            return [views[-1], session]
+
+        # Make both answers empty: each model's stop string is its first word.
+        first = asyncio.run(collect(specs[0], ask(specs[0])))[0].split()[0]
+        specs[:] = [spec("vllm", server.url, n, stop=[first]) for n in "ab"]
+        service = make_service(specs, store)
+        view, _ = asyncio.run(go())
+        assert all(a.ok and not a.text.strip() for a in view.answers)  # type: ignore[attr-defined]
+        assert not view.can_vote  # type: ignore[attr-defined]
+        assert any("empty answer" in n for n in view.notices)  # type: ignore[attr-defined]
+
+
+def test_continuation_battles_send_raw_text_to_every_kind_of_server(store: Store) -> None:
+    """A base model meets a TGI chat model and an OpenAI chat model; both get the raw text, no chat format."""
+    with DemoServer(MODEL, token_rate=400, first_token_delay=0.01) as server:
+        base = tgi_spec("base", server.url).model_copy(update={"kind": "base", "template": None})
+        chat_tgi = tgi_spec("chat-tgi", server.url, system_prompt="Be nice.")
+        chat_openai = spec("vllm", server.url, "chat-openai")
+        service = make_service([base, chat_tgi, chat_openai], store)
+
+        async def go() -> set[str]:
+            try:
+                return await rounds()
+            finally:
+                await close(service)
+
+        async def rounds() -> set[str]:
+            pools = set()
+            for _ in range(12):
+                session = service.new_session("v")
+                pools.add(session.pairing.pool)
+                views = await play(service, session, "Once upon a time")
+                if session.pairing.pool == "base":
+                    assert "base" in session.models
+                    assert views[-1].notices[0].startswith("This round is a text continuation")
+                    assert views[-1].can_vote
+            return pools
+
+        assert asyncio.run(go()) == {"chat", "base"}
+        raw = [b for p, b in server.requests if p == "/" and b["inputs"] == "Once upon a time"]
+        completions = [b for p, b in server.requests if p == "/v1/completions"]
+        assert raw and completions
+        assert all(b["prompt"] == "Once upon a time" for b in completions)
