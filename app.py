@@ -192,7 +192,14 @@ async def _probe(
         finally:
             await backend.aclose()
         if info and info.model_id and spec.model and info.model_id != spec.model:
-            log.warning("model %s: server reports model_id %r, configured %r", spec.name, info.model_id, spec.model)
+            served = ", ".join(repr(i) for i in info.model_ids) or repr(info.model_id)
+            log.warning(
+                "model %s: the server serves %s, not %r as models.yaml says; it stays out of battles until they "
+                "agree (fix `model:` in models.yaml, or the server's served model name / alias)",
+                spec.name,
+                served,
+                spec.model,
+            )
         return info
 
     results = await asyncio.gather(*(one(m) for m in models))

@@ -317,7 +317,10 @@ class ArenaService:
             pool = "base"  # a base model against a chat model: a continuation battle
         else:
             raise PromptRejected(
-                "mixed kinds", user_message="A base model can only be compared with another base model."
+                "mixed kinds",
+                user_message=(
+                    "These two models cannot meet: a base model only continues text, and the other one cannot."
+                ),
             )
         pairing = Pairing(first, second, pool, propensity=1.0)
         return BattleSession(pairing=pairing, client_hash=client, mode="named")
