@@ -1,0 +1,230 @@
+"""The arena against a real llama-cpp-python server (``python -m llama_cpp.server``), issue 18.
+
+The server is built by tests/conformance/build_server.sh (a cached wheel, ~25 min to compile once);
+the model is written at test time (tiny_model.py: SentencePiece vocabulary, random llama weights,
+llama-2 chat template). Run by .ci/run after the main suite:
+
+    python -m pytest tests/conformance -q
+
+Fails (never skips) when llama-cpp-python is not installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from arena.backends import GenerationRequest, make_backend
+from arena.backends.base import Timeouts
+from arena.errors import ContextExceeded
+from arena.health import check_once
+from arena.registry import GenerationParams, ModelSpec
+from arena.storage import Store
+from tests.conformance.tiny_model import write_tiny_model
+from tests.support.app_process import free_port
+from tests.support.services import close, make_service, play
+
+N_CTX = 256
+# A loaded CI machine: the model is tiny but the server answers one request at a time.
+SLOW = Timeouts(connect=5.0, first_token=60.0, read=30.0, total=120.0)
+
+
+def _server_installed() -> None:
+    try:
+        import llama_cpp.server  # noqa: F401
+    except ImportError as e:
+        pytest.fail(
+            f"llama-cpp-python's server is not installed ({e}); run tests/conformance/build_server.sh "
+            "(compiles it once, ~25 min on 2 cores, then reuses the cached wheel)."
+        )
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_model(tmp_path_factory.mktemp("model") / "tiny-llama.gguf")
+
+
+def _start(model: Path, alias: str, *, interrupt: bool) -> tuple[subprocess.Popen[bytes], str]:
+    _server_installed()
+    port = free_port()
+    args = [
+        sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", alias,
+        "--n_ctx", str(N_CTX), "--n_threads", "1", "--host", "127.0.0.1", "--port", str(port),
+        "--interrupt_requests", str(interrupt),
+    ]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
+            pytest.fail(f"llama_cpp.server exited with {proc.returncode}: {err}")
+        try:
+            if httpx2.get(f"{url}/v1/models", timeout=2).status_code == 200:
+                return proc, url
+        except httpx2.HTTPError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    pytest.fail("llama_cpp.server did not answer /v1/models within 120 s")
+
+
+@pytest.fixture(scope="module")
+def server(model_file: Path) -> Iterator[str]:
+    """The setting docs/models.md requires: --interrupt_requests False."""
+    proc, url = _start(model_file, "tiny", interrupt=False)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store(f"sqlite:///{tmp_path / 'arena.sqlite3'}") as s:
+        yield s
+
+
+def spec(url: str, name: str = "tiny", **extra: object) -> ModelSpec:
+    return ModelSpec(
+        name=name, backend="openai", server="llama-cpp-python", url=f"{url}/v1", model="tiny",
+        context_length=N_CTX, params=GenerationParams(max_new_tokens=24, temperature=0.8, repetition_penalty=1.1),
+        **extra,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def test_probe_reports_the_alias_and_no_context(server: str) -> None:
+    backend = make_backend(spec(server), SLOW, {})
+
+    async def go() -> object:
+        try:
+            return await backend.probe()
+        finally:
+            await backend.aclose()
+
+    info = asyncio.run(go())
+    assert info.model_id == "tiny" and info.model_ids == ("tiny",)  # type: ignore[attr-defined]
+    assert info.max_total_tokens is None  # type: ignore[attr-defined]  # llama-cpp-python does not say
+
+
+def test_a_battle_streams_is_counted_and_voted(server: str, store: Store) -> None:
+    """Two sides on the real server: text streams, the arena counts tokens (no usage), the vote is stored."""
+    service = make_service([spec(server, "left"), spec(server, "right")], store, timeouts=SLOW)
+
+    async def go() -> tuple[object, object]:
+        try:
+            session = service.new_session("visitor")
+            views = await play(service, session, "Tell me about rivers")
+            reveal = await service.vote(session, "tie") if views[-1].can_vote else None
+            return views[-1], reveal
+        finally:
+            await close(service)
+
+    final, reveal = asyncio.run(go())
+    answers = final.answers  # type: ignore[attr-defined]
+    assert all(a.ok for a in answers), answers
+    assert all(a.finish_reason in ("eos", "length") for a in answers)
+    assert all(a.generated_tokens and a.generated_tokens > 0 for a in answers)
+    if all(a.text.strip() for a in answers):
+        assert reveal is not None and all(s.tokens_per_second for s in reveal.sides)  # type: ignore[attr-defined]
+
+
+def test_a_health_check_while_streaming_does_not_cut_the_answer(server: str, store: Store) -> None:
+    service = make_service([spec(server, "a"), spec(server, "b")], store, timeouts=SLOW)
+    probes = [make_backend(s, SLOW, {}) for s in service.playable_models()]
+
+    async def go() -> object:
+        try:
+            session = service.new_session("visitor")
+            last = None
+            async for view in service.send(session, "Write about mountains"):
+                last = view
+                if view.streaming:
+                    await check_once(service.health, probes, timeout=20, busy=service.streaming)
+            return last
+        finally:
+            await close(service)
+            for p in probes:
+                await p.aclose()
+
+    final = asyncio.run(go())
+    assert all(a.ok for a in final.answers), final.answers  # type: ignore[attr-defined]
+    assert service.health.available() == {"a", "b"}
+
+
+def test_an_unguarded_probe_would_cut_an_answer_on_the_default_server(model_file: Path) -> None:
+    """The quirk itself, on the server's default (--interrupt_requests True): why the checks skip busy models."""
+    proc, url = _start(model_file, "tiny", interrupt=True)
+    model = spec(url)
+    backend = make_backend(model.model_copy(update={"params": GenerationParams(max_new_tokens=200)}), SLOW, {})
+    probe = make_backend(model, SLOW, {})
+
+    async def go() -> str:
+        try:
+            request = GenerationRequest(
+                params=GenerationParams(max_new_tokens=200), messages=({"role": "user", "content": "Go on"},)
+            )
+            stream = backend.stream(request)
+            await anext(stream)
+            await probe.probe()  # any request arrives while the answer streams
+            try:
+                async for _ in stream:
+                    pass
+            except Exception as e:  # the outcome is what the test reads
+                return type(e).__name__
+            return "finished"
+        finally:
+            await backend.aclose()
+            await probe.aclose()
+
+    try:
+        outcome = asyncio.run(go())
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert outcome == "BackendFailed"
+
+
+def test_a_prompt_longer_than_n_ctx_is_context_exceeded(server: str) -> None:
+    """llama-cpp-python answers it with an empty HTTP 200; the arena calls it ContextExceeded."""
+    model = spec(server)
+    backend = make_backend(model, SLOW, {})
+    request = GenerationRequest(
+        params=GenerationParams(max_new_tokens=8), messages=({"role": "user", "content": "river mountain " * 400},)
+    )
+
+    async def go() -> None:
+        try:
+            async for _ in backend.stream(request):
+                pass
+        finally:
+            await backend.aclose()
+
+    with pytest.raises(ContextExceeded):
+        asyncio.run(go())
+
+
+def test_a_continuation_goes_through_v1_completions(server: str, store: Store) -> None:
+    """A base model (raw text continued) and a chat model on the real server meet in a continuation battle."""
+    base = spec(server, "base").model_copy(update={"kind": "base"})
+    service = make_service([base, spec(server, "chat")], store, timeouts=SLOW)
+
+    async def go() -> object:
+        try:
+            session = service.new_session("visitor")
+            assert session.pairing.pool == "base"
+            views = await play(service, session, "Once upon a time")
+            return views[-1]
+        finally:
+            await close(service)
+
+    final = asyncio.run(go())
+    assert all(a.ok for a in final.answers), final.answers  # type: ignore[attr-defined]
+    assert final.notices[0].startswith("This round is a text continuation")  # type: ignore[attr-defined]
