@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,13 +36,19 @@ N_CTX = 256
 SLOW = Timeouts(connect=5.0, first_token=60.0, read=30.0, total=120.0)
 
 
+# The server lives in a virtual environment of its own (build_server.sh), so its dependencies never
+# change the arena's.
+SERVER_PYTHON = Path(os.environ.get("ARENA_SERVER_VENV", "/var/cache/arena-ci/llama-venv")) / "bin" / "python"
+
+
 def _server_installed() -> None:
-    try:
-        import llama_cpp.server  # noqa: F401
-    except ImportError as e:
+    found = SERVER_PYTHON.exists() and (
+        subprocess.run([str(SERVER_PYTHON), "-c", "import llama_cpp.server"], capture_output=True).returncode == 0
+    )
+    if not found:
         pytest.fail(
-            f"llama-cpp-python's server is not installed ({e}); run tests/conformance/build_server.sh "
-            "(compiles it once, ~25 min on 2 cores, then reuses the cached wheel)."
+            f"llama-cpp-python's server is not installed in {SERVER_PYTHON.parent.parent}; run "
+            "tests/conformance/build_server.sh (compiles it once, ~25 min on 2 cores, then reuses the cached wheel)."
         )
 
 
@@ -56,7 +61,7 @@ def _start(model: Path, alias: str, *, interrupt: bool) -> tuple[subprocess.Pope
     _server_installed()
     port = free_port()
     args = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", alias,
+        str(SERVER_PYTHON), "-m", "llama_cpp.server", "--model", str(model), "--model_alias", alias,
         "--n_ctx", str(N_CTX), "--n_threads", "1", "--host", "127.0.0.1", "--port", str(port),
         "--interrupt_requests", str(interrupt),
     ]  # fmt: skip
