@@ -34,7 +34,7 @@ from arena.registry import ModelSpec, Registry
 from arena.storage import Store
 from arena.streaming import SideJob, UpdateBudget, stream_pair
 
-__all__ = ["FLAG_NOTES", "ArenaService", "BattleSession", "Reveal", "TurnView"]
+__all__ = ["CONTINUATION_NOTICE", "FLAG_NOTES", "ArenaService", "BattleSession", "Reveal", "TurnView"]
 
 log = logging.getLogger(__name__)
 

@@ -70,6 +70,8 @@ def test_notices_reach_an_api_client_and_a_continuation_battle_plays(app: AppPro
     assert "cut off at its length limit" in final
     reveal = " ".join(str(x) for x in client.predict(api_name="/vote_tie"))
     assert "base-demo" in reveal and "chat-demo" in reveal
+    # The next round says it before the visitor writes.
+    assert "This round is a text continuation" in " ".join(str(x) for x in client.predict(api_name="/new_round"))
     # chat-demo (llama-cpp-python) sends no usage: tokens per second come from the arena's own count,
     # so neither side shows "unknown" in the tokens-per-second row.
     row = next(line for line in reveal.split("\n") if line.startswith("| Tokens per second"))

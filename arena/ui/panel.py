@@ -15,7 +15,7 @@ import gradio as gr
 from arena import i18n
 from arena.domain import Answer, Message, Winner
 from arena.errors import ArenaError
-from arena.service import ArenaService, BattleSession, Reveal, SideStats, TurnView
+from arena.service import CONTINUATION_NOTICE, ArenaService, BattleSession, Reveal, SideStats, TurnView
 from arena.ui.texts import Texts, Visitor, error, message, refusal
 
 __all__ = ["LATEX", "VOTES", "Panel", "build_panel", "client_key"]
@@ -400,6 +400,9 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
         except ArenaError as e:
             update[state] = None
             update[panel.notice] = f"⚠️ {message(who.language, e)}"
+        else:
+            if update[state].pairing.pool == "base":  # say it before the visitor writes, not only after
+                update[panel.notice] = f"ℹ️ {i18n.translate_message(who.language, CONTINUATION_NOTICE)}"
         return update
 
     def on_new_round(who: Visitor, old: BattleSession | None, request: gr.Request) -> dict[Any, Any]:
