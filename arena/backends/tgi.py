@@ -145,19 +145,23 @@ class TgiBackend(Backend):
             clock.close()
 
     async def probe(self) -> ServerInfo:
-        """``GET /info``: one request that answers once the router is up, without touching the model
-        (TGI's ``/health`` may run a one-token prefill). Its limits are what the arena truncates to.
+        """``GET /health`` (TGI's own check of its shards), then ``GET /info`` (the served model and
+        its limits, so a server pointed at another model is noticed at once). Two light requests on
+        one connection; TGI batches requests, so neither disturbs a running answer.
         """
         try:
             async with self._http() as http:
-                response = await http.get(f"{self.spec.url}/info")
-            if response.status_code >= 400:
-                raise _status_error(response.status_code, response.content)
-            data = response.json()
+                response = await http.get(f"{self.spec.url}/health")
+                if response.status_code != 200:
+                    raise _status_error(response.status_code, response.content)
+                return await self._read_info(http)
         except BackendError:
             raise
         except (httpx2.HTTPError, ValueError) as e:
             raise _translate(e) from e
+
+    @staticmethod
+    def _read_info_data(data: object) -> ServerInfo:
         if not isinstance(data, dict):
             raise BackendFailed("TGI's /info is not a JSON object")
 
@@ -173,6 +177,13 @@ class TgiBackend(Backend):
             max_stop_sequences=number("max_stop_sequences"),
             model_ids=(model_id,) if isinstance(model_id, str) else (),
         )
+
+    async def _read_info(self, http: httpx2.AsyncClient) -> ServerInfo:
+        """``GET /info``: the served model and the limits the arena truncates to."""
+        response = await http.get(f"{self.spec.url}/info")
+        if response.status_code >= 400:
+            raise _status_error(response.status_code, response.content)
+        return self._read_info_data(response.json())
 
     async def aclose(self) -> None:
         if self._pool is not None:
