@@ -328,3 +328,41 @@ def test_continuation_battles_send_raw_text_to_every_kind_of_server(store: Store
         completions = [b for p, b in server.requests if p == "/v1/completions"]
         assert raw and completions
         assert all(b["prompt"] == "Once upon a time" for b in completions)
+
+
+def test_health_checks_teach_the_service_the_context(store: Store) -> None:
+    """A server that was down at start-up: its context is learnt by the background checks."""
+    import time
+
+    with DemoServer(MODEL, flavour="llama-server", context=1024) as server:
+        service = make_service(
+            [spec("llama-server", server.url, "a"), spec("llama-server", server.url, "b")],
+            store,
+            settings={"health_interval": 0.1, "max_new_tokens": 24},
+        )
+        assert service._max_input_tokens("a") is None
+        checker = service.start_health_checks(lambda s: make_backend(s, PATIENT, {}))
+        deadline = time.monotonic() + 10
+        while checker.rounds < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        checker.stop()
+        assert service._max_input_tokens("a") == 1024 - 24
+
+
+def test_start_up_warns_about_unpairable_models_and_settings_a_server_ignores(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    lone_base = ModelSpec(name="lone-base", backend="tgi", url="http://127.0.0.1:1", kind="base")
+    messages_only = ModelSpec(
+        name="msgs",
+        backend="openai",
+        server="tgi-messages",
+        url="http://127.0.0.1:1/v1",
+        model="tgi",
+        params=GenerationParams(repetition_penalty=1.1),
+    )
+    other = ModelSpec(name="other", backend="openai", server="ollama", url="http://127.0.0.1:1/v1", model="x")
+    with caplog.at_level(logging.WARNING):
+        make_service([lone_base, messages_only, other.model_copy(update={"continuation": False})], store)
+    assert "model lone-base can never play" in caplog.text
+    assert "model msgs: its server (tgi-messages) does not read repetition_penalty" in caplog.text
