@@ -1,0 +1,146 @@
+"""The arena against llama.cpp's own C++ ``llama-server`` (issue 18).
+
+Built by tests/conformance/build_llama_server.sh from the llama.cpp the llama-cpp-python sdist
+vendors (~25 min once, cached outside the checkout); the model is written at test time. Fails (never
+skips) when the binary is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from arena.backends import GenerationRequest, ServerInfo, make_backend
+from arena.backends.base import Timeouts
+from arena.errors import ContextExceeded
+from arena.registry import GenerationParams, ModelSpec
+from arena.storage import Store
+from tests.conformance.tiny_model import write_tiny_model
+from tests.support.app_process import free_port
+from tests.support.services import close, make_service, play
+
+N_CTX = 256
+SLOW = Timeouts(connect=5.0, first_token=60.0, read=30.0, total=120.0)
+BINARY = Path(os.environ.get("ARENA_CI_LLAMA_SERVER", "/var/cache/arena-ci/llama-server")) / "bin" / "llama-server"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not BINARY.exists():
+        pytest.fail(
+            f"llama-server is not built ({BINARY} is missing); run tests/conformance/build_llama_server.sh "
+            "(compiles it once, ~25 min on 2 cores, then reuses the binary)."
+        )
+    model = write_tiny_model(tmp_path_factory.mktemp("model") / "tiny-llama.gguf")
+    port = free_port()
+    args = [
+        str(BINARY), "-m", str(model), "--alias", "tiny", "-c", str(N_CTX), "-np", "1", "-t", "1",
+        "--jinja", "--host", "127.0.0.1", "--port", str(port),
+    ]  # fmt: skip
+    # Its log goes to this process's stderr, which pytest captures and shows when a test fails.
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"llama-server exited with {proc.returncode} (its log is in the captured stderr)")
+            if time.monotonic() > deadline:
+                pytest.fail("llama-server did not answer /health within 120 s")
+            try:
+                if httpx2.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx2.HTTPError:
+                pass
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store(f"sqlite:///{tmp_path / 'arena.sqlite3'}") as s:
+        yield s
+
+
+def spec(url: str, name: str = "tiny", **extra: object) -> ModelSpec:
+    return ModelSpec(
+        name=name, backend="openai", server="llama-server", url=f"{url}/v1", model="tiny",
+        params=GenerationParams(max_new_tokens=24, temperature=0.8, repetition_penalty=1.1, top_k=40),
+        **extra,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def test_probe_reports_the_alias_and_its_context(server: str) -> None:
+    backend = make_backend(spec(server), SLOW, {})
+
+    async def go() -> ServerInfo:
+        try:
+            return await backend.probe()
+        finally:
+            await backend.aclose()
+
+    info = asyncio.run(go())
+    assert info.model_id == "tiny"
+    assert info.max_total_tokens == N_CTX  # meta.n_ctx in /v1/models
+
+
+def test_a_battle_streams_with_the_servers_token_count(server: str, store: Store) -> None:
+    service = make_service([spec(server, "left"), spec(server, "right")], store, timeouts=SLOW)
+
+    async def go() -> object:
+        try:
+            session = service.new_session("visitor")
+            views = await play(service, session, "Tell me about rivers")
+            return views[-1]
+        finally:
+            await close(service)
+
+    final = asyncio.run(go())
+    answers = final.answers  # type: ignore[attr-defined]
+    assert all(a.ok for a in answers), answers
+    assert all(a.finish_reason in ("eos", "length") for a in answers)
+    assert all(a.generated_tokens and a.generated_tokens > 0 for a in answers)
+
+
+def test_a_prompt_longer_than_its_context_is_context_exceeded(server: str) -> None:
+    """HTTP 400 exceed_context_size_error, mapped to the arena's own message."""
+    backend = make_backend(spec(server), SLOW, {})
+    request = GenerationRequest(
+        params=GenerationParams(max_new_tokens=8), messages=({"role": "user", "content": "river mountain " * 400},)
+    )
+
+    async def go() -> None:
+        try:
+            async for _ in backend.stream(request):
+                pass
+        finally:
+            await backend.aclose()
+
+    with pytest.raises(ContextExceeded):
+        asyncio.run(go())
+
+
+def test_a_continuation_goes_through_v1_completions(server: str, store: Store) -> None:
+    base = spec(server, "base").model_copy(update={"kind": "base"})
+    service = make_service([base, spec(server, "chat")], store, timeouts=SLOW)
+
+    async def go() -> object:
+        try:
+            session = service.new_session("visitor")
+            assert session.pairing.pool == "base"
+            return (await play(service, session, "Once upon a time"))[-1]
+        finally:
+            await close(service)
+
+    final = asyncio.run(go())
+    assert all(a.ok for a in final.answers), final.answers  # type: ignore[attr-defined]
