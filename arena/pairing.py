@@ -74,6 +74,7 @@ __all__ = [
     "PairSampler",
     "Pairing",
     "Strategy",
+    "can_pair",
     "draw_pair",
     "ipw_weights",
     "unpairable",
@@ -135,6 +136,12 @@ def _eligible_pools(models: Sequence[ModelSpec], available: frozenset[str] | Non
     if not pools:
         raise NotEnoughModels("fewer than two enabled, online models that can meet")
     return pools
+
+
+def can_pair(models: Sequence[ModelSpec], available: frozenset[str] | None = None) -> bool:
+    """Whether some pool has a possible pair among the enabled (and ``available``) models."""
+    eligible = [m for m in models if m.enabled and (available is None or m.name in available)]
+    return bool(_pools(eligible))
 
 
 def unpairable(models: Sequence[ModelSpec]) -> list[str]:

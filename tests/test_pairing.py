@@ -98,7 +98,11 @@ def test_continuation_battles_pair_a_base_model_with_chat_models(strategy: str) 
 
 
 def test_unpairable_models_are_named() -> None:
-    from arena.pairing import unpairable
+    from arena.pairing import can_pair, unpairable
+
+    # One chat model that completes raw text and one base model can play (a continuation battle).
+    assert can_pair([spec("c1"), spec("b", kind="base")])
+    assert not can_pair([spec("c1", continuation=False), spec("b", kind="base")])
 
     assert unpairable([spec("c1", continuation=False), spec("c2", continuation=False), spec("b", kind="base")]) == ["b"]
     assert unpairable([spec("c1"), spec("c2"), spec("b", kind="base")]) == []

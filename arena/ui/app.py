@@ -15,6 +15,7 @@ from typing import Any
 import gradio as gr
 
 from arena import i18n
+from arena.pairing import can_pair
 from arena.service import ArenaService
 from arena.ui.leaderboard import build_leaderboard_tab
 from arena.ui.panel import Panel, build_panel
@@ -73,11 +74,8 @@ def _pick_language(saved: str | None, request: gr.Request | None, default: str) 
 
 
 def _can_battle(service: ArenaService) -> bool:
-    """Whether some pool has two playable models (otherwise pairing raises NotEnoughModels)."""
-    kinds: dict[str, int] = {}
-    for m in service.playable_models():
-        kinds[m.kind] = kinds.get(m.kind, 0) + 1
-    return any(n >= 2 for n in kinds.values())
+    """Whether some pool has a possible pair (otherwise pairing raises NotEnoughModels)."""
+    return can_pair(service.playable_models())
 
 
 def build_ui(service: ArenaService) -> gr.Blocks:
