@@ -45,6 +45,8 @@ __all__ = [
 
 COLUMNS = ("Rank", "Model", "Rating", "95% interval", "Votes", "Win rate", "Note")
 DEFAULT_SLICE = "overall"
+MAX_SLICE_NAME = 40  # "lang:" and a language code; a longer name is refused before anything else
+_FIXED_SLICES = ("overall", "named", "pool:chat", "pool:base")
 
 
 # --- slices -----------------------------------------------------------------------------------
@@ -89,6 +91,8 @@ def parse_slice(name: str) -> Slice:
     ValueError
         For an unknown name; the message lists the forms that exist.
     """
+    if len(name) > MAX_SLICE_NAME:
+        raise ValueError(f"Unknown slice (a name of {len(name)} characters): slice names are short, e.g. lang:pl.")
     name = name.strip()
     if name == "overall":
         return Slice(name, "anonymous")
@@ -204,15 +208,23 @@ class LeaderboardCache:
     def view(self, store: Store, slice_name: str = DEFAULT_SLICE) -> LeaderboardView:
         """The leaderboard of one slice, refitted only if its votes changed.
 
+        Only slices that exist are fitted and cached: the four fixed ones and the languages that
+        have counted votes. So the cache holds at most 4 + (languages with votes) entries, whatever
+        names are asked for.
+
         Raises
         ------
         ValueError
-            For an unknown slice name.
+            For an unknown slice name, or a language without counted votes (before any fit).
         StorageError
             When the database cannot be read.
         """
         sl = parse_slice(slice_name)
         groups = store.vote_groups()
+        if sl.name not in _FIXED_SLICES and not any(
+            g.mode == "anonymous" and g.language == sl.language and g.votes for g in groups
+        ):
+            raise ValueError(f"No counted votes in slice {sl.name!r}.")
         state = _slice_state(groups, sl)
         with self._guard:
             lock = self._locks.setdefault(sl.name, threading.Lock())
