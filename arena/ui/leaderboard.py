@@ -238,11 +238,23 @@ def build_leaderboard_tab(service: ArenaService, texts: Texts, visitor: gr.State
             lambda p: exchange.write_ratings_csv([(view.slice.name, view.result)], p, cutoff=view.updated_at),
         )
         rated = bool(view.result.rows)
+
+        def charts() -> tuple[Any, Any, Any]:
+            if not rated:
+                return None, None, None
+            return (
+                ratings_chart(who.language, view.result),
+                heatmap_chart(who.language, view.result, "win_rate"),
+                heatmap_chart(who.language, view.result, "battles"),
+            )
+
+        # Off the event loop: ~40 ms for 20 models (0.8 s for the first, which imports plotly).
+        ratings, win_rates, battles = await asyncio.to_thread(charts)
         return {
             choice: gr.update(choices=_slice_choices(view, who.language), value=view.slice.name),
-            ratings_plot: ratings_chart(who.language, view.result) if rated else None,
-            win_plot: heatmap_chart(who.language, view.result, "win_rate") if rated else None,
-            count_plot: heatmap_chart(who.language, view.result, "battles") if rated else None,
+            ratings_plot: ratings,
+            win_plot: win_rates,
+            count_plot: battles,
             ratings_file: gr.update(value=str(path), visible=rated),
             battles_file: gr.update(visible=False),
         }

@@ -112,7 +112,7 @@ class ArenaBlocks(gr.Blocks):
         self.unexpected: Callable[[Any, Any], Exception] | None = None
 
     def launch(self, *args: Any, **kwargs: Any) -> Any:
-        from starlette.middleware import Middleware
+        from fastapi.middleware import Middleware  # Gradio's app is a FastAPI app
 
         app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
         app_kwargs["middleware"] = [
