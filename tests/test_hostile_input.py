@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from arena.journal import read_journal
 from arena.leaderboard import LeaderboardCache, parse_slice
 from arena.service import ANSWERS_NOT_SAVED, BROKEN_TEXT, PROMPT_NOT_SAVED, clean_prompt
 from arena.storage import Store
+from arena.storage.store import VoteGroup
 from tests.support.services import battle, close, make_service, play, tgi_spec
 from tests.test_abuse import run_app
 
@@ -232,3 +235,32 @@ def test_slice_names_are_short() -> None:
     with pytest.raises(ValueError):
         parse_slice("lang:" + "x" * 600)
     assert parse_slice("lang:zh-Hant").language == "zh-Hant"
+
+
+def test_a_flood_of_leaderboard_requests_reads_the_votes_one_query_at_a_time(
+    server: DemoServer, tmp_path: Path
+) -> None:
+    async def main() -> None:
+        with Store(f"sqlite:///{tmp_path / 'f.sqlite3'}") as store:
+            service = make_service([tgi_spec("m1", server.url), tgi_spec("m2", server.url)], store)
+            try:
+                await battle(service, "10.6.0.6", PROMPT)
+                real = store.vote_groups
+
+                def slow() -> list[VoteGroup]:  # a big vote table: the GROUP BY takes a while
+                    time.sleep(0.2)
+                    return real()
+
+                store.vote_groups = slow  # type: ignore[method-assign]
+                cache = LeaderboardCache()
+                with ThreadPoolExecutor(40) as pool:
+                    views = list(pool.map(lambda _: cache.view(store, "overall"), range(40)))
+                assert {v.votes for v in views} == {1}
+                assert cache.group_reads <= 4, cache.group_reads  # not 40
+                store.vote_groups = real  # type: ignore[method-assign]
+                await battle(service, "10.6.0.6", PROMPT)
+                assert cache.view(store, "overall").votes == 2  # a read never predates the request
+            finally:
+                await close(service)
+
+    asyncio.run(main())
