@@ -24,9 +24,11 @@ visitor whose session was forgotten simply starts afresh (terms notice, new batt
 
 The arena uses no ``gr.render``; blocks that rendering adds to a session would be pruned as well.
 
-Two more hooks live here because they sit at the same two places of Gradio's life cycle:
+Three more hooks live here because they sit at the same places of Gradio's life cycle:
 ``checks`` run before each event's first step, on the raw arguments, before Gradio copies them
-into the session (the input limits of :mod:`arena.ui.inputs`); ``launch`` puts the
+into the session (the input limits of :mod:`arena.ui.inputs`); ``unexpected`` turns an exception
+no handler expected into a plain sentence for the visitor (Gradio sent ``"error": null``) after
+logging it once for the operator; ``launch`` puts the
 :class:`arena.ui.guard.RequestGuard` in front of Gradio's routes and turns off uvicorn's own
 ``X-Forwarded-For`` handling, so ``ARENA_TRUSTED_PROXY_HOPS`` is the only rule for who a visitor is.
 """
