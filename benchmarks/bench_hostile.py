@@ -1,6 +1,6 @@
 """A hostile visitor's cost to everyone else, before and after the web edge's limits (issue 16), in one run.
 
-    python -m benchmarks.bench_hostile [--before 3924764] [--sizes 10 30 100] [--sessions 15] [--calls 300]
+    python -m benchmarks.bench_hostile [--before 3924764] [--sizes 10 30 100] [--sessions 15] [--calls 600]
 
 Runs the app twice, side by side on this machine: once from a clean copy of the ``--before``
 commit (``git archive``) and once from this working tree, both ``python app.py --demo``. Against
@@ -10,11 +10,12 @@ each it measures:
   while one visitor sends a prompt of 10 / 30 / 100 MB to the send event (raw queue call), and
   what that visitor got back;
 * **memory**: the app's RSS before and after ``--sessions`` visitors each send a 10 MB prompt
-  and a 10 MB "why?" (the issue's case), then after 100 visitors each send the largest inputs the
-  page accepts (4,000-character prompt, 1,000-character reason, 200-character picks): the bound
-  per session;
-* **private events**: ``--calls`` calls to the leaderboard's ``prepare_battles`` with a new slice
-  name each, the files left in the download folder, and the time of one normal battle after them.
+  and a 10 MB "why?" (the issue's case), then after ``--largest`` more visitors each send the
+  largest inputs the page accepts (4,000-character prompt, 1,000-character reason, a 40-character
+  slice name): the growth per session;
+* **private events**: ``--calls`` calls to the leaderboard's ``prepare_battles`` (``--workers`` at a
+  time) with a new slice name each, the files left in the download folder, and the time of one
+  normal battle sent while they run.
 
 Prints one table per measure; record the results in benchmarks/RESULTS.md.
 """
@@ -171,7 +172,9 @@ def stall(url: str, fns: dict[str, int], megabytes: int) -> tuple[float, float, 
     return max(latencies), took, got
 
 
-def memory(url: str, proc: subprocess.Popen[bytes], fns: dict[str, int], sessions: int) -> list[tuple[str, float]]:
+def memory(
+    url: str, proc: subprocess.Popen[bytes], fns: dict[str, int], sessions: int, n: int
+) -> list[tuple[str, float]]:
     rows = [("start", rss_mib(proc.pid))]
     ten = b'["' + b"y" * 10_000_000 + b'", null, null]'
     visitors = []
@@ -185,7 +188,6 @@ def memory(url: str, proc: subprocess.Popen[bytes], fns: dict[str, int], session
     for v in visitors:
         v.close()
     before = rss_mib(proc.pid)
-    n = 100
     for _ in range(n):
         v = Visitor(url, fns)
         v.call("accept_terms", [None])
@@ -199,9 +201,10 @@ def memory(url: str, proc: subprocess.Popen[bytes], fns: dict[str, int], session
     return rows
 
 
-def private_events(url: str, fns: dict[str, int], tmp: Path, calls: int) -> tuple[float, int, float]:
-    """(seconds for the calls, files left in the download folder, seconds of one battle after them)."""
+def private_events(url: str, fns: dict[str, int], tmp: Path, calls: int, workers: int) -> tuple[float, int, float]:
+    """(seconds for the calls, files left in the download folder, seconds of one battle sent while they run)."""
     v = Visitor(url, fns)
+    v.call("accept_terms", [None])
     t = time.perf_counter()
     lock = threading.Lock()
     names = iter(range(calls))
@@ -216,17 +219,17 @@ def private_events(url: str, fns: dict[str, int], tmp: Path, calls: int) -> tupl
             w.call("prepare_battles", [f"lang:b{i}" if i % 2 else "overall", None])
         w.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
     for th in threads:
         th.start()
+    time.sleep(1.0)
+    b = time.perf_counter()
+    v.call("send", ["Tell me about the Vistula, please.", None, None])
+    battle = time.perf_counter() - b
     for th in threads:
         th.join()
     spent = time.perf_counter() - t
     files = sum(1 for p in (tmp / "tmp").glob("arena-downloads-*/*") if p.is_file())
-    v.call("accept_terms", [None])
-    t = time.perf_counter()
-    v.call("send", ["Tell me about the Vistula, please.", None, None])
-    battle = time.perf_counter() - t
     v.close()
     return spent, files, battle
 
@@ -236,7 +239,9 @@ def main() -> None:
     ap.add_argument("--before", default="3924764", help="commit to compare with (the code before issue 16)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[10, 30, 100], help="prompt sizes in MB")
     ap.add_argument("--sessions", type=int, default=15)
-    ap.add_argument("--calls", type=int, default=300)
+    ap.add_argument("--calls", type=int, default=600, help="prepare_battles calls")
+    ap.add_argument("--workers", type=int, default=32, help="prepare_battles calls in flight at once")
+    ap.add_argument("--largest", type=int, default=200, help="sessions sending the largest accepted inputs")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-hostile-") as scratch:
         before = Path(scratch) / "before"
@@ -252,9 +257,9 @@ def main() -> None:
                 for mb in args.sizes:
                     out["stall"][mb] = stall(url, fns, mb)
                     print(label, mb, "MB", out["stall"][mb], flush=True)
-                out["memory"] = memory(url, proc, fns, args.sessions)
+                out["memory"] = memory(url, proc, fns, args.sessions, args.largest)
                 print(label, out["memory"], flush=True)
-                out["private"] = private_events(url, fns, tmp, args.calls)
+                out["private"] = private_events(url, fns, tmp, args.calls, args.workers)
                 print(label, out["private"], flush=True)
                 results[label] = out
     print(f"\nload average {os.getloadavg()[0]:.1f}; before = {args.before}, after = working tree\n")
@@ -266,11 +271,11 @@ def main() -> None:
     print("\n| app RSS (MiB) | before | after |\n|---|--:|--:|")
     for (name, b), (_, a) in zip(results["before"]["memory"], results["after"]["memory"], strict=True):
         print(f"| {name} | {b:.1f} | {a:.1f} |" if "per" not in name else f"| {name} | {b:.3f} | {a:.3f} |")
-    print(f"\n| {args.calls} prepare_battles calls (8 at a time) | before | after |\n|---|--:|--:|")
+    print(f"\n| {args.calls} prepare_battles calls ({args.workers} at a time) | before | after |\n|---|--:|--:|")
     b, a = results["before"]["private"], results["after"]["private"]
     print(f"| seconds for the calls | {b[0]:.1f} | {a[0]:.1f} |")
     print(f"| files left in the download folder | {b[1]} | {a[1]} |")
-    print(f"| one battle right after (s) | {b[2]:.2f} | {a[2]:.2f} |")
+    print(f"| one battle sent while they run (s) | {b[2]:.2f} | {a[2]:.2f} |")
 
 
 if __name__ == "__main__":
