@@ -6,13 +6,13 @@ Runs the app twice, side by side on this machine: once from a clean copy of the 
 commit (``git archive``) and once from this working tree, both ``python app.py --demo``. Against
 each it measures:
 
-* **stall**: the worst latency of ``GET /gradio_api/info`` polled every 20 ms by another client
+* **memory** (first, on the fresh process): the app's RSS before and after ``--largest`` visitors
+  each send the largest inputs the page accepts (4,000-character prompt, 1,000-character reason, a
+  40-character slice name): the growth per session; then after ``--sessions`` more visitors each
+  send a 10 MB prompt and a 10 MB "why?" (the issue's case);
+* **stall**: the worst latency of ``GET /gradio_api/info`` polled every 20 ms by another process
   while one visitor sends a prompt of 10 / 30 / 100 MB to the send event (raw queue call), and
   what that visitor got back;
-* **memory**: the app's RSS before and after ``--sessions`` visitors each send a 10 MB prompt
-  and a 10 MB "why?" (the issue's case), then after ``--largest`` more visitors each send the
-  largest inputs the page accepts (4,000-character prompt, 1,000-character reason, a 40-character
-  slice name): the growth per session;
 * **private events**: ``--calls`` calls to the leaderboard's ``prepare_battles`` (``--workers`` at a
   time) with a new slice name each, the files left in the download folder, and the time of one
   normal battle sent while they run.
@@ -140,25 +140,35 @@ def functions(url: str) -> dict[str, int]:
     return {d["api_name"]: i for i, d in enumerate(config["dependencies"]) if d.get("api_name")}
 
 
-def stall(url: str, fns: dict[str, int], megabytes: int) -> tuple[float, float, str]:
-    """(worst /info latency in s, the hostile call's own seconds, what it got) while a huge prompt is sent."""
-    latencies: list[float] = []
-    stop = threading.Event()
+POLLER = """
+import sys, time, httpx
+url, stop = sys.argv[1], sys.argv[2]
+worst = 0.0
+with httpx.Client(timeout=300) as c:
+    while True:
+        t = time.perf_counter()
+        c.get(url + "/gradio_api/info")
+        worst = max(worst, time.perf_counter() - t)
+        try:
+            open(stop).close()
+            break
+        except FileNotFoundError:
+            time.sleep(0.02)
+print(worst)
+"""
 
-    def poll() -> None:
-        with httpx.Client(timeout=120) as c:
-            while not stop.is_set():
-                t = time.perf_counter()
-                c.get(url + "/gradio_api/info")
-                latencies.append(time.perf_counter() - t)
-                time.sleep(0.02)
 
+def stall(url: str, fns: dict[str, int], megabytes: int, scratch: Path) -> tuple[float, float, str]:
+    """(worst /info latency in s, the hostile call's own seconds, what it got) while a huge prompt is sent.
+
+    The poller is a process of its own, so building and sending the huge body here never delays it.
+    """
+    stop = scratch / f"stop-{uuid.uuid4().hex}"
+    poller = subprocess.Popen([sys.executable, "-c", POLLER, url, str(stop)], stdout=subprocess.PIPE, text=True)
     v = Visitor(url, fns)
     v.call("accept_terms", [None])
     prompt = b'["' + b"x" * (megabytes * 1_000_000) + b'", null, null]'
-    poller = threading.Thread(target=poll)
-    poller.start()
-    time.sleep(0.3)
+    time.sleep(1.0)
     t = time.perf_counter()
     try:
         got = v.call("send", prompt)
@@ -166,28 +176,18 @@ def stall(url: str, fns: dict[str, int], megabytes: int) -> tuple[float, float, 
         got = type(e).__name__
     took = time.perf_counter() - t
     time.sleep(0.5)
-    stop.set()
-    poller.join()
+    stop.touch()
+    out, _ = poller.communicate(timeout=300)
     v.close()
-    return max(latencies), took, got
+    return float(out.strip()), took, got
 
 
 def memory(
     url: str, proc: subprocess.Popen[bytes], fns: dict[str, int], sessions: int, n: int
 ) -> list[tuple[str, float]]:
-    rows = [("start", rss_mib(proc.pid))]
-    ten = b'["' + b"y" * 10_000_000 + b'", null, null]'
-    visitors = []
-    for _ in range(sessions):
-        v = Visitor(url, fns)
-        v.call("accept_terms", [None])
-        v.call("send", ten)
-        v.call("vote_a", ten)
-        visitors.append(v)
-    rows.append((f"after {sessions} sessions x (10 MB prompt + 10 MB reason)", rss_mib(proc.pid)))
-    for v in visitors:
-        v.close()
-    before = rss_mib(proc.pid)
+    """RSS after the largest accepted inputs (first, on a heap with no freed room), then oversize ones."""
+    start = rss_mib(proc.pid)
+    rows = [("start", start)]
     for _ in range(n):
         v = Visitor(url, fns)
         v.call("accept_terms", [None])
@@ -196,8 +196,19 @@ def memory(
         v.call("leaderboard", ["lang:" + "q" * 35, None])
         v.close()
     after = rss_mib(proc.pid)
-    rows.append((f"after {n} more sessions with the largest accepted inputs", after))
-    rows.append(("growth per largest-input session (MiB)", (after - before) / n))
+    rows.append((f"after {n} sessions with the largest accepted inputs", after))
+    rows.append(("growth per largest-input session (MiB)", (after - start) / n))
+    ten = b'["' + b"y" * 10_000_000 + b'", null, null]'
+    visitors = []
+    for _ in range(sessions):
+        v = Visitor(url, fns)
+        v.call("accept_terms", [None])
+        v.call("send", ten)
+        v.call("vote_a", ten)
+        visitors.append(v)
+    rows.append((f"after {sessions} more sessions x (10 MB prompt + 10 MB reason)", rss_mib(proc.pid)))
+    for v in visitors:
+        v.close()
     return rows
 
 
@@ -254,11 +265,11 @@ def main() -> None:
             with running(tree, tmp) as (url, proc):
                 fns = functions(url)
                 out: dict[str, Any] = {"stall": {}, "memory": [], "private": None}
-                for mb in args.sizes:
-                    out["stall"][mb] = stall(url, fns, mb)
-                    print(label, mb, "MB", out["stall"][mb], flush=True)
                 out["memory"] = memory(url, proc, fns, args.sessions, args.largest)
                 print(label, out["memory"], flush=True)
+                for mb in args.sizes:
+                    out["stall"][mb] = stall(url, fns, mb, tmp)
+                    print(label, mb, "MB", out["stall"][mb], flush=True)
                 out["private"] = private_events(url, fns, tmp, args.calls, args.workers)
                 print(label, out["private"], flush=True)
                 results[label] = out
