@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from arena.backends.demo import DemoServer
-from arena.errors import PromptRejected, StorageError, VoteRejected
+from arena.config import Settings
+from arena.errors import ConfigError, PromptRejected, StorageError, VoteRejected
 from arena.journal import read_journal
 from arena.leaderboard import LeaderboardCache, parse_slice
 from arena.service import ANSWERS_NOT_SAVED, BROKEN_TEXT, PROMPT_NOT_SAVED, clean_prompt
@@ -264,3 +265,10 @@ def test_a_flood_of_leaderboard_requests_reads_the_votes_one_query_at_a_time(
                 await close(service)
 
     asyncio.run(main())
+
+
+def test_the_body_cap_must_hold_the_longest_prompt() -> None:
+    with pytest.raises(ConfigError, match=r"ARENA_MAX_REQUEST_BYTES \(1000\) cannot hold the longest prompt"):
+        Settings.load({"ARENA_MAX_REQUEST_BYTES": "1000"})
+    assert Settings.load({}).max_request_bytes == 65536 >= 12 * 4000 + 4096
+    assert Settings.load({"ARENA_MAX_PROMPT_CHARS": "100", "ARENA_MAX_REQUEST_BYTES": "16384"}).max_request_bytes
