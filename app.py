@@ -117,6 +117,7 @@ def open_sync(settings: Settings, environ: Mapping[str, str], store: Store) -> S
         journal_dir(settings, store.engine.url.render_as_string(hide_password=False)),
         target,
         snapshot_every=settings.snapshot_minutes,
+        max_reason_chars=settings.max_reason_chars,
     )
     sync.restore()
     sync.start()

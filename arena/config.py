@@ -113,6 +113,12 @@ class Settings:
     max_reason_chars: int = _setting(
         1000, "ARENA_MAX_REASON_CHARS", 'Longest optional "why?" text kept with a vote, in characters.'
     )
+    max_request_bytes: int = _setting(
+        65536,
+        "ARENA_MAX_REQUEST_BYTES",
+        "Largest HTTP request body the server reads (bytes); a bigger one is refused (HTTP 413) before it is read. "
+        "Must hold the longest prompt: at least 12 x ARENA_MAX_PROMPT_CHARS + 4096.",
+    )
     max_new_tokens: int = _setting(
         1024,
         "ARENA_MAX_NEW_TOKENS",
@@ -316,6 +322,13 @@ class Settings:
         for name in ("concurrency_limit", "queue_size", "max_prompt_chars", "session_capacity", "max_turns"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{_env_name(name)} must be at least 1.")
+        needed = 12 * max(self.max_prompt_chars, self.max_reason_chars) + 4096
+        if self.max_request_bytes < needed:
+            # 12 bytes: a character outside the BMP written as two JSON \u escapes, the longest a client may send.
+            raise ConfigError(
+                f"ARENA_MAX_REQUEST_BYTES ({self.max_request_bytes}) cannot hold the longest prompt or reason; "
+                f"raise it to at least {needed} or lower ARENA_MAX_PROMPT_CHARS / ARENA_MAX_REASON_CHARS."
+            )
         if self.default_language not in LANGUAGES:
             raise ConfigError(
                 f"ARENA_DEFAULT_LANGUAGE must be one of {', '.join(LANGUAGES)}, not {self.default_language!r}."

@@ -164,10 +164,14 @@ class JournalBatch:
         return len(self.battles) + len(self.votes)
 
 
-def read_journal(path: str | Path, *, skip: int = 0, batch_size: int = 1000) -> Iterator[JournalBatch]:
+def read_journal(
+    path: str | Path, *, skip: int = 0, batch_size: int = 1000, max_reason_chars: int | None = None
+) -> Iterator[JournalBatch]:
     """The events of a journal file after its first ``skip`` lines, ``batch_size`` lines at a time.
 
-    A last line without its newline (a copy taken mid-write) is ignored.
+    A last line without its newline (a copy taken mid-write) is ignored. A vote's reason longer
+    than ``max_reason_chars`` is trimmed as the live arena trims it (journals written before the
+    journal kept the trimmed text held the visitor's whole text).
 
     Raises
     ------
@@ -184,7 +188,7 @@ def read_journal(path: str | Path, *, skip: int = 0, batch_size: int = 1000) -> 
                 log.warning("%s:%d: ignoring an unfinished last line", path, number)
                 break
             try:
-                _add_event(batch, json.loads(raw))
+                _add_event(batch, json.loads(raw), max_reason_chars)
             except (ValueError, KeyError, TypeError) as e:
                 raise SyncError(
                     f"{path}:{number}: not a journal event ({type(e).__name__}: {e}). "
@@ -202,7 +206,7 @@ def _time(text: Any) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _add_event(batch: JournalBatch, event: dict[str, Any]) -> None:
+def _add_event(batch: JournalBatch, event: dict[str, Any], max_reason_chars: int | None = None) -> None:
     kind = event["event"]
     if kind == "battle":
         batch.battles.append(
@@ -227,13 +231,20 @@ def _add_event(batch: JournalBatch, event: dict[str, Any]) -> None:
                 winner=event["winner"],
                 created_at=_time(event["tstamp"]),
                 flags=tuple(event.get("flags") or ()),
-                reason=event.get("reason"),
+                reason=_trimmed(event.get("reason"), max_reason_chars),
             )
         )
         if event.get("messages"):
             batch.messages[battle_id] = [MessageRecord(battle_id=battle_id, **m) for m in event["messages"]]
     else:
         raise ValueError(f"unknown event {kind!r}")
+
+
+def _trimmed(reason: Any, limit: int | None) -> str | None:
+    if not reason:
+        return None
+    text = str(reason)
+    return (text.strip()[:limit] or None) if limit is not None else text
 
 
 def events_in(paths: Iterable[Path]) -> int:

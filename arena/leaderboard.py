@@ -45,6 +45,8 @@ __all__ = [
 
 COLUMNS = ("Rank", "Model", "Rating", "95% interval", "Votes", "Win rate", "Note")
 DEFAULT_SLICE = "overall"
+MAX_SLICE_NAME = 40  # "lang:" and a language code; a longer name is refused before anything else
+_FIXED_SLICES = ("overall", "named", "pool:chat", "pool:base")
 
 
 # --- slices -----------------------------------------------------------------------------------
@@ -89,6 +91,8 @@ def parse_slice(name: str) -> Slice:
     ValueError
         For an unknown name; the message lists the forms that exist.
     """
+    if len(name) > MAX_SLICE_NAME:
+        raise ValueError(f"Unknown slice (a name of {len(name)} characters): slice names are short, e.g. lang:pl.")
     name = name.strip()
     if name == "overall":
         return Slice(name, "anonymous")
@@ -200,19 +204,66 @@ class LeaderboardCache:
     _entries: dict[str, _Entry] = field(default_factory=dict, repr=False)
     _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
     _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    group_reads: int = 0  # how many vote_groups queries ran (tests and metrics)
+    _reading: threading.Condition = field(default_factory=threading.Condition, repr=False)
+    _read_busy: bool = field(default=False, repr=False)
+    _last_read: tuple[int, int, Sequence[VoteGroup] | BaseException] | None = field(default=None, repr=False)
+
+    def _groups(self, store: Store) -> Sequence[VoteGroup]:
+        """The counted votes per group, read by one query at a time however many callers ask.
+
+        A caller uses a read that *started after it arrived* (so it sees every vote committed
+        before it asked), but callers arriving while a read runs share the next one: a flood of
+        leaderboard requests costs one GROUP BY at a time, back to back, not one each at once.
+        """
+        with self._reading:
+            needed = self.group_reads + 1
+            while True:
+                last = self._last_read
+                if last is not None and last[0] >= needed and last[1] == id(store):
+                    result = last[2]
+                    if isinstance(result, BaseException):
+                        raise result
+                    return result
+                if not self._read_busy:
+                    self._read_busy = True
+                    self.group_reads += 1
+                    generation = self.group_reads
+                    break
+                self._reading.wait()
+        outcome: Sequence[VoteGroup] | BaseException
+        try:
+            outcome = store.vote_groups()
+        except BaseException as e:
+            outcome = e
+        with self._reading:
+            self._last_read = (generation, id(store), outcome)
+            self._read_busy = False
+            self._reading.notify_all()
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
 
     def view(self, store: Store, slice_name: str = DEFAULT_SLICE) -> LeaderboardView:
         """The leaderboard of one slice, refitted only if its votes changed.
 
+        Only slices that exist are fitted and cached: the four fixed ones and the languages that
+        have counted votes. So the cache holds at most 4 + (languages with votes) entries, whatever
+        names are asked for.
+
         Raises
         ------
         ValueError
-            For an unknown slice name.
+            For an unknown slice name, or a language without counted votes (before any fit).
         StorageError
             When the database cannot be read.
         """
         sl = parse_slice(slice_name)
-        groups = store.vote_groups()
+        groups = self._groups(store)
+        if sl.name not in _FIXED_SLICES and not any(
+            g.mode == "anonymous" and g.language == sl.language and g.votes for g in groups
+        ):
+            raise ValueError(f"No counted votes in slice {sl.name!r}.")
         state = _slice_state(groups, sl)
         with self._guard:
             lock = self._locks.setdefault(sl.name, threading.Lock())

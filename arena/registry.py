@@ -81,6 +81,18 @@ class ModelSpec(BaseModel):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @field_validator("template")
+    @classmethod
+    def _known_template(cls, value: str | None) -> str | None:
+        from arena.templates import BUILTIN_FORMATS  # templates imports this module
+
+        if value is not None and value not in BUILTIN_FORMATS:
+            raise ValueError(
+                f"unknown template {value!r}; the built-in formats are {', '.join(BUILTIN_FORMATS)} "
+                "(or give chat_template: or tokenizer: instead)"
+            )
+        return value
+
     @field_validator("roles")
     @classmethod
     def _known_roles(cls, value: dict[str, str]) -> dict[str, str]:

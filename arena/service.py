@@ -64,6 +64,7 @@ class BattleSession:
     winner: Winner | None = None
     finished_at: float | None = None  # monotonic time the last turn finished (for the read-time check)
     stop: asyncio.Event | None = None  # set to abandon the turn that is streaming
+    unsaved: bool = False  # failed because the database could not store a turn (not a model's fault)
 
     @property
     def models(self) -> tuple[str, str]:
@@ -123,24 +124,47 @@ CONTINUATION_NOTICE = (
 )
 """Told with the first turn of a continuation battle (pool ``base``), to the page and API clients alike."""
 
+BROKEN_TEXT = "Your text contains broken characters that cannot be stored. Please type it again."
+# What the visitor reads when the database fails, by what they were doing (StorageError's own
+# text is about votes).
+PROMPT_NOT_SAVED = "Your message could not be saved just now, so it was not sent. Please try again in a moment."
+ANSWERS_NOT_SAVED = "The answers could not be saved just now, so this round cannot be voted. Press “New round”."
+
+
+# Characters that draw nothing although Unicode does not call them format or space characters.
+_BLANK = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u180e\u2800\u3164\uffa0")
+
+
+def _visible(ch: str) -> bool:
+    return ch not in _BLANK and unicodedata.category(ch) not in ("Cc", "Cf", "Zs", "Zl", "Zp", "Mn", "Me")
+
 
 def clean_prompt(text: str, max_chars: int) -> str:
     """Strip control characters (keeping newlines and tabs) and surrounding whitespace.
 
+    The length is checked first, on the text as sent, so a huge text costs one ``len`` and is
+    never scanned character by character.
+
     Raises
     ------
     PromptRejected
-        When nothing is left, or the prompt is longer than ``max_chars``.
+        When the text is longer than ``max_chars``, has broken characters (lone surrogates, which
+        cannot be stored), or nothing visible is left (only spaces, control, format or other
+        invisible characters such as U+FEFF or U+200B).
     """
+    if len(text) > max_chars:
+        raise PromptRejected(
+            f"prompt of {len(text)} characters",
+            user_message=f"Your message is {len(text)} characters long; the limit is {max_chars}. Please shorten it.",
+        )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PromptRejected("lone surrogate in prompt", user_message=BROKEN_TEXT) from None
     kept = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
     kept = kept.strip()
-    if not kept:
+    if not any(_visible(ch) for ch in kept):
         raise PromptRejected("empty prompt")
-    if len(kept) > max_chars:
-        raise PromptRejected(
-            f"prompt of {len(kept)} characters",
-            user_message=f"Your message is {len(kept)} characters long; the limit is {max_chars}. Please shorten it.",
-        )
     return kept
 
 
@@ -381,6 +405,8 @@ class ArenaService:
         if session.status == "voted":
             raise PromptRejected("voted", user_message="This round is over. Press “New round” to start another.")
         if session.status == "failed":
+            if session.unsaved:
+                raise PromptRejected("unsaved", user_message=ANSWERS_NOT_SAVED)
             raise PromptRejected("failed", user_message="A model failed in this round. Press “New round” to continue.")
         text = clean_prompt(prompt, self.settings.max_prompt_chars)
         if session.turn >= self.settings.max_turns:
@@ -403,6 +429,9 @@ class ArenaService:
         try:
             jobs, notices = self._jobs(session)
             storing = await self._start_battle(session, text) if session.battle_id is None else None
+        except StorageError as e:
+            undo()
+            raise StorageError(str(e), user_message=PROMPT_NOT_SAVED) from e
         except BaseException:
             undo()
             raise
@@ -410,10 +439,11 @@ class ArenaService:
         try:
             async for view in self._stream_turn(session, jobs, notices, replace=False, storing=storing):
                 yield view
-        except StorageError:
+        except StorageError as e:
             if session.battle_id is None:  # the battle itself could not be stored: as if never sent
                 session.turn -= 1
                 undo()
+                raise StorageError(str(e), user_message=PROMPT_NOT_SAVED) from e
             raise
 
     def abandon(self, session: BattleSession | None) -> None:
@@ -580,9 +610,9 @@ class ArenaService:
                 await asyncio.to_thread(self.store.replace_turn, battle_id, session.turn, rows)
             else:
                 await asyncio.to_thread(self.store.add_messages, rows)
-        except StorageError:
-            session.status = "failed"
-            raise
+        except StorageError as e:
+            session.status, session.unsaved = "failed", True
+            raise StorageError(str(e), user_message=ANSWERS_NOT_SAVED) from e
         yield TurnView(
             session.history, answers, streaming=False, can_vote=ok and not empty, notices=tuple(final_notices)
         )
@@ -628,6 +658,8 @@ class ArenaService:
             raise VoteRejected("vote in flight", user_message="Your vote is being saved.")
         if session.status == "streaming":
             raise VoteRejected("streaming", user_message="Please wait until both answers have finished.")
+        if session.status == "failed" and session.unsaved:
+            raise VoteRejected("turn not stored", user_message=ANSWERS_NOT_SAVED)
         if session.status != "ready":
             raise VoteRejected(
                 "battle failed", user_message="This round cannot be voted because a model failed. Press “New round”."
@@ -651,7 +683,7 @@ class ArenaService:
                     "event": "vote",
                     "battle_id": record.battle_id,
                     "winner": winner,
-                    "reason": reason,
+                    "reason": record.reason,  # trimmed as stored: the journal keeps what the database keeps
                     "flags": list(record.flags),
                     "tstamp": record.created_at.isoformat(),
                 }

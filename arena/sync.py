@@ -300,8 +300,10 @@ class Sync:
         *,
         snapshot_every: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        max_reason_chars: int | None = None,
     ) -> None:
         self.store = store
+        self.max_reason_chars = max_reason_chars
         self.folder = Path(folder)
         self.target = target
         self.snapshot_every = snapshot_every
@@ -342,7 +344,8 @@ class Sync:
                         journals[rel] = path
             held = manifest.get("journal_lines", {}) if result.snapshot else {}
             for rel, path in sorted(journals.items()):
-                for batch in read_journal(path, skip=int(held.get(rel, 0))):
+                lines = read_journal(path, skip=int(held.get(rel, 0)), max_reason_chars=self.max_reason_chars)
+                for batch in lines:
                     merged = self.store.merge_battles(batch.battles, batch.votes, batch.messages)
                     result.battles += merged.battles
                     result.votes += merged.votes

@@ -94,7 +94,9 @@ def test_table_rows_and_summary(store: Store) -> None:
     assert all(r[5].endswith("%") for r in rows)
     text = summary(view.result, updated_at=view.updated_at, slice_label=view.slice.label)
     assert f"{view.votes} votes" in text and "UTC" in text
-    assert summary(LeaderboardCache(PARAMS).view(store, "lang:xx").result).startswith("No votes yet")
+    assert summary(fit_ratings([])).startswith("No votes yet")
+    with pytest.raises(ValueError):  # a language without votes is no slice: nothing is fitted or cached
+        LeaderboardCache(PARAMS).view(store, "lang:xx")
 
 
 def test_plot_data(store: Store) -> None:

@@ -10,6 +10,7 @@ reveal are produced in the visitor's language by the handlers.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import gradio as gr
@@ -17,11 +18,13 @@ import gradio as gr
 from arena import i18n
 from arena.pairing import can_pair
 from arena.service import ArenaService
+from arena.ui.guard import RequestGuard, SessionBinding
+from arena.ui.inputs import make_input_check
 from arena.ui.leaderboard import build_leaderboard_tab
 from arena.ui.panel import Panel, build_panel
 from arena.ui.sessions import ArenaBlocks
 from arena.ui.status import build_status_tab
-from arena.ui.texts import Texts, Visitor
+from arena.ui.texts import Texts, Visitor, refusal
 
 __all__ = ["CSS", "build_page", "build_ui"]
 
@@ -66,7 +69,8 @@ def _pick_language(saved: str | None, request: gr.Request | None, default: str) 
         asked = i18n.normalise(request.query_params.get("lang"))
         if asked:
             return asked
-    remembered = i18n.normalise(saved)
+    # Browser storage is the client's to write: anything but a language tag is ignored.
+    remembered = i18n.normalise(saved) if isinstance(saved, str) else None
     if remembered:
         return remembered
     header = request.headers.get("accept-language") if request is not None else None
@@ -132,7 +136,43 @@ def build_page(service: ArenaService) -> tuple[gr.Blocks, Texts]:
         texts.bind(leaderboard_tab, label="tab.leaderboard")
         panels = (battle, sbs)
         _wire_page(demo, service, texts, visitor, saved_language, language, banner, terms_box, accept, panels)
+    _guard(demo, service, visitor)
     return demo, texts
+
+
+def _guard(demo: ArenaBlocks, service: ArenaService, visitor: gr.State) -> None:
+    """Input limits before every event, and the HTTP guard in front of Gradio's routes (see SECURITY.md)."""
+    settings = service.settings
+    binding = SessionBinding(2 * settings.session_capacity)
+
+    def language_of(state: Any, request: Any) -> str:
+        who = getattr(state, "state_data", {}).get(visitor._id)
+        if isinstance(who, Visitor):
+            return who.language
+        headers = getattr(request, "headers", None) or {}
+        return i18n.negotiate(headers.get("accept-language"), settings.default_language)
+
+    def unexpected(state: Any, request: Any) -> Exception:
+        return refusal(language_of(state, request), i18n.text(language_of(state, request), "msg.generic"))
+
+    demo.unexpected = unexpected
+    demo.checks.append(make_input_check(language_of=language_of, visitor_key=service.visitor_key, binding=binding))
+
+    def known_event(fn_index: object) -> bool:
+        fn = demo.fns.get(fn_index) if isinstance(fn_index, int) else None
+        return fn is not None and fn.fn is not None
+
+    def message(key: str, headers: Mapping[str, str]) -> str:
+        return i18n.text(i18n.negotiate(headers.get("accept-language"), settings.default_language), key)
+
+    guard: dict[str, Any] = {
+        "max_body": settings.max_request_bytes,
+        "visitor_key": service.visitor_key,
+        "binding": binding,
+        "known_event": known_event,
+        "message": message,
+    }
+    demo.middleware.append((RequestGuard, guard))
 
 
 def _wire_page(

@@ -16,6 +16,7 @@ from arena import i18n
 from arena.domain import Answer, Message, Winner
 from arena.errors import ArenaError
 from arena.service import CONTINUATION_NOTICE, ArenaService, BattleSession, Reveal, SideStats, TurnView
+from arena.ui.markup import inert
 from arena.ui.texts import Texts, Visitor, error, message, refusal
 
 __all__ = ["LATEX", "VOTES", "Panel", "build_panel", "client_key"]
@@ -48,11 +49,11 @@ def client_key(service: ArenaService, request: gr.Request | None) -> str:
 
 def _chat(history: list[Message], answer: Answer | None, language: str) -> list[dict[str, str]]:
     """The messages one panel shows: the finished turns plus the answer in progress."""
-    messages = [{"role": m["role"], "content": m["content"]} for m in history if m["role"] != "system"]
+    messages = [{"role": m["role"], "content": inert(m["content"])} for m in history if m["role"] != "system"]
     if answer is None:
         return messages
     if messages and messages[-1]["role"] == "user":
-        messages.append({"role": "assistant", "content": answer.text})
+        messages.append({"role": "assistant", "content": inert(answer.text)})
     if answer.error and messages and messages[-1]["role"] == "assistant":
         shown = messages[-1]["content"]
         warning = i18n.translate_message(language, answer.error)
@@ -194,7 +195,14 @@ def build_panel(service: ArenaService, texts: Texts, visitor: gr.State, *, mode:
             for elem, key, winner in VOTES
         }
     reason = texts.bind(
-        gr.Textbox(elem_id=f"{p}reason", lines=1, max_lines=3, value="", elem_classes=["arena-reason"]),
+        gr.Textbox(
+            elem_id=f"{p}reason",
+            lines=1,
+            max_lines=3,
+            value="",
+            elem_classes=["arena-reason"],
+            max_length=service.settings.max_reason_chars,
+        ),
         label="vote.reason",
         placeholder="vote.reason_placeholder",
     )
@@ -206,6 +214,7 @@ def build_panel(service: ArenaService, texts: Texts, visitor: gr.State, *, mode:
                 scale=8,
                 max_lines=8,
                 lines=1,
+                max_length=service.settings.max_prompt_chars,
                 autofocus=not named,
                 interactive=False,  # until the terms are accepted
                 min_width=200,
@@ -335,7 +344,7 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
         try:
             if session is None or (chosen is not None and session.models != chosen and session.turn == 0):
                 session = start(request, chosen)
-            views = service.send(session, text)
+            views = service.send(session, text or "")  # an API caller may send null
         except ArenaError as e:
             raise error(who.language, e) from None
         async for update in stream(session, views, who.language):

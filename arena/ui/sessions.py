@@ -23,22 +23,56 @@ sessions idle for longer than ``ARENA_SESSION_TTL``. Both run on the server's ev
 visitor whose session was forgotten simply starts afresh (terms notice, new battle).
 
 The arena uses no ``gr.render``; blocks that rendering adds to a session would be pruned as well.
+
+Three more hooks live here because they sit at the same places of Gradio's life cycle:
+``checks`` run before each event's first step, on the raw arguments, before Gradio copies them
+into the session (the input limits of :mod:`arena.ui.inputs`); ``unexpected`` turns an exception
+no handler expected into a plain sentence for the visitor (Gradio sent ``"error": null``) after
+logging it once for the operator; ``launch`` puts the
+:class:`arena.ui.guard.RequestGuard` in front of Gradio's routes and turns off uvicorn's own
+``X-Forwarded-For`` handling, so ``ARENA_TRUSTED_PROXY_HOPS`` is the only rule for who a visitor is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
+import os
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gradio as gr
 
-__all__ = ["ArenaBlocks", "prune_session"]
+__all__ = ["ArenaBlocks", "EventCheck", "prune_session"]
 
 log = logging.getLogger(__name__)
 
 _SWEEP_EVERY = 60.0  # seconds between sweeps for idle sessions (or the TTL, if shorter)
+
+# (event function, raw arguments, session state, request): raises gr.Error to refuse the event.
+EventCheck = Callable[[Any, list[Any], Any, Any], None]
+
+
+@contextlib.contextmanager
+def _no_uvicorn_proxy_headers() -> Iterator[None]:
+    """uvicorn reads FORWARDED_ALLOW_IPS once, when Gradio builds its config inside ``launch``.
+
+    By default it trusts the loopback and replaces the connecting address with the client-written
+    X-Forwarded-For before any arena code runs: a forged header from 127.0.0.1 was a new visitor.
+    An empty list trusts no peer, so ``request.client`` stays the real peer and
+    ``arena.limits.client_ip`` alone applies ``ARENA_TRUSTED_PROXY_HOPS``.
+    """
+    before = os.environ.get("FORWARDED_ALLOW_IPS")
+    os.environ["FORWARDED_ALLOW_IPS"] = ""
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("FORWARDED_ALLOW_IPS", None)
+        else:
+            os.environ["FORWARDED_ALLOW_IPS"] = before
 
 
 def prune_session(page_blocks: dict[int, Any], state: Any) -> int:
@@ -66,14 +100,48 @@ class ArenaBlocks(gr.Blocks):
     """``gr.Blocks`` whose per-session memory stays bounded (see the module docstring)."""
 
     def __init__(self, *args: Any, session_ttl: float = 3600.0, **kwargs: Any) -> None:
+        # Files Gradio copied into its cache to serve (the leaderboard's downloads) are deleted an
+        # hour after they were made, checked every 15 minutes; Gradio keeps them forever otherwise.
+        kwargs.setdefault("delete_cache", (900, 3600))
         super().__init__(*args, **kwargs)
         self.session_ttl = session_ttl
         self._sweep_every = min(_SWEEP_EVERY, session_ttl) if session_ttl > 0 else _SWEEP_EVERY
         self._next_sweep = time.monotonic() + self._sweep_every
+        self.checks: list[EventCheck] = []
+        # ASGI middleware (class, keyword arguments) put in front of Gradio's routes at launch.
+        self.middleware: list[tuple[Any, dict[str, Any]]] = []
+        # The plain error a visitor gets for an exception no handler expected (state, request -> gr.Error).
+        self.unexpected: Callable[[Any, Any], Exception] | None = None
+
+    def launch(self, *args: Any, **kwargs: Any) -> Any:
+        from fastapi.middleware import Middleware  # Gradio's app is a FastAPI app
+
+        app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
+        app_kwargs["middleware"] = [
+            *app_kwargs.get("middleware", []),
+            *(Middleware(cls, **options) for cls, options in self.middleware),
+        ]
+        with _no_uvicorn_proxy_headers():
+            return super().launch(*args, app_kwargs=app_kwargs, **kwargs)
 
     async def process_api(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        names = ("block_fn", "inputs", "state", "request", "iterator")
+        given = {**dict(zip(names, args, strict=False)), **kwargs}
+        if given.get("iterator") is None:  # an event's first step (later steps resume a generator)
+            fn = given.get("block_fn")
+            if isinstance(fn, int):
+                fn = self.fns[fn]
+            for check in self.checks:
+                check(fn, given.get("inputs") or [], given.get("state"), given.get("request"))
         try:
             return await super().process_api(*args, **kwargs)
+        except Exception as e:
+            if self.unexpected is None or isinstance(e, gr.Error):
+                raise
+            # Logged once with its trace for the operator; the visitor gets a plain sentence, not
+            # Gradio's "error": null.
+            log.exception("unexpected error in an event")
+            raise self.unexpected(given.get("state"), given.get("request")) from None
         finally:
             state = kwargs.get("state", args[2] if len(args) > 2 else None)
             if state is not None:
