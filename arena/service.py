@@ -599,7 +599,8 @@ class ArenaService:
         flags: list[str] = []
         for name, history in zip(session.models, session.history, strict=True):
             said = "\n".join(m["content"] for m in history if m["role"] == "assistant")
-            if self.identity.names_itself(name, said):
+            asked = "\n".join(m["content"] for m in history if m["role"] == "user")
+            if self.identity.names_itself(name, said, prompt=asked):
                 flags.append("identity_leak")
                 break
         if session.finished_at is not None and self._clock() - session.finished_at < self.settings.min_read_seconds:
