@@ -315,3 +315,37 @@ def test_html_and_scripts_in_prompts_and_answers_stay_inert(arena: tuple[AppProc
             assert "window.__xss" in page.inner_text("#chat_a")  # shown as text, not run
         finally:
             browser.close()
+
+
+# -- pre-vote notices name no side by a property of its model (issue 16) ------------------------
+
+
+def test_notices_before_the_vote_do_not_single_out_a_side(tmp_path: Path) -> None:
+    """One model has a short context and a short answer limit: the notices must not say which side."""
+
+    async def main() -> None:
+        with (
+            DemoServer("demo/a", token_rate=2000, first_token_delay=0.01) as one,
+            DemoServer("demo/b", token_rate=2000, first_token_delay=0.01) as two,
+        ):
+            specs = [
+                tgi_spec("short-7b", one.url, context_length=700, params={"max_new_tokens": 8}),
+                tgi_spec("long-7b", two.url, context_length=32000),
+            ]
+            with Store(f"sqlite:///{tmp_path / 'n.sqlite3'}") as store:
+                service = make_service(specs, store, settings={"max_new_tokens": 400})
+                try:
+                    seen: list[str] = []
+                    for order in (("short-7b", "long-7b"), ("long-7b", "short-7b")):
+                        session = service.new_session("10.9.0.2", models=order)
+                        for turn in range(4):
+                            async for view in service.send(session, f"Turn {turn}: " + "tell me more " * 60):
+                                seen.extend(view.notices)
+                    assert any("oldest turns were left out" in n for n in seen), seen
+                    assert any("One answer was cut off" in n for n in seen), seen
+                    for notice in seen:
+                        assert "Model A" not in notice and "Model B" not in notice, notice
+                finally:
+                    await close(service)
+
+    asyncio.run(main())
