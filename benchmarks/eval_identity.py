@@ -10,11 +10,16 @@ real one (models.yaml) plus the demo roster. An older detector is loaded from gi
 REV:arena/identity.py``) and run on the same rows. Prints one table per detector: overall, per
 language, and per split: ``dev`` rows were written with the detector, ``heldout`` rows were written
 after it and never tuned on.
+
+``--battles N`` replays issue 16's report end to end: N side-by-side battles cirrus-7b vs dune-7b
+on the demo servers (which quote the prompt in their answers) with the prompt "Tell me about cirrus
+clouds", voted, each detector in the real ArenaService; prints how many votes were flagged.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib.util
 import inspect
 import json
@@ -107,18 +112,68 @@ def table(name: str, rows: list[dict[str, Any]], detect: Detector) -> dict[str, 
     return overall
 
 
+class _Adapter:
+    """An older matcher (no ``prompt`` argument) behind today's ``names_itself`` signature."""
+
+    def __init__(self, detect: Detector) -> None:
+        self.detect = detect
+
+    def names_itself(self, model: str, text: str, prompt: str = "") -> bool:
+        return self.detect(model, text, prompt)
+
+
+async def cirrus_battles(n: int, detect: Detector) -> int:
+    """Flagged votes among ``n`` real battles about cirrus clouds (demo servers, cirrus-7b vs dune-7b)."""
+    import tempfile
+
+    from arena.backends import Timeouts, make_backend
+    from arena.backends.demo import demo_environ, start_demo_servers
+    from arena.config import Settings
+    from arena.service import ArenaService
+    from arena.storage import Store
+
+    servers = start_demo_servers(token_rate=2000, first_token_delay=0.01)
+    try:
+        registry = load_registry(DEMO_ROSTER_PATH, environ=demo_environ(servers))
+        timeouts = Timeouts(connect=5.0, first_token=10.0, read=10.0, total=60.0)
+        backends = {s.name: make_backend(s, timeouts, {}) for s in registry}
+        settings = Settings.load({}, battles_per_minute=0, min_read_seconds=0.0, health_interval=0.0, replay_window=0)
+        with tempfile.TemporaryDirectory() as tmp, Store(f"sqlite:///{tmp}/c.sqlite3") as store:
+            store.create_schema()
+            service = ArenaService(settings, registry, store, backends)
+            service.identity = _Adapter(detect)  # type: ignore[assignment]
+            flagged = 0
+            for i in range(n):
+                session = service.new_session(f"10.0.0.{i + 1}", models=("cirrus-7b", "dune-7b"))
+                async for _ in service.send(session, "Tell me about cirrus clouds."):
+                    pass
+                reveal = await service.vote(session, "model_a")
+                flagged += "identity_leak" in reveal.flags
+            for backend in backends.values():
+                await backend.aclose()
+            return flagged
+    finally:
+        for server in servers:
+            server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rev", default=BASELINE_REV, help="git revision whose arena/identity.py is the baseline")
     parser.add_argument("--errors", action="store_true", help="list the rows each detector gets wrong")
+    parser.add_argument("--battles", type=int, default=0, help="also play N real battles about cirrus clouds")
     args = parser.parse_args()
     rows, specs = load_corpus(), roster()
+    before, after = detector(load_revision(args.rev), specs), detector(identity, specs)
     results = {
-        f"before ({args.rev})": table(
-            f"before: arena/identity.py at {args.rev}", rows, detector(load_revision(args.rev), specs)
-        ),
-        "after (this checkout)": table("after: this checkout", rows, detector(identity, specs)),
+        f"before ({args.rev})": table(f"before: arena/identity.py at {args.rev}", rows, before),
+        "after (this checkout)": table("after: this checkout", rows, after),
     }
+    if args.battles:
+        print(f"\n{args.battles} battles cirrus-7b vs dune-7b, prompt 'Tell me about cirrus clouds.', votes flagged:")
+        print("| detector | flagged identity_leak |\n|---|--:|")
+        for name, detect in (("before", before), ("after", after)):
+            print(f"| {name} | {asyncio.run(cirrus_battles(args.battles, detect))} of {args.battles} |")
     if args.errors:
         for name, result in results.items():
             print(f"\nwrong ({name}):")
