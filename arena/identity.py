@@ -44,6 +44,7 @@ _MIN_LENGTH = 3
 _MIN_CJK_LENGTH = 2  # one Han character is a common word; two already name something
 
 # A sentence ends at . ! ? (not a decimal point, as in "v0.1") or a line break.
+_REACH = 200  # characters of a sentence looked at on each side of a name (bounds the work per match)
 _SENTENCE_END = re.compile(r"(?<!\d)\.(?!\d)|[!?。！？\n]")
 # A size or version right after a name makes it a model id: "Bielik 7B", "Breeze-7B", "Huozi 3.5".
 _SIZE_AFTER = re.compile(r"[-\s_]?(?:v?\d+(?:\.\d+)+|\d+(?:\.\d+)?\s?[bm])(?![0-9a-z])")
@@ -153,12 +154,12 @@ class _Term:
 
 
 def _sentence(text: str, start: int, end: int) -> tuple[str, str]:
-    """The part of the sentence around ``text[start:end]`` before it and after it."""
-    begin = 0
-    for m in _SENTENCE_END.finditer(text, 0, start):
+    """The part of the sentence around ``text[start:end]`` before it and after it (at most _REACH each)."""
+    begin = max(0, start - _REACH)
+    for m in _SENTENCE_END.finditer(text, begin, start):
         begin = m.end()
-    stop = _SENTENCE_END.search(text, end)
-    return text[begin:start], text[end : stop.start() if stop else len(text)]
+    stop = _SENTENCE_END.search(text, end, end + _REACH)
+    return text[begin:start], text[end : stop.start() if stop else min(len(text), end + _REACH)]
 
 
 def _self_naming(term: _Term, before: str, after: str) -> bool:

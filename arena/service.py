@@ -649,7 +649,8 @@ class ArenaService:
         for name, history in zip(session.models, session.history, strict=True):
             said = "\n".join(m["content"] for m in history if m["role"] == "assistant")
             asked = "\n".join(m["content"] for m in history if m["role"] == "user")
-            if self.identity.names_itself(name, said, prompt=asked):
+            # In a worker thread: up to max_turns answers, scanned sentence by sentence around each name.
+            if await asyncio.to_thread(self.identity.names_itself, name, said, asked):
                 flags.append("identity_leak")
                 break
         if session.finished_at is not None and self._clock() - session.finished_at < self.settings.min_read_seconds:
