@@ -11,6 +11,7 @@ import threading
 import time
 import unicodedata
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -121,6 +122,7 @@ def side_stats(model: str, answer: Answer | None) -> SideStats:
 
 _SIDES: tuple[Side, Side] = ("a", "b")
 _PURGE_EVERY = 200  # side-by-side prompts stored between two purges of those past the replay window
+_ABANDONED_KEPT = 10_000  # abandoned anonymous battles remembered (ids), for the replay refusal
 
 
 def clean_prompt(text: str, max_chars: int) -> str:
@@ -198,6 +200,8 @@ class ArenaService:
         )
         self._votes_since_refresh = 0
         self._named_since_purge = 0  # side-by-side prompts stored since the last purge of old ones
+        # Anonymous battles left unvoted by a new round in this process, newest last (cannot be voted).
+        self._abandoned: OrderedDict[str, None] = OrderedDict()
         # One rate of screen updates shared by every battle streaming in this process.
         self._budget = UpdateBudget(settings.update_rate) if settings.update_rate > 0 else None
         self._refreshing = threading.Lock()
@@ -365,10 +369,17 @@ class ArenaService:
         """The visitor moved on (new round): stop both upstream streams of ``session`` now.
 
         Needed for API clients: the page cancels a running event itself, a client calling
-        ``/new_round`` does not.
+        ``/new_round`` does not. An unvoted anonymous battle left this way can no longer be voted, so
+        it no longer holds back a side-by-side replay of its prompt.
         """
-        if session is not None and session.stop is not None:
+        if session is None:
+            return
+        if session.stop is not None:
             session.stop.set()
+        if session.mode == "anonymous" and session.battle_id is not None and session.status != "voted":
+            self._abandoned[session.battle_id] = None
+            while len(self._abandoned) > _ABANDONED_KEPT:
+                self._abandoned.popitem(last=False)
 
     async def _start_battle(self, session: BattleSession, text: str) -> asyncio.Task[None]:
         """Check the visitor's battle rate, then start storing the battle; returns the storing task.
@@ -443,7 +454,8 @@ class ArenaService:
         pending = await asyncio.to_thread(
             self.store.unvoted_anonymous_prompts, session.client_hash, now - timedelta(seconds=open_for)
         )
-        replayed = bool(pending) and await asyncio.to_thread(matches_any, [text], [fingerprint(p) for p in pending])
+        votable = [fingerprint(prompt) for battle_id, prompt in pending if battle_id not in self._abandoned]
+        replayed = bool(votable) and await asyncio.to_thread(matches_any, [text], votable)
         if replayed:
             raise PromptRejected(
                 f"client {session.client_hash[:8]} replayed an open anonymous prompt",

@@ -84,6 +84,12 @@ def test_replays_across_replicas_are_refused_or_flagged(pg_database: Callable[[]
                 assert "replayed" not in reveal.flags  # nothing was replayed: the vote counts
                 # Once voted, the visitor may compare the models side by side.
                 assert (await _named(two, "10.1.0.1", prompt, ("alpha-7b", "beta-7b"))).status == "ready"
+                # A battle left unvoted by a new round can no longer be voted: it holds nothing back.
+                left = await _anonymous(one, "10.1.0.1", "Name three birds of prey.")
+                one.abandon(left)
+                assert (
+                    await _named(one, "10.1.0.1", "Name three birds of prey.", ("alpha-7b", "beta-7b"))
+                ).status == "ready"
 
                 # 2. Before opening: side by side first (on replica two, and abandoned after the first
                 # update), then the same prompt anonymously on replica one: the vote is flagged.

@@ -513,11 +513,13 @@ class Store:
         with self._guard("reading side-by-side prompts"), self._engine.connect() as conn:
             return list(conn.execute(stmt).scalars())
 
-    def unvoted_anonymous_prompts(self, client_hash: str, since: datetime, *, limit: int = 500) -> list[str]:
-        """The prompts of ``client_hash``'s anonymous battles started at or after ``since`` that have no vote yet."""
+    def unvoted_anonymous_prompts(
+        self, client_hash: str, since: datetime, *, limit: int = 500
+    ) -> list[tuple[str, str]]:
+        """(battle id, prompt) of ``client_hash``'s anonymous battles started at or after ``since`` with no vote yet."""
         _require_aware(since, "since")
         stmt = (
-            sa.select(_MESSAGES.c.content)
+            sa.select(_MESSAGES.c.battle_id, _MESSAGES.c.content)
             .select_from(
                 _MESSAGES.join(_BATTLES, _MESSAGES.c.battle_id == _BATTLES.c.id).outerjoin(
                     _VOTES, _VOTES.c.battle_id == _BATTLES.c.id
@@ -535,7 +537,7 @@ class Store:
             .limit(limit)
         )
         with self._guard("reading open anonymous battles"), self._engine.connect() as conn:
-            return list(conn.execute(stmt).scalars())
+            return [(r.battle_id, r.content) for r in conn.execute(stmt)]
 
     def purge_named_prompts(self, before: datetime) -> int:
         """Delete side-by-side fingerprints older than ``before``; returns how many."""
