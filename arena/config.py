@@ -197,6 +197,13 @@ class Settings:
         "ARENA_MIN_READ_SECONDS",
         "A vote cast sooner than this after both answers finished is kept but flagged too_fast (left out of ratings).",
     )
+    replay_window: float = _setting(
+        604800.0,
+        "ARENA_REPLAY_WINDOW",
+        "Seconds around an anonymous battle in which the same visitor sending its prompt (or nearly) in "
+        "side-by-side mode flags the battle's vote replayed (left out of ratings); while the battle is open "
+        "such a replay is refused. 0: off.",
+    )
     health_interval: float = _setting(
         15.0,
         "ARENA_HEALTH_INTERVAL",
@@ -306,6 +313,7 @@ class Settings:
             "battles_per_minute",
             "votes_per_hour",
             "min_read_seconds",
+            "replay_window",
             "health_interval",
             "update_rate",
             "read_pace",

@@ -7,7 +7,7 @@ Slices
 ``pool:<name>``  anonymous battles of one model pool (``pool:chat``, ``pool:base``)
 ``named``        battles where the visitor chose the models (never mixed with anonymous ones)
 
-Votes flagged ``identity_leak`` or ``too_fast`` are left out of every slice (the store's default).
+Votes flagged ``identity_leak``, ``too_fast`` or ``replayed`` are left out of every slice (the store's default).
 """
 
 from __future__ import annotations

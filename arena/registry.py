@@ -143,12 +143,20 @@ class ModelSpec(BaseModel):
         return self.completes_raw_text if self.continuation is None else (self.continuation and self.completes_raw_text)
 
     @property
-    def identity_strings(self) -> tuple[str, ...]:
-        """Every string that would reveal this model: name, aliases, served id and URL."""
-        found = [self.name, *self.aliases, self.url]
+    def identity_names(self) -> tuple[str, ...]:
+        """The names a model is known by: roster name, aliases, served id with and without its organisation.
+
+        The one source of what names a model: :mod:`arena.identity` looks for these in answers.
+        """
+        found = [self.name, *self.aliases]
         if self.model:
-            found.append(self.model)
-        return tuple(s for s in found if s)
+            found += [self.model, self.model.rsplit("/", 1)[-1]]
+        return tuple(dict.fromkeys(s for s in found if s))
+
+    @property
+    def identity_strings(self) -> tuple[str, ...]:
+        """Every string that would reveal this model on the wire: :attr:`identity_names` and the URL."""
+        return (*self.identity_names, self.url)
 
 
 class _RosterFile(BaseModel):

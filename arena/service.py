@@ -11,6 +11,7 @@ import threading
 import time
 import unicodedata
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ from arena.limits import Limit, check_limit, client_ip
 from arena.pairing import Pairing, PairSampler, unpairable
 from arena.ratings import fit_ratings
 from arena.registry import ModelSpec, Registry
+from arena.replays import fingerprint, matches_any
 from arena.storage import Store
 from arena.streaming import SideJob, UpdateBudget, stream_pair
 
@@ -44,6 +46,8 @@ FLAG_NOTES: dict[str, str] = {
     "identity_leak": "One of the answers named its own model, so this vote is saved but will not count in the ratings.",
     "too_fast": "This vote came very quickly after the answers finished, so it is saved but will not count "
     "in the ratings. Take your time to read both answers next round.",
+    "replayed": "You also sent this prompt in side-by-side mode, where the models are named, so this vote is "
+    "saved but will not count in the ratings.",
 }
 """What a visitor is told after voting, for each flag that keeps a vote out of the ratings."""
 
@@ -63,6 +67,7 @@ class BattleSession:
     status: Status = "new"
     winner: Winner | None = None
     finished_at: float | None = None  # monotonic time the last turn finished (for the read-time check)
+    started_at: datetime | None = None  # when the battle was stored (the replay window is counted from it)
     stop: asyncio.Event | None = None  # set to abandon the turn that is streaming
     unsaved: bool = False  # failed because the database could not store a turn (not a model's fault)
 
@@ -117,6 +122,8 @@ def side_stats(model: str, answer: Answer | None) -> SideStats:
 
 
 _SIDES: tuple[Side, Side] = ("a", "b")
+_PURGE_EVERY = 200  # side-by-side prompts stored between two purges of those past the replay window
+_ABANDONED_KEPT = 10_000  # abandoned anonymous battles remembered (ids), for the replay refusal
 
 CONTINUATION_NOTICE = (
     "This round is a text continuation: both models continue your text as written, without chatting. "
@@ -222,6 +229,9 @@ class ArenaService:
             min_votes=settings.pairing_warmup_votes,
         )
         self._votes_since_refresh = 0
+        self._named_since_purge = 0  # side-by-side prompts stored since the last purge of old ones
+        # Anonymous battles left unvoted by a new round in this process, newest last (cannot be voted).
+        self._abandoned: OrderedDict[str, None] = OrderedDict()
         # One rate of screen updates shared by every battle streaming in this process.
         self._budget = UpdateBudget(settings.update_rate) if settings.update_rate > 0 else None
         self._refreshing = threading.Lock()
@@ -369,7 +379,8 @@ class ArenaService:
         jobs: list[SideJob] = []
         notices: list[str] = []
         cap = self.settings.max_new_tokens or None
-        for side, name, history in zip(("A", "B"), session.models, session.history, strict=True):
+        dropped = False
+        for name, history in zip(session.models, session.history, strict=True):
             spec = self.registry[name]
             prepared = templates.prepare(
                 spec,
@@ -378,14 +389,15 @@ class ArenaService:
                 max_new_tokens_cap=cap,
                 continuation=session.pairing.pool == "base",
             )
-            if prepared.dropped_turns:
-                notices.append(
-                    f"The conversation is too long for Model {side}: its oldest "
-                    f"{prepared.dropped_turns} turn(s) were left out of what it sees."
-                )
+            dropped = dropped or prepared.dropped_turns > 0
             jobs.append(SideJob(self.backends[name], prepared.request))
         if session.pairing.pool == "base" and session.turn == 0:
             notices.insert(0, CONTINUATION_NOTICE)
+        if dropped:
+            # Side-neutral before the vote: which side, or how many turns, would tell whose context is shorter.
+            notices.append(
+                "The conversation is getting long: its oldest turns were left out of what at least one model sees."
+            )
         return (jobs[0], jobs[1]), tuple(notices)
 
     async def send(self, session: BattleSession, prompt: str) -> AsyncIterator[TurnView]:
@@ -428,6 +440,8 @@ class ArenaService:
 
         try:
             jobs, notices = self._jobs(session)
+            if session.mode == "named":
+                await self._note_named_prompt(session, text)
             storing = await self._start_battle(session, text) if session.battle_id is None else None
         except StorageError as e:
             undo()
@@ -450,10 +464,17 @@ class ArenaService:
         """The visitor moved on (new round): stop both upstream streams of ``session`` now.
 
         Needed for API clients: the page cancels a running event itself, a client calling
-        ``/new_round`` does not.
+        ``/new_round`` does not. An unvoted anonymous battle left this way can no longer be voted, so
+        it no longer holds back a side-by-side replay of its prompt.
         """
-        if session is not None and session.stop is not None:
+        if session is None:
+            return
+        if session.stop is not None:
             session.stop.set()
+        if session.mode == "anonymous" and session.battle_id is not None and session.status != "voted":
+            self._abandoned[session.battle_id] = None
+            while len(self._abandoned) > _ABANDONED_KEPT:
+                self._abandoned.popitem(last=False)
 
     async def _start_battle(self, session: BattleSession, text: str) -> asyncio.Task[None]:
         """Check the visitor's battle rate, then start storing the battle; returns the storing task.
@@ -486,7 +507,7 @@ class ArenaService:
 
         async def store() -> None:
             await asyncio.to_thread(self.store.create_battle, battle)
-            session.battle_id = battle.id
+            session.battle_id, session.started_at = battle.id, battle.created_at
             if self.journal is not None:
                 self.journal(
                     {
@@ -505,6 +526,42 @@ class ArenaService:
                 )
 
         return asyncio.create_task(store())
+
+    async def _note_named_prompt(self, session: BattleSession, text: str) -> None:
+        """Before a side-by-side turn is sent: refuse a replay of an open anonymous battle, then keep its prompt.
+
+        The fingerprint is committed before any answer is shown, so the anonymous battle's vote is
+        flagged ``replayed`` on any replica, even if this turn is abandoned half-way.
+
+        Raises
+        ------
+        PromptRejected
+            The visitor has an anonymous battle with this prompt (or nearly) that is not voted yet.
+        StorageError
+            The fingerprint cannot be stored (then nothing is sent).
+        """
+        window = self.settings.replay_window
+        if window <= 0:
+            return
+        now = self._now()
+        # Only a battle whose page session may still be alive can still be voted.
+        open_for = min(window, self.settings.session_ttl) if self.settings.session_ttl > 0 else window
+        pending = await asyncio.to_thread(
+            self.store.unvoted_anonymous_prompts, session.client_hash, now - timedelta(seconds=open_for)
+        )
+        votable = [fingerprint(prompt) for battle_id, prompt in pending if battle_id not in self._abandoned]
+        replayed = bool(votable) and await asyncio.to_thread(matches_any, [text], votable)
+        if replayed:
+            raise PromptRejected(
+                f"client {session.client_hash[:8]} replayed an open anonymous prompt",
+                user_message="You sent this prompt in an anonymous battle that is not voted yet. "
+                "Vote there first, then compare the models side by side.",
+            )
+        await asyncio.to_thread(self.store.add_named_prompt, session.client_hash, fingerprint(text), now)
+        self._named_since_purge += 1
+        if self._named_since_purge >= _PURGE_EVERY:
+            self._named_since_purge = 0
+            await asyncio.to_thread(self.store.purge_named_prompts, now - timedelta(seconds=window))
 
     def _keep(self, storing: asyncio.Task[None]) -> None:
         """Hold a battle's write that no turn awaits any more until it ends, and log if it failed."""
@@ -599,9 +656,13 @@ class ArenaService:
         final_notices = list(notices)
         if empty:
             final_notices.append("Both models gave an empty answer, so this round cannot be voted. Press “New round”.")
-        for side, answer in zip(("A", "B"), answers, strict=True):
-            if answer.finish_reason == "length":
-                final_notices.append(f"Model {side}'s answer was cut off at its length limit.")
+        # Side-neutral before the vote (a model's own length limit is a property of the model); the
+        # reveal says which side was cut off.
+        cut = sum(answer.finish_reason == "length" for answer in answers)
+        if cut == 1:
+            final_notices.append("One answer was cut off at its length limit.")
+        elif cut == 2:
+            final_notices.append("Both answers were cut off at their length limit.")
         rows = self._turn_rows(session, answers)
         battle_id = session.battle_id
         assert battle_id is not None  # send() creates the battle before its first turn streams
@@ -710,11 +771,20 @@ class ArenaService:
         flags: list[str] = []
         for name, history in zip(session.models, session.history, strict=True):
             said = "\n".join(m["content"] for m in history if m["role"] == "assistant")
-            if self.identity.names_itself(name, said):
+            asked = "\n".join(m["content"] for m in history if m["role"] == "user")
+            # In a worker thread: up to max_turns answers, scanned sentence by sentence around each name.
+            if await asyncio.to_thread(self.identity.names_itself, name, said, asked):
                 flags.append("identity_leak")
                 break
         if session.finished_at is not None and self._clock() - session.finished_at < self.settings.min_read_seconds:
             flags.append("too_fast")
+        if session.mode == "anonymous" and self.settings.replay_window > 0:
+            since = (session.started_at or now) - timedelta(seconds=self.settings.replay_window)
+            named: list[str] = await asyncio.to_thread(self.store.named_prompts_since, session.client_hash, since)
+            prompts = [m["content"] for m in session.history[0] if m["role"] == "user"]
+            replayed = await asyncio.to_thread(matches_any, prompts, named) if named else False
+            if replayed:
+                flags.append("replayed")
         reason = (reason or "").strip()[: self.settings.max_reason_chars] or None
         return VoteRecord(battle_id=session.battle_id, winner=winner, created_at=now, flags=tuple(flags), reason=reason)
 

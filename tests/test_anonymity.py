@@ -187,14 +187,20 @@ def spec(name: str, *aliases: str, model: str | None = None) -> ModelSpec:
         ("Trained by SpeakLeash.", True),
         ("I'm speakleash/Bielik-7B-Instruct-v0.1", True),
         ("Ｂｉｅｌｉｋ here", True),  # full-width letters
-        ("Bieliki to ptaki.", True),  # an inflected form we accept as a leak (Polish plural)
+        ("Bielik-7B wrote this.", True),  # a name with its size is a model id: counts anywhere
+        # Issue 16: an alias used as an everyday word is not the model naming itself (these were
+        # flagged before: "Bieliki to ptaki" = white-tailed eagles are birds).
+        ("Bieliki to ptaki.", False),
+        ("Bielik to największy ptak drapieżny.", False),
         ("Bielikowo is a village.", False),  # a longer word, not the name
         ("ABielik", False),
-        ("我是活字模型", True),  # CJK: substring
+        ("我是活字模型", True),  # CJK: substring, in a self-introduction
+        ("活字印刷术是毕昇发明的。", False),  # movable type
         ("活 字", False),
         ("The dunes are high.", False),  # "Dune" must not match "dunes"
-        ("Dune's answer", True),
-        ("(dune)", True),
+        ("My name is Dune.", True),
+        ("Dune's answer", False),  # the novel, a dune: not a self-introduction
+        ("(dune)", False),
         ("Dunedin is a city.", False),
     ],
 )
@@ -215,27 +221,45 @@ def test_identity_terms_skip_short_names() -> None:
     assert identity_terms(spec("x-model", "AI", "Qw", "字", "活字", model="org/X1")) == ("x-model", "org/x1", "活字")
 
 
+def test_identity_terms_come_from_the_spec_names() -> None:
+    """One source: every name ModelSpec.identity_names lists (and so the wire scans) is looked for in answers."""
+    s = spec("breeze-7b-instruct", "Breeze", "聯發科", model="MediaTek-Research/Breeze-7B-Instruct-v1_0")
+    terms = set(identity_terms(s))
+    assert {n.casefold() for n in s.identity_names} <= terms
+    assert "breeze-7b" in terms  # the id cut after its size
+    assert set(s.identity_names) | {s.url} == set(s.identity_strings)
+
+
 def test_a_model_naming_itself_can_be_voted_but_is_flagged(tmp_path: Path) -> None:
-    """The demo servers echo the prompt, so a prompt naming both models makes each answer name itself."""
+    """Demo servers echo the prompt and, asked who they are, say their name (as real models do).
+
+    Before issue 16 the echoed alias "aurora" flagged a prompt about the aurora borealis: an
+    everyday word the visitor typed is no longer taken for the model naming itself.
+    """
 
     async def main() -> None:
-        with DemoServer("demo/echo", token_rate=500, first_token_delay=0.01) as server:
+        with (
+            DemoServer("demo/aurora-7b", token_rate=500, first_token_delay=0.01) as aurora,
+            DemoServer("demo/huozi-7b", token_rate=500, first_token_delay=0.01) as huozi,
+        ):
             specs = [
-                tgi_spec("aurora-7b", server.url, aliases=("Aurora",)),
-                tgi_spec("huozi-7b", server.url, aliases=("活字",)),
+                tgi_spec("aurora-7b", aurora.url, aliases=("Aurora",)),
+                tgi_spec("huozi-7b", huozi.url, aliases=("活字",)),
             ]
             with Store(f"sqlite:///{tmp_path / 'a.sqlite3'}") as store:
                 service = make_service(specs, store)
                 try:
-                    _, _, clean = await battle(service, "10.9.0.1", "Tell me about the aurora borealis")
-                    assert clean is not None and "identity_leak" in clean.flags  # "aurora" is the alias
+                    _, _, topic = await battle(service, "10.9.0.1", "Tell me about the aurora borealis")
+                    assert topic is not None and topic.flags == ()  # the visitor's topic, echoed
                     _, _, plain = await battle(service, "10.9.0.1", "Tell me about rivers")
                     assert plain is not None and plain.flags == ()
-                    _, _, leaked = await battle(service, "10.9.0.1", "Are you 活字?")
+                    _, _, leaked = await battle(service, "10.9.0.1", "你是谁？")  # "我是huozi-7b…" / "我是aurora-7b…"
                     assert leaked is not None and leaked.flags == ("identity_leak",)
                     assert any("will not count" in note for note in leaked.notes)
-                    assert store.vote_total(exclude_flags=()) == 3
-                    assert sum(c.count for c in store.pair_counts()) == 1  # leaks are left out of ratings
+                    _, _, english = await battle(service, "10.9.0.1", "Who are you?")
+                    assert english is not None and english.flags == ("identity_leak",)
+                    assert store.vote_total(exclude_flags=()) == 4
+                    assert sum(c.count for c in store.pair_counts()) == 2  # leaks are left out of ratings
                 finally:
                     await close(service)
 
@@ -291,3 +315,37 @@ def test_html_and_scripts_in_prompts_and_answers_stay_inert(arena: tuple[AppProc
             assert "window.__xss" in page.inner_text("#chat_a")  # shown as text, not run
         finally:
             browser.close()
+
+
+# -- pre-vote notices name no side by a property of its model (issue 16) ------------------------
+
+
+def test_notices_before_the_vote_do_not_single_out_a_side(tmp_path: Path) -> None:
+    """One model has a short context and a short answer limit: the notices must not say which side."""
+
+    async def main() -> None:
+        with (
+            DemoServer("demo/a", token_rate=2000, first_token_delay=0.01) as one,
+            DemoServer("demo/b", token_rate=2000, first_token_delay=0.01) as two,
+        ):
+            specs = [
+                tgi_spec("short-7b", one.url, context_length=700, params={"max_new_tokens": 8}),
+                tgi_spec("long-7b", two.url, context_length=32000),
+            ]
+            with Store(f"sqlite:///{tmp_path / 'n.sqlite3'}") as store:
+                service = make_service(specs, store, settings={"max_new_tokens": 400})
+                try:
+                    seen: list[str] = []
+                    for order in (("short-7b", "long-7b"), ("long-7b", "short-7b")):
+                        session = service.new_session("10.9.0.2", models=order)
+                        for turn in range(4):
+                            async for view in service.send(session, f"Turn {turn}: " + "tell me more " * 60):
+                                seen.extend(view.notices)
+                    assert any("oldest turns were left out" in n for n in seen), seen
+                    assert any("One answer was cut off" in n for n in seen), seen
+                    for notice in seen:
+                        assert "Model A" not in notice and "Model B" not in notice, notice
+                finally:
+                    await close(service)
+
+    asyncio.run(main())

@@ -23,7 +23,8 @@ def test_expansion_and_defaults() -> None:
     assert reg["alpha"].url == "http://127.0.0.1:8081"
     assert reg["beta"].url == "https://beta.example/v1"
     assert [m.name for m in reg.enabled] == ["alpha", "beta"]
-    assert reg["beta"].identity_strings == ("beta", "https://beta.example/v1", "org/beta")
+    assert reg["beta"].identity_names == ("beta", "org/beta")
+    assert reg["beta"].identity_strings == ("beta", "org/beta", "https://beta.example/v1")
 
 
 def test_missing_variable_is_named() -> None:

@@ -241,9 +241,26 @@ def _quote(text: str) -> str:
     return " ".join(words) if len(words) <= 6 else " ".join(words[:6]) + "…"
 
 
+# Asked who it is, a demo model says its name, as real models do (what the identity-leak flag is for).
+_WHO_ARE_YOU = re.compile(
+    r"who are you|what(?:'s| is) your name|kim jesteś|jak się nazywasz"
+    r"|あなたは誰|あなたはだれ|お名前は|你是谁|你是誰|你叫什么|你叫什麼",
+    re.IGNORECASE,
+)
+_INTRODUCTIONS = {
+    "en": "I am {name}, a demo model.",
+    "pl": "Jestem {name}, model demonstracyjny.",
+    "ja": "私は{name}です。デモ用のモデルです。",
+    "zh-Hant": "我是{name}，一個示範模型。",
+    "zh-Hans": "我是{name}，一个演示模型。",
+}
+
+
 def _answer(model_id: str, user_text: str, language: str) -> str:
     openers, bodies = _OPENERS[language], _BODIES[language]
     opener = openers[zlib.crc32(model_id.encode()) % len(openers)]
+    if _WHO_ARE_YOU.search(user_text):
+        opener = _INTRODUCTIONS[language].format(name=model_id.rsplit("/", 1)[-1])
     body = bodies[zlib.crc32(f"{model_id}\0{user_text}".encode()) % len(bodies)]
     quote = _quote(user_text) or "…"
     return opener.format(quote=quote) + "\n\n" + body

@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from arena.domain import WINNERS, BattleRecord, MessageRecord, PairCount, VoteRecord, Winner
 from arena.errors import ConfigError, StorageError, VoteRejected
-from arena.storage.tables import BattleRow, MessageRow, ModelRow, VoteRow
+from arena.storage.tables import BattleRow, MessageRow, ModelRow, NamedPromptRow, VoteRow
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +33,13 @@ DEFAULT_BUSY_TIMEOUT = 5.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 """Seconds to wait for a PostgreSQL connection before giving up."""
 
-DEFAULT_EXCLUDED_FLAGS: tuple[str, ...] = ("identity_leak", "too_fast")
+DEFAULT_EXCLUDED_FLAGS: tuple[str, ...] = ("identity_leak", "too_fast", "replayed")
 """Votes with these flags do not count in ratings by default."""
 
 _BATTLES = cast(sa.Table, BattleRow.__table__)
 _MESSAGES = cast(sa.Table, MessageRow.__table__)
 _VOTES = cast(sa.Table, VoteRow.__table__)
+_NAMED_PROMPTS = cast(sa.Table, NamedPromptRow.__table__)
 
 
 class BattleExport(TypedDict):
@@ -488,6 +489,61 @@ class Store:
             f"battle {battle_id!r} already has a vote",
             user_message="This round already has a vote. Please start a new round.",
         )
+
+    # -- side-by-side replays (arena/replays.py) ---------------------------------------------------
+
+    def add_named_prompt(self, client_hash: str, fingerprint: str, created_at: datetime) -> None:
+        """Keep the fingerprint of a side-by-side turn's prompt; committed when this returns."""
+        _require_aware(created_at, "created_at")
+        with self._guard("saving a side-by-side prompt"), self._write("named prompt") as conn:
+            conn.execute(
+                sa.insert(_NAMED_PROMPTS),
+                {"client_hash": client_hash, "fingerprint": fingerprint, "created_at": created_at},
+            )
+
+    def named_prompts_since(self, client_hash: str, since: datetime, *, limit: int = 500) -> list[str]:
+        """Fingerprints of ``client_hash``'s side-by-side prompts at or after ``since``, newest first."""
+        _require_aware(since, "since")
+        stmt = (
+            sa.select(_NAMED_PROMPTS.c.fingerprint)
+            .where(_NAMED_PROMPTS.c.client_hash == client_hash, _NAMED_PROMPTS.c.created_at >= since)
+            .order_by(_NAMED_PROMPTS.c.created_at.desc())
+            .limit(limit)
+        )
+        with self._guard("reading side-by-side prompts"), self._engine.connect() as conn:
+            return list(conn.execute(stmt).scalars())
+
+    def unvoted_anonymous_prompts(
+        self, client_hash: str, since: datetime, *, limit: int = 500
+    ) -> list[tuple[str, str]]:
+        """(battle id, prompt) of ``client_hash``'s anonymous battles started at or after ``since`` with no vote yet."""
+        _require_aware(since, "since")
+        stmt = (
+            sa.select(_MESSAGES.c.battle_id, _MESSAGES.c.content)
+            .select_from(
+                _MESSAGES.join(_BATTLES, _MESSAGES.c.battle_id == _BATTLES.c.id).outerjoin(
+                    _VOTES, _VOTES.c.battle_id == _BATTLES.c.id
+                )
+            )
+            .where(
+                _BATTLES.c.client_hash == client_hash,
+                _BATTLES.c.created_at >= since,
+                _BATTLES.c.mode == "anonymous",
+                _VOTES.c.id.is_(None),
+                _MESSAGES.c.role == "user",
+                _MESSAGES.c.side == "a",
+            )
+            .order_by(_BATTLES.c.created_at.desc())
+            .limit(limit)
+        )
+        with self._guard("reading open anonymous battles"), self._engine.connect() as conn:
+            return [(r.battle_id, r.content) for r in conn.execute(stmt)]
+
+    def purge_named_prompts(self, before: datetime) -> int:
+        """Delete side-by-side fingerprints older than ``before``; returns how many."""
+        _require_aware(before, "before")
+        with self._guard("purging side-by-side prompts"), self._write("purge named prompts") as conn:
+            return int(conn.execute(sa.delete(_NAMED_PROMPTS).where(_NAMED_PROMPTS.c.created_at < before)).rowcount)
 
     # -- reads ------------------------------------------------------------------------------------
 

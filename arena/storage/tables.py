@@ -125,3 +125,20 @@ class VoteRow(Base):
     flags: Mapped[str] = mapped_column(String(500), default="", server_default="")
     # The visitor's optional free-text "why?" (length-capped by the service).
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class NamedPromptRow(Base):
+    """The prompt of each side-by-side (named) turn, as a fingerprint (arena/replays.py).
+
+    Written before the named answers are shown, so a replay of an anonymous battle's prompt is seen
+    by every replica at that battle's vote, even if the side-by-side turn was abandoned half-way.
+    Rows older than ARENA_REPLAY_WINDOW are no longer read and are purged.
+    """
+
+    __tablename__ = "named_prompts"
+    __table_args__ = (Index("ix_named_prompts_client_hash_created_at", "client_hash", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_hash: Mapped[str] = mapped_column(String(128))
+    fingerprint: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
