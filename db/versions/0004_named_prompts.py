@@ -1,6 +1,6 @@
 """Side-by-side prompts are kept as fingerprints, to spot replays of anonymous prompts (issue 16).
 
-Revision ID: sec_identity
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-06
 """
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "sec_identity"
+revision: str = "0004"
 down_revision: str | Sequence[str] | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
