@@ -1,0 +1,155 @@
+"""Which comparison a judge sees next: two candidates, one prompt, one answer of each under one setting.
+
+Strategies
+----------
+``uniform``
+    Every pair of candidates with something left to judge is equally likely.
+``top`` (default)
+    Favour what is still uncertain about the best candidates. From the latest fit (sandwich
+    variances), ``P(best_i)`` is the probability that candidate ``i`` has the highest true rating
+    (Monte Carlo over independent normal ratings, a fixed seed so the table depends only on the fit),
+    and each pair gets the score ``(P(best_i) + P(best_j)) * 2 Phi(-|d_ij| / s_ij)``: pairs with a
+    likely winner among them and an order still in doubt. A share ``floor`` is spread uniformly, so
+    every pair keeps a probability of at least ``floor / K``. Before any fit: uniform.
+
+The chosen pair's probability is returned as the comparison's ``propensity`` (and uniform choice's,
+``1 / K``, as ``uniform_propensity``), so results can be reweighted like live battles.
+
+Within the pair, the prompt and setting are drawn uniformly among those where both candidates have
+an answer the judge has not compared yet, then one run of each; sides are shuffled. Answers are
+matched on setting and language because both answer the same prompt under the same setting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Literal
+
+import numpy as np
+from scipy.special import ndtr
+
+from arena.campaigns.model import pair_key
+from arena.ratings import SCALE, RatingsResult
+
+__all__ = ["STRATEGIES", "Choice", "Item", "choose", "pair_probabilities", "probability_best"]
+
+Strategy = Literal["uniform", "top"]
+STRATEGIES: tuple[Strategy, ...] = ("uniform", "top")
+DEFAULT_FLOOR = 0.1
+_UNKNOWN_SD = 2.0  # theta units (~350 Elo): a candidate the fit does not know is wide open
+_DRAWS = 4000
+
+
+@dataclass(frozen=True)
+class Item:
+    """One prompt under one setting, with each candidate's answer ids (one per run)."""
+
+    prompt_id: str
+    setting: str
+    answers: Mapping[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class Choice:
+    prompt_id: str
+    setting: str
+    model_a: str
+    model_b: str
+    answer_a: str
+    answer_b: str
+    propensity: float
+    uniform_propensity: float
+
+
+def _moments(candidates: Sequence[str], fit: RatingsResult | None) -> tuple[np.ndarray, np.ndarray]:
+    theta = np.zeros(len(candidates))
+    sd = np.full(len(candidates), _UNKNOWN_SD)
+    if fit is None:
+        return theta, sd
+    rows = {r.model: r for r in fit.rows}
+    first = fit.components[0] if fit.components else ()
+    for i, name in enumerate(candidates):
+        r = rows.get(name)
+        if r is None or name not in first:
+            continue  # unrated, or not comparable with the main group: unknown
+        theta[i] = (r.rating - 1000.0) / SCALE
+        half = (r.sandwich_upper - r.sandwich_lower) / 2.0
+        if np.isfinite(half) and half > 0:
+            sd[i] = half / 1.96 / SCALE
+    return theta, sd
+
+
+def probability_best(candidates: Sequence[str], fit: RatingsResult | None) -> np.ndarray:
+    """P(candidate i has the highest true rating), from the fit's ratings and sandwich intervals."""
+    theta, sd = _moments(candidates, fit)
+    draws = np.random.default_rng(0).normal(theta, sd, size=(_DRAWS, len(candidates)))
+    return np.bincount(draws.argmax(axis=1), minlength=len(candidates)) / _DRAWS
+
+
+def pair_probabilities(
+    candidates: Sequence[str],
+    fit: RatingsResult | None,
+    *,
+    strategy: Strategy = "top",
+    floor: float = DEFAULT_FLOOR,
+) -> dict[tuple[str, str], float]:
+    """The probability of each unordered pair (names in ``candidates`` order); sums to 1."""
+    pairs = list(combinations(range(len(candidates)), 2))
+    if not pairs:
+        return {}
+    k = len(pairs)
+    if strategy == "uniform" or fit is None:
+        return {(candidates[i], candidates[j]): 1.0 / k for i, j in pairs}
+    theta, sd = _moments(candidates, fit)
+    pb = probability_best(candidates, fit)
+    score = np.array(
+        [(pb[i] + pb[j]) * 2.0 * ndtr(-abs(theta[i] - theta[j]) / np.sqrt(sd[i] ** 2 + sd[j] ** 2)) for i, j in pairs]
+    )
+    total = score.sum()
+    q = score / total if total > 0 else np.full(k, 1.0 / k)
+    q = (1.0 - floor) * q + floor / k
+    return {(candidates[i], candidates[j]): float(p) for (i, j), p in zip(pairs, q, strict=True)}
+
+
+def _open_combos(item: Item, a: str, b: str, judged: set[str]) -> list[tuple[str, str]]:
+    return [(x, y) for x in item.answers.get(a, ()) for y in item.answers.get(b, ()) if pair_key(x, y) not in judged]
+
+
+def choose(
+    items: Sequence[Item],
+    probabilities: Mapping[tuple[str, str], float],
+    judged: set[str],
+    rng: np.random.Generator,
+) -> Choice | None:
+    """The next comparison for a judge who has compared ``judged`` (pair keys); None when nothing is left."""
+    open_pairs: dict[tuple[str, str], list[Item]] = {}
+    for pair in probabilities:
+        a, b = pair
+        left = [it for it in items if _open_combos(it, a, b, judged)]
+        if left:
+            open_pairs[pair] = left
+    if not open_pairs:
+        return None
+    pairs = list(open_pairs)
+    weights = np.array([probabilities[p] for p in pairs])
+    weights = weights / weights.sum()
+    index = int(rng.choice(len(pairs), p=weights))
+    a, b = pairs[index]
+    candidates_items = open_pairs[(a, b)]
+    item = candidates_items[int(rng.integers(len(candidates_items)))]
+    combos = _open_combos(item, a, b, judged)
+    answer_a, answer_b = combos[int(rng.integers(len(combos)))]
+    if rng.random() < 0.5:
+        a, b, answer_a, answer_b = b, a, answer_b, answer_a
+    return Choice(
+        prompt_id=item.prompt_id,
+        setting=item.setting,
+        model_a=a,
+        model_b=b,
+        answer_a=answer_a,
+        answer_b=answer_b,
+        propensity=float(weights[index]),
+        uniform_propensity=1.0 / len(pairs),
+    )
