@@ -101,6 +101,7 @@ def build_campaign_tab(service: CampaignService, texts: Texts, visitor: gr.State
                         elem_classes=["arena-chat"],
                         feedback_options=None,
                         height=420,
+                        autoscroll=False,  # a judge reads each answer from its start
                         buttons=["copy"],
                         latex_delimiters=LATEX,
                         min_width=280,
