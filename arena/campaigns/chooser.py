@@ -117,6 +117,30 @@ def _open_combos(item: Item, a: str, b: str, judged: set[str]) -> list[tuple[str
     return [(x, y) for x in item.answers.get(a, ()) for y in item.answers.get(b, ()) if pair_key(x, y) not in judged]
 
 
+def _open_pairs(
+    items: Sequence[Item], probabilities: Mapping[tuple[str, str], float], judged: set[str]
+) -> list[tuple[str, str]]:
+    """The pairs with a comparison left for this judge: fewer judged than the pair has (linear time)."""
+    owner: dict[str, str] = {}
+    total: dict[frozenset[str], int] = {}
+    for it in items:
+        for name, ids in it.answers.items():
+            for answer in ids:
+                owner[answer] = name
+        names = list(it.answers)
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                key = frozenset((a, b))
+                total[key] = total.get(key, 0) + len(it.answers[a]) * len(it.answers[b])
+    done: dict[frozenset[str], int] = {}
+    for key in judged:
+        x, _, y = key.partition(":")
+        if x in owner and y in owner:
+            pair = frozenset((owner[x], owner[y]))
+            done[pair] = done.get(pair, 0) + 1
+    return [p for p in probabilities if done.get(frozenset(p), 0) < total.get(frozenset(p), 0)]
+
+
 def choose(
     items: Sequence[Item],
     probabilities: Mapping[tuple[str, str], float],
@@ -124,22 +148,21 @@ def choose(
     rng: np.random.Generator,
 ) -> Choice | None:
     """The next comparison for a judge who has compared ``judged`` (pair keys); None when nothing is left."""
-    open_pairs: dict[tuple[str, str], list[Item]] = {}
-    for pair in probabilities:
-        a, b = pair
-        left = [it for it in items if _open_combos(it, a, b, judged)]
-        if left:
-            open_pairs[pair] = left
-    if not open_pairs:
+    pairs = _open_pairs(items, probabilities, judged)
+    if not pairs:
         return None
-    pairs = list(open_pairs)
     weights = np.array([probabilities[p] for p in pairs])
     weights = weights / weights.sum()
     index = int(rng.choice(len(pairs), p=weights))
     a, b = pairs[index]
-    candidates_items = open_pairs[(a, b)]
-    item = candidates_items[int(rng.integers(len(candidates_items)))]
-    combos = _open_combos(item, a, b, judged)
+    # The first open item of a random order: uniform among the items with a comparison left.
+    for position in rng.permutation(len(items)):
+        item = items[int(position)]
+        combos = _open_combos(item, a, b, judged)
+        if combos:
+            break
+    else:  # pragma: no cover - _open_pairs said the pair has one
+        raise AssertionError(f"no open comparison for {a} and {b}")
     answer_a, answer_b = combos[int(rng.integers(len(combos)))]
     if rng.random() < 0.5:
         a, b, answer_a, answer_b = b, a, answer_b, answer_a
