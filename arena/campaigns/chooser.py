@@ -133,8 +133,8 @@ def _open_pairs(
                 key = frozenset((a, b))
                 total[key] = total.get(key, 0) + len(it.answers[a]) * len(it.answers[b])
     done: dict[frozenset[str], int] = {}
-    for key in judged:
-        x, _, y = key.partition(":")
+    for judged_key in judged:
+        x, _, y = judged_key.partition(":")
         if x in owner and y in owner:
             pair = frozenset((owner[x], owner[y]))
             done[pair] = done.get(pair, 0) + 1

@@ -159,11 +159,12 @@ def build_campaign_tab(service: CampaignService, texts: Texts, visitor: gr.State
         return update
 
     def make_vote(winner: Winner) -> Any:
-        async def on_vote(text: str | None, who: Visitor, comparison: Comparison | None) -> dict[Any, Any]:
+        # The parameter's name is the API's argument name, as for the battle's votes.
+        async def on_vote(reason: str | None, who: Visitor, comparison: Comparison | None) -> dict[Any, Any]:
             if not who.accepted_terms:
                 raise refusal(who.language, i18n.text(who.language, "terms.required"))
             try:
-                result = await service.vote(comparison, winner, reason=text)
+                result = await service.vote(comparison, winner, reason=reason)
             except ArenaError as e:
                 raise error(who.language, e) from None
             update = controls(False)
