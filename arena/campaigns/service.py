@@ -291,10 +291,8 @@ class CampaignService:
 
     @staticmethod
     def slices_of(store: CampaignStore, campaign_id: str) -> list[str]:
-        votes = store.votes(campaign_id)
         names = ["overall"]
-        for key in ("category", "language", "setting"):
-            values = sorted({getattr(v, key) for v in votes})
+        for key, values in store.slice_values(campaign_id).items():
             if len(values) > 1:
                 names += [f"{key}:{x}" for x in values]
         return names

@@ -335,6 +335,15 @@ class CampaignStore:
         with self._guard("reading campaign votes"), self._engine.connect() as conn:
             return set(conn.execute(stmt).scalars())
 
+    def slice_values(self, campaign_id: str) -> dict[str, list[str]]:
+        """The categories, languages and settings that have votes (three DISTINCT queries)."""
+        out: dict[str, list[str]] = {}
+        with self._guard("reading campaign votes"), self._engine.connect() as conn:
+            for key in ("category", "language", "setting"):
+                stmt = sa.select(_VOTES.c[key]).where(_VOTES.c.campaign_id == campaign_id).distinct()
+                out[key] = sorted(conn.execute(stmt).scalars())
+        return out
+
     def vote_state(self, campaign_id: str) -> tuple[int, datetime | None]:
         """(votes, newest vote time): changes whenever a vote is added (cache key for results)."""
         stmt = sa.select(sa.func.count(), sa.func.max(_VOTES.c.created_at)).where(_VOTES.c.campaign_id == campaign_id)
