@@ -8,7 +8,8 @@ candidates of one model are close) and lets judges vote on pairs chosen by the c
 Bradley-Terry, with ``--tie-rate`` of the votes a draw. Every ``--refit-every`` votes the arena's own
 fit (``arena.ratings.fit_ratings``, sandwich intervals) is refitted; the chooser's table is refreshed
 from it, and the campaign stops when the leader's probability of being the best
-(``arena.campaigns.chooser.probability_best``) reaches 95%. Both strategies see the same true
+(``arena.campaigns.chooser.probability_best``, from the fit and the joint covariance of the ratings)
+reaches 95%. Both strategies see the same true
 ratings and the same random stream of outcomes per seed, so the comparison is paired.
 
 Reported per K and strategy: the median and mean votes to stop (campaigns that hit ``--max-votes``
@@ -61,15 +62,17 @@ def run_one(k: int, strategy: str, seed: int, args: argparse.Namespace) -> tuple
                 winner = "model_a" if rng.random() < p else "model_b"
             tally[(a, b, winner)] += 1
             votes += 1
-        fit = fit_ratings(_counts(tally), interval="sandwich", bootstrap_rounds=0)
+        counts = _counts(tally)
+        fit = fit_ratings(counts, interval="sandwich", bootstrap_rounds=0)
         if len(fit.rows) == k and len(fit.components) == 1:
-            best = probability_best(names, fit)
+            best = probability_best(names, fit, counts)
             leader = int(best.argmax())
             if best[leader] >= 0.95:
                 return votes, True, leader == int(theta.argmax())
-        probs = pair_probabilities(names, fit, strategy=strategy, floor=args.floor)  # type: ignore[arg-type]
-    fit = fit_ratings(_counts(tally), interval="sandwich", bootstrap_rounds=0)
-    leader = int(probability_best(names, fit).argmax())
+        probs = pair_probabilities(names, fit, counts, strategy=strategy, floor=args.floor)  # type: ignore[arg-type]
+    counts = _counts(tally)
+    fit = fit_ratings(counts, interval="sandwich", bootstrap_rounds=0)
+    leader = int(probability_best(names, fit, counts).argmax())
     return votes, False, leader == int(theta.argmax())
 
 

@@ -245,9 +245,9 @@ def test_top_choice_favours_the_uncertain_order_of_the_best() -> None:
         PairCount("weak1", "weak2", "model_b", 10),
     ]
     fit = fit_ratings(counts, interval="sandwich", bootstrap_rounds=0)
-    best = probability_best(names, fit)
+    best = probability_best(names, fit, counts)
     assert best[:2].sum() > 0.95
-    probs = pair_probabilities(names, fit, floor=0.1)
+    probs = pair_probabilities(names, fit, counts, floor=0.1)
     assert max(probs, key=probs.__getitem__) == ("strong1", "strong2")
     assert probs[("strong1", "strong2")] > 0.5
     assert min(probs.values()) >= 0.1 / 6 - 1e-12

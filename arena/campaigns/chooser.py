@@ -5,10 +5,12 @@ Strategies
 ``uniform``
     Every pair of candidates with something left to judge is equally likely.
 ``top`` (default)
-    Favour what is still uncertain about the best candidates. From the latest fit (sandwich
-    variances), ``P(best_i)`` is the probability that candidate ``i`` has the highest true rating
-    (Monte Carlo over independent normal ratings, a fixed seed so the table depends only on the fit),
-    and each pair gets the score ``(P(best_i) + P(best_j)) * 2 Phi(-|d_ij| / s_ij)``: pairs with a
+    Favour what is still uncertain about the best candidates. From the latest fit and the joint
+    covariance of the ratings (the inverse Bradley-Terry information of the judgments' counts),
+    ``P(best_i)`` is the probability that candidate ``i`` has the highest true rating (Monte Carlo
+    over normal ratings, a fixed seed so the table depends only on the data), and each pair gets the
+    score ``(P(best_i) + P(best_j)) * 2 Phi(-|d_ij| / s_ij)`` (``s_ij`` the standard error of the
+    difference): pairs with a
     likely winner among them and an order still in doubt. A share ``floor`` is spread uniformly, so
     every pair keeps a probability of at least ``floor / K``. Before any fit: uniform.
 
@@ -28,9 +30,11 @@ from itertools import combinations
 from typing import Literal
 
 import numpy as np
-from scipy.special import ndtr
+from numpy.typing import NDArray
+from scipy.special import expit, ndtr
 
 from arena.campaigns.model import pair_key
+from arena.domain import PairCount
 from arena.ratings import SCALE, RatingsResult
 
 __all__ = ["STRATEGIES", "Choice", "Item", "choose", "pair_probabilities", "probability_best"]
@@ -40,6 +44,8 @@ STRATEGIES: tuple[Strategy, ...] = ("uniform", "top")
 DEFAULT_FLOOR = 0.1
 _UNKNOWN_SD = 2.0  # theta units (~350 Elo): a candidate the fit does not know is wide open
 _DRAWS = 4000
+
+Float = NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -63,49 +69,73 @@ class Choice:
     uniform_propensity: float
 
 
-def _moments(candidates: Sequence[str], fit: RatingsResult | None) -> tuple[np.ndarray, np.ndarray]:
-    theta = np.zeros(len(candidates))
-    sd = np.full(len(candidates), _UNKNOWN_SD)
-    if fit is None:
-        return theta, sd
-    rows = {r.model: r for r in fit.rows}
-    first = fit.components[0] if fit.components else ()
-    for i, name in enumerate(candidates):
-        r = rows.get(name)
-        if r is None or name not in first:
-            continue  # unrated, or not comparable with the main group: unknown
-        theta[i] = (r.rating - 1000.0) / SCALE
-        half = (r.sandwich_upper - r.sandwich_lower) / 2.0
-        if np.isfinite(half) and half > 0:
-            sd[i] = half / 1.96 / SCALE
-    return theta, sd
+def _posterior(
+    candidates: Sequence[str], fit: RatingsResult | None, counts: Sequence[PairCount]
+) -> tuple[Float, Float]:
+    """Ratings (theta units) and their joint covariance, from the fit and the judgments' count matrix.
+
+    The covariance is the inverse of the Bradley-Terry information ``sum_ij n_ij p_ij (1 - p_ij)
+    (e_i - e_j)(e_i - e_j)^T`` plus a weak prior precision ``1 / _UNKNOWN_SD^2`` on each candidate (so a
+    candidate without judgments is wide open rather than undefined). It is joint, not per candidate:
+    two candidates judged often against each other have a well-known difference even when both are
+    uncertain against the rest, which is what naming the best turns on.
+    """
+    k = len(candidates)
+    index = {name: i for i, name in enumerate(candidates)}
+    theta = np.zeros(k)
+    if fit is not None:
+        rows = {r.model: r for r in fit.rows}
+        first = fit.components[0] if fit.components else ()
+        for name, i in index.items():
+            r = rows.get(name)
+            if r is not None and name in first:  # others are unknown: 0, wide open
+                theta[i] = (r.rating - 1000.0) / SCALE
+    n = np.zeros((k, k))
+    for c in counts:
+        if c.model_a in index and c.model_b in index and c.model_a != c.model_b:
+            i, j = index[c.model_a], index[c.model_b]
+            n[i, j] += c.count
+            n[j, i] += c.count
+    p = expit(theta[:, None] - theta[None, :])
+    w = n * p * (1.0 - p)
+    info = np.diag(w.sum(axis=1)) - w + np.eye(k) / _UNKNOWN_SD**2
+    return theta, np.linalg.inv(info)
 
 
-def probability_best(candidates: Sequence[str], fit: RatingsResult | None) -> np.ndarray:
-    """P(candidate i has the highest true rating), from the fit's ratings and sandwich intervals."""
-    theta, sd = _moments(candidates, fit)
-    draws = np.random.default_rng(0).normal(theta, sd, size=(_DRAWS, len(candidates)))
+def probability_best(candidates: Sequence[str], fit: RatingsResult | None, counts: Sequence[PairCount] = ()) -> Float:
+    """P(candidate i has the highest true rating): normal draws around the fit with the joint covariance."""
+    theta, cov = _posterior(candidates, fit, counts)
+    draws = np.random.default_rng(0).multivariate_normal(theta, cov, size=_DRAWS, method="cholesky")
     return np.bincount(draws.argmax(axis=1), minlength=len(candidates)) / _DRAWS
 
 
 def pair_probabilities(
     candidates: Sequence[str],
     fit: RatingsResult | None,
+    counts: Sequence[PairCount] = (),
     *,
     strategy: Strategy = "top",
     floor: float = DEFAULT_FLOOR,
 ) -> dict[tuple[str, str], float]:
-    """The probability of each unordered pair (names in ``candidates`` order); sums to 1."""
+    """The probability of each unordered pair (names in ``candidates`` order); sums to 1.
+
+    ``fit`` and ``counts`` are the latest fit of the campaign's judgments and the counts it was made from.
+    """
     pairs = list(combinations(range(len(candidates)), 2))
     if not pairs:
         return {}
     k = len(pairs)
     if strategy == "uniform" or fit is None:
         return {(candidates[i], candidates[j]): 1.0 / k for i, j in pairs}
-    theta, sd = _moments(candidates, fit)
-    pb = probability_best(candidates, fit)
+    theta, cov = _posterior(candidates, fit, counts)
+    pb = probability_best(candidates, fit, counts)
     score = np.array(
-        [(pb[i] + pb[j]) * 2.0 * ndtr(-abs(theta[i] - theta[j]) / np.sqrt(sd[i] ** 2 + sd[j] ** 2)) for i, j in pairs]
+        [
+            (pb[i] + pb[j])
+            * 2.0
+            * ndtr(-abs(theta[i] - theta[j]) / np.sqrt(max(cov[i, i] + cov[j, j] - 2 * cov[i, j], 1e-12)))
+            for i, j in pairs
+        ]
     )
     total = score.sum()
     q = score / total if total > 0 else np.full(k, 1.0 / k)

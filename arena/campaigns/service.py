@@ -159,11 +159,12 @@ class CampaignService:
 
     def _probabilities(self, loaded: _Loaded) -> dict[tuple[str, str], float]:
         fit = None
+        counts = []
         if self.strategy != "uniform":
             counts = self.store.pair_counts(loaded.campaign.id)
             if counts:
                 fit = fit_ratings(counts, interval="sandwich", bootstrap_rounds=0)
-        return pair_probabilities(loaded.candidates, fit, strategy=self.strategy, floor=self.floor)
+        return pair_probabilities(loaded.candidates, fit, counts, strategy=self.strategy, floor=self.floor)
 
     # -- judging --------------------------------------------------------------------------------
 
