@@ -470,3 +470,74 @@ def test_results_per_slice_and_cli(tmp_path: Path) -> None:
     )
     lines = [json.loads(line) for line in judged.read_text(encoding="utf-8").splitlines()]
     assert len(lines) == 60 and {"question_id", "model_a", "model_b", "winner", "judge", "turn"} <= set(lines[0])
+
+
+# --- the command line, as a model builder runs it -----------------------------------------------
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-m", "arena", "campaign", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=180,
+    )
+
+
+def test_generate_resumes_after_an_interruption(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    db = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
+    created = _cli(
+        "create", "--db", db, "--id", "rc", "--title", "RC", "--prompts", str(DATA / "prompts.csv"),
+        "--candidates", "aurora-7b,dune-7b", "--temperatures", "0.3,0.9",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    assert "2 prompts" in created.stdout and "2 candidates x 2 settings" in created.stdout
+    # Slow answers (5 tokens/s), so the run is interrupted with answers still in flight.
+    env = {**os.environ, "ARENA_DEMO_TOKEN_RATE": "5", "ARENA_DEMO_FIRST_TOKEN_DELAY": "0.05"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "arena", "campaign", "generate", "--db", db, "--campaign", "rc", "--demo",
+         "--concurrency", "2"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    store = Store(db)
+    _OPEN.append(store)
+    deadline = time.monotonic() + 120
+    while len(CampaignStore(store).done_answer_ids("rc")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    kept = len(CampaignStore(store).done_answer_ids("rc"))
+    assert 2 <= kept < 8, kept  # interrupted part-way, with what was finished stored
+    again = _cli("generate", "--db", db, "--campaign", "rc", "--demo", "--concurrency", "4",
+                 env={"ARENA_DEMO_TOKEN_RATE": "400"})  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert f"{kept} already stored, {8 - kept} generated, 0 failed" in again.stdout
+    assert "answers" in again.stderr and "]" in again.stderr  # the progress bar
+    assert len(CampaignStore(store).done_answer_ids("rc")) == 8
+    listed = _cli("list", "--db", db)
+    assert "rc: RC | 2 prompts, 8 answers (0 failed), 0 votes" in listed.stdout
+
+
+def test_import_checks_answers_against_the_prompt_set(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'imp.sqlite3'}"
+    assert (
+        _cli("create", "--db", db, "--id", "mt", "--title", "MT", "--prompts", str(DATA / "question.jsonl")).returncode
+        == 0
+    )
+    ok = _cli("import", "--db", db, "--campaign", "mt", str(DATA / "model_answer.jsonl"), str(DATA / "answers.csv"))
+    assert ok.returncode == 0, ok.stderr
+    assert "imported 4 answers into campaign mt" in ok.stdout
+    again = _cli("import", "--db", db, "--campaign", "mt", str(DATA / "model_answer.jsonl"))
+    assert "imported 0 answers" in again.stdout  # importing again adds nothing
+    wrong = tmp_path / "wrong.jsonl"
+    wrong.write_text('{"question_id": 81, "model_id": "rc-9", "choices": [{"index": 0, "turns": ["only one"]}]}\n')
+    refused = _cli("import", "--db", db, "--campaign", "mt", str(wrong))
+    assert refused.returncode == 2 and "has 1 turns, the prompt 2; every turn needs an answer" in refused.stderr
