@@ -19,6 +19,7 @@ from tests.test_ui import _visible_texts
 
 CAMPAIGN_IDS = ["campaign_chat_a", "campaign_chat_b", "campaign_vote_a", "campaign_vote_b", "campaign_vote_tie"]
 CAMPAIGN_IDS += ["campaign_vote_bothbad", "campaign_reason", "campaign_next", "campaign_reveal", "campaign_task"]
+CAMPAIGN_IDS += ["campaign_language"]
 CAMPAIGN_APIS = {"campaign_next", "campaign_vote_a", "campaign_vote_b", "campaign_vote_tie", "campaign_vote_bothbad"}
 CAMPAIGN_APIS |= {"campaign_results"}
 
@@ -59,6 +60,7 @@ def test_campaign_ids_and_endpoints(page: tuple[gr.Blocks, Any]) -> None:
     assert names >= CAMPAIGN_APIS
     info = demo.get_api_info()["named_endpoints"]
     assert [p["parameter_name"] for p in info["/campaign_vote_a"]["parameters"]] == ["reason"]
+    assert [p["parameter_name"] for p in info["/campaign_next"]["parameters"]] == ["campaign_id", "language"]
 
 
 def test_the_page_config_names_no_candidate(page: tuple[gr.Blocks, Any]) -> None:

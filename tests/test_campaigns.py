@@ -372,6 +372,17 @@ def test_a_comparison_names_no_candidate_until_the_vote(db_url: str, tmp_path: P
     assert events[-1]["event"] == "campaign_vote" and events[-1]["id"] == stored[0].id
 
 
+def test_a_judge_may_ask_for_prompts_in_one_language(db_url: str, tmp_path: Path) -> None:
+    service, clock, _ = _judging(db_url, tmp_path)
+    assert service.languages("demo-bilingual") == ["en", "ja"]
+    for _ in range(5):
+        comparison = service.next_comparison("demo-bilingual", "10.0.0.9", "ja")
+        assert comparison.prompt.language == "ja" and comparison.prompt.id.endswith("-ja")
+        clock.t += 30
+        asyncio.run(service.vote(comparison, "tie"))
+    assert {v.language for v in service.store.votes("demo-bilingual")} == {"ja"}
+
+
 def test_quick_votes_are_flagged_and_the_vote_limit_is_shared(db_url: str, tmp_path: Path) -> None:
     service, clock, _ = _judging(db_url, tmp_path, min_read_seconds=5.0, votes_per_hour=2)
     first = service.next_comparison("demo-bilingual", "10.0.0.2")

@@ -168,8 +168,15 @@ class CampaignService:
 
     # -- judging --------------------------------------------------------------------------------
 
-    def next_comparison(self, campaign_id: str, client_key: str) -> Comparison:
+    def languages(self, campaign_id: str) -> list[str]:
+        """The languages of the prompts that have comparisons to judge."""
+        loaded = self._load(campaign_id)
+        return sorted({loaded.prompts[it.prompt_id].language for it in loaded.items})
+
+    def next_comparison(self, campaign_id: str, client_key: str, language: str | None = None) -> Comparison:
         """The next comparison for this visitor (blocking: call it from a worker thread).
+
+        With ``language``, only prompts in that language (for judges who read only some of them).
 
         Raises
         ------
@@ -183,7 +190,10 @@ class CampaignService:
             raise NoCampaign(f"campaign {campaign_id!r} has fewer than two candidates with answers")
         client = self.arena.client_hash(client_key)
         judged = self.store.judged_pairs(campaign_id, client)
-        choice = choose(loaded.items, loaded.probabilities, judged, self.rng)
+        items = loaded.items
+        if language:
+            items = [it for it in items if loaded.prompts[it.prompt_id].language == language]
+        choice = choose(items, loaded.probabilities, judged, self.rng)
         if choice is None:
             raise CampaignDone(f"client {client[:8]} judged all of {campaign_id!r}")
         return Comparison(

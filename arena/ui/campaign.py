@@ -91,6 +91,20 @@ def build_campaign_tab(service: CampaignService, texts: Texts, visitor: gr.State
             ),
             label="campaign.pick",
         )
+        languages = service.languages(campaigns[0].id) if campaigns else []
+        only = texts.bind(
+            gr.Dropdown(
+                # Each language under its own name (no translation needed); "all" lists them all.
+                choices=[(" + ".join(_language_name(c) for c in languages), "")]
+                + [(_language_name(code), code) for code in languages],
+                value="",
+                elem_id="campaign_language",
+                interactive=True,
+                visible=len(languages) > 1,
+                allow_custom_value=True,  # API callers name a language; unknown ones find nothing
+            ),
+            label="campaign.language",
+        )
         task = gr.Markdown("", elem_id="campaign_task")
         state = gr.State(None)
         with gr.Row(equal_height=True, elem_classes=["arena-chats"]):
@@ -134,10 +148,14 @@ def build_campaign_tab(service: CampaignService, texts: Texts, visitor: gr.State
         update[reason] = gr.update(interactive=can_vote)
         return update
 
-    async def on_next(campaign_id: str | None, who: Visitor, request: gr.Request) -> dict[Any, Any]:
+    async def on_next(
+        campaign_id: str | None, language: str | None, who: Visitor, request: gr.Request
+    ) -> dict[Any, Any]:
         chosen = campaign_id or (campaigns[0].id if campaigns else "")
         try:
-            comparison = await asyncio.to_thread(service.next_comparison, chosen, client_key(service.arena, request))
+            comparison = await asyncio.to_thread(
+                service.next_comparison, chosen, client_key(service.arena, request), language or None
+            )
         except ArenaError as e:
             update = controls(False)
             update.update(
@@ -175,23 +193,25 @@ def build_campaign_tab(service: CampaignService, texts: Texts, visitor: gr.State
 
     shown = [state, chat_a, chat_b, task, reveal, notice, reason, *votes]
     gr.on(
-        [next_button.click, pick.input],
+        [next_button.click, pick.input, only.input],
         on_next,
-        inputs=[pick, visitor],
+        inputs=[pick, only, visitor],
         outputs=shown,
         api_name="campaign_next",
         show_progress="hidden",
     )
 
     async def on_open(
-        campaign_id: str | None, who: Visitor, comparison: Comparison | None, request: gr.Request
+        campaign_id: str | None, language: str | None, who: Visitor, comparison: Comparison | None, request: gr.Request
     ) -> dict[Any, Any]:
         if comparison is not None:  # keep what the judge is reading (or has just judged)
             return {}
-        return await on_next(campaign_id, who, request)
+        return await on_next(campaign_id, language, who, request)
 
     # The first comparison appears when the tab is opened.
-    tab.select(on_open, inputs=[pick, visitor, state], outputs=shown, api_visibility="private", show_progress="hidden")
+    tab.select(
+        on_open, inputs=[pick, only, visitor, state], outputs=shown, api_visibility="private", show_progress="hidden"
+    )
     for elem, _key, winner in VOTES:
         buttons[winner].click(
             make_vote(winner),
