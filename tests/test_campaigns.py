@@ -142,6 +142,35 @@ def test_bundles_load_once_and_answers_resume(db_url: str) -> None:
         assert retried.id in cstore.done_answer_ids(campaign.id)
 
 
+def test_replicas_loading_the_same_bundle_together_all_start(db_url: str) -> None:
+    import threading
+
+    from arena.campaigns.service import load_campaign_bundles
+    from arena.config import Settings
+
+    with Store(db_url) as store:
+        store.create_schema()
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        store = Store(db_url)
+        try:
+            load_campaign_bundles(Settings.load({}, demo=True), store)
+        except BaseException as e:  # collected and asserted below
+            errors.append(e)
+        finally:
+            store.dispose()
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with Store(db_url) as store:
+        assert len(CampaignStore(store).answers("demo-bilingual")) == 128
+
+
 def test_one_vote_per_comparison_per_visitor_in_the_database(db_url: str) -> None:
     store, cstore = _campaign_store(db_url)
     with store:

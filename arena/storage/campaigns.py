@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import exc
+from sqlalchemy.dialects import postgresql, sqlite
 
 from arena.campaigns.model import Campaign, CampaignAnswer, CampaignPrompt, CampaignVote
 from arena.domain import WINNERS, PairCount, Winner
@@ -144,6 +145,14 @@ class CampaignStore:
             with conn.begin():
                 yield conn
 
+    @staticmethod
+    def _insert_new(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], keys: list[str]) -> None:
+        """INSERT that skips rows whose key is stored: processes starting together may insert the same rows."""
+        if not rows:
+            return
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        conn.execute(insert(table).on_conflict_do_nothing(index_elements=keys), rows)
+
     # -- campaigns and prompts ------------------------------------------------------------------
 
     def save_campaign(self, campaign: Campaign, prompts: Sequence[CampaignPrompt]) -> int:
@@ -158,11 +167,8 @@ class CampaignStore:
                 "description": campaign.description,
                 "spec": campaign.spec_json(),
             }
-            exists = conn.execute(sa.select(_CAMPAIGNS.c.id).where(_CAMPAIGNS.c.id == campaign.id)).first()
-            if exists:
-                conn.execute(sa.update(_CAMPAIGNS).where(_CAMPAIGNS.c.id == campaign.id).values(**row))
-            else:
-                conn.execute(sa.insert(_CAMPAIGNS), {"id": campaign.id, "created_at": _now(), **row})
+            self._insert_new(conn, _CAMPAIGNS, [{"id": campaign.id, "created_at": _now(), **row}], ["id"])
+            conn.execute(sa.update(_CAMPAIGNS).where(_CAMPAIGNS.c.id == campaign.id).values(**row))
             stored = {
                 r["prompt_id"]: r
                 for r in conn.execute(sa.select(_PROMPTS).where(_PROMPTS.c.campaign_id == campaign.id)).mappings()
@@ -177,7 +183,12 @@ class CampaignStore:
                 }
                 old = stored.get(p.id)
                 if old is None:
-                    conn.execute(sa.insert(_PROMPTS), {"campaign_id": campaign.id, "prompt_id": p.id, **values})
+                    self._insert_new(
+                        conn,
+                        _PROMPTS,
+                        [{"campaign_id": campaign.id, "prompt_id": p.id, **values}],
+                        ["campaign_id", "prompt_id"],
+                    )
                     changed += 1
                 elif any(old[k] != v for k, v in values.items()):
                     conn.execute(
@@ -235,9 +246,8 @@ class CampaignStore:
             if again:
                 conn.execute(sa.delete(_ANSWERS).where(_ANSWERS.c.id.in_([a.id for a in again])))
             rows = [_answer_values(a) for a in fresh + again]
-            if rows:
-                conn.execute(sa.insert(_ANSWERS), rows)
-                written = len(rows)
+            self._insert_new(conn, _ANSWERS, rows, ["id"])
+            written = len(rows)
         return written
 
     def answers(self, campaign_id: str, *, ok_only: bool = False) -> list[CampaignAnswer]:
