@@ -151,6 +151,9 @@ def build(settings: Settings, environ: Mapping[str, str]) -> tuple[gr.Blocks, Ar
         # Migrations, not create_all: PostgreSQL databases outlive releases. Replicas may start
         # together; the migration lock lets one migrate while the others wait.
         store.upgrade_locked()
+        from arena.campaigns.service import load_campaign_bundles
+
+        load_campaign_bundles(settings, store)  # before the restore: restored judgments need their campaign
         sync = open_sync(settings, environ, store)
     except BaseException:
         for server in servers:
@@ -171,7 +174,10 @@ def build(settings: Settings, environ: Mapping[str, str]) -> tuple[gr.Blocks, Ar
     service.refresh_pairing()
     # Background health checks (daemon thread, own event loop): never delays start-up.
     service.start_health_checks(lambda spec: make_backend(spec, timeouts, environ))
-    demo = build_ui(service)
+    from arena.campaigns.service import open_campaigns
+
+    campaigns = open_campaigns(service)
+    demo = build_ui(service, campaigns)
     demo.queue(default_concurrency_limit=settings.concurrency_limit, max_size=settings.queue_size)
     return demo, service, servers, sync
 

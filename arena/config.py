@@ -268,6 +268,19 @@ class Settings:
         "Minutes between SQLite snapshots included in a push (0: with every push); one is always pushed at "
         "shutdown. Votes between snapshots are in the journal.",
     )
+    # -- evaluation campaigns (docs/campaigns.md) --
+    campaigns: str = _setting(
+        "",
+        "ARENA_CAMPAIGNS",
+        "Campaign bundles (folders with a campaign.yaml), separated by commas, loaded at start-up (loading again "
+        "adds nothing); campaigns already in the database are judged too. Demo mode adds the demo campaign.",
+    )
+    campaign_choice: str = _setting(
+        "top",
+        "ARENA_CAMPAIGN_CHOICE",
+        "How the next campaign comparison is chosen: 'top' (favour what is uncertain about the best candidates) "
+        "or 'uniform'.",
+    )
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -297,6 +310,8 @@ class Settings:
             raise ConfigError("ARENA_PAIRING_FLOOR must be between 0 and 1 (a share of the draws).")
         if self.pairing_warmup_votes < 0:
             raise ConfigError("ARENA_PAIRING_WARMUP_VOTES must be 0 or more.")
+        if self.campaign_choice not in ("top", "uniform"):
+            raise ConfigError(f"ARENA_CAMPAIGN_CHOICE must be 'top' or 'uniform', not {self.campaign_choice!r}.")
         if self.tie_policy not in ("half", "exclude"):
             raise ConfigError(f"ARENA_TIE_POLICY must be 'half' or 'exclude', not {self.tie_policy!r}.")
         if self.interval not in ("bootstrap", "sandwich"):

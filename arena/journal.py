@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from arena.campaigns.model import CampaignVote
 from arena.domain import BattleRecord, MessageRecord, VoteRecord
 from arena.errors import ArenaError, StorageError
 from arena.storage import Store
@@ -159,9 +160,10 @@ class JournalBatch:
     battles: list[BattleRecord] = field(default_factory=list)
     votes: list[VoteRecord] = field(default_factory=list)
     messages: dict[str, list[MessageRecord]] = field(default_factory=dict)
+    campaign_votes: list[CampaignVote] = field(default_factory=list)  # evaluation campaigns' judgments
 
     def __len__(self) -> int:
-        return len(self.battles) + len(self.votes)
+        return len(self.battles) + len(self.votes) + len(self.campaign_votes)
 
 
 def read_journal(
@@ -236,6 +238,8 @@ def _add_event(batch: JournalBatch, event: dict[str, Any], max_reason_chars: int
         )
         if event.get("messages"):
             batch.messages[battle_id] = [MessageRecord(battle_id=battle_id, **m) for m in event["messages"]]
+    elif kind == "campaign_vote":
+        batch.campaign_votes.append(_campaign_vote(event))
     else:
         raise ValueError(f"unknown event {kind!r}")
 
@@ -245,6 +249,29 @@ def _trimmed(reason: Any, limit: int | None) -> str | None:
         return None
     text = str(reason)
     return (text.strip()[:limit] or None) if limit is not None else text
+
+def _campaign_vote(event: dict[str, Any]) -> CampaignVote:
+    return CampaignVote(
+        id=event["id"],
+        campaign_id=event["campaign_id"],
+        prompt_id=event["prompt_id"],
+        answer_a=event["answer_a"],
+        answer_b=event["answer_b"],
+        model_a=event["model_a"],
+        model_b=event["model_b"],
+        setting=event["setting"],
+        language=event["language"],
+        category=event["category"],
+        winner=event["winner"],
+        client_hash=event["judge"],
+        shown_at=_time(event["shown_at"]),
+        created_at=_time(event["tstamp"]),
+        flags=tuple(event.get("flags") or ()),
+        reason=event.get("reason"),
+        propensity=event.get("propensity"),
+        uniform_propensity=event.get("uniform_propensity"),
+        turns=int(event.get("turns") or 1),
+    )
 
 
 def events_in(paths: Iterable[Path]) -> int:

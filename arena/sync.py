@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from arena.errors import ArenaError
 from arena.journal import Journal, SyncError, _count_lines, journal_name, read_journal
 from arena.storage import Store
+from arena.storage.campaigns import CampaignStore
 
 __all__ = ["FolderTarget", "HubTarget", "Restored", "Sync", "SyncError", "SyncTarget"]
 
@@ -273,6 +274,7 @@ class Restored:
     battles: int = 0
     votes: int = 0
     journal_lines: int = 0
+    campaign_votes: int = 0  # evaluation campaigns' judgments added
     covered: dict[str, int] = field(default_factory=dict)  # journal file -> lines now in the database
 
 
@@ -349,6 +351,8 @@ class Sync:
                     merged = self.store.merge_battles(batch.battles, batch.votes, batch.messages)
                     result.battles += merged.battles
                     result.votes += merged.votes
+                    if batch.campaign_votes:
+                        result.campaign_votes += CampaignStore(self.store).merge_votes(batch.campaign_votes)
                     result.journal_lines += len(batch)
                 result.covered[rel] = _count_lines(path)
         self._covered = dict(result.covered)
@@ -379,6 +383,7 @@ class Sync:
                     self._merge_items(batch, result)
                     batch = []
             self._merge_items(batch, result)
+            result.campaign_votes += CampaignStore(self.store).merge_from(CampaignStore(snapshot))[1]
         finally:
             snapshot.dispose()
 

@@ -22,6 +22,7 @@ from arena.storage.tables import Base
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = {"models", "battles", "messages", "votes", "named_prompts"}
+TABLES |= {"campaigns", "campaign_prompts", "campaign_answers", "campaign_votes"}  # evaluation campaigns
 
 
 def schema_diff(store: Store) -> list[Any]:

@@ -142,3 +142,95 @@ class NamedPromptRow(Base):
     client_hash: Mapped[str] = mapped_column(String(128))
     fingerprint: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+# -- evaluation campaigns (docs/campaigns.md) ----------------------------------------------------
+
+
+class CampaignRow(Base):
+    """A fixed prompt set with its candidates and generation settings (``spec``: JSON)."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    title: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    spec: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CampaignPromptRow(Base):
+    """One prompt of a campaign; ``turns`` is a JSON list of the user turns."""
+
+    __tablename__ = "campaign_prompts"
+
+    campaign_id: Mapped[str] = mapped_column(
+        String(100), ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    prompt_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    position: Mapped[int]
+    category: Mapped[str] = mapped_column(String(100))
+    language: Mapped[str] = mapped_column(String(32))
+    system: Mapped[str | None] = mapped_column(Text)
+    turns: Mapped[str] = mapped_column(Text)
+
+
+class CampaignAnswerRow(Base):
+    """One candidate's answer to one prompt under one setting and run (``id``: a hash of that key)."""
+
+    __tablename__ = "campaign_answers"
+    __table_args__ = (
+        CheckConstraint("run >= 1", name="ck_campaign_answers_run"),
+        # One answer per key: generation resumes by skipping the keys already stored.
+        Index("ix_campaign_answers_key", "campaign_id", "prompt_id", "candidate", "setting", "run", unique=True),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(String(100), ForeignKey("campaigns.id", ondelete="CASCADE"))
+    prompt_id: Mapped[str] = mapped_column(String(200))
+    candidate: Mapped[str] = mapped_column(String(200))
+    setting: Mapped[str] = mapped_column(String(32))
+    run: Mapped[int]
+    turns: Mapped[str] = mapped_column(Text)
+    rendered_prompt: Mapped[str | None] = mapped_column(Text)
+    params: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+    finish_reason: Mapped[str | None] = mapped_column(String(16))
+    generated_tokens: Mapped[int | None]
+    ttft_ms: Mapped[int | None]
+    total_ms: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CampaignVoteRow(Base):
+    """One visitor's judgment of two answers to one prompt, as shown (A, B)."""
+
+    __tablename__ = "campaign_votes"
+    __table_args__ = (
+        CheckConstraint(_in("winner", WINNERS), name="ck_campaign_votes_winner"),
+        # One vote per comparison per visitor, enforced by the database on every replica.
+        Index("ix_campaign_votes_client_pair", "campaign_id", "client_hash", "pair_key", unique=True),
+        # Rate limits count a client's recent votes.
+        Index("ix_campaign_votes_client_hash_created_at", "client_hash", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(String(100), ForeignKey("campaigns.id", ondelete="CASCADE"))
+    prompt_id: Mapped[str] = mapped_column(String(200))
+    answer_a: Mapped[str] = mapped_column(String(32))
+    answer_b: Mapped[str] = mapped_column(String(32))
+    pair_key: Mapped[str] = mapped_column(String(65))
+    model_a: Mapped[str] = mapped_column(String(200))
+    model_b: Mapped[str] = mapped_column(String(200))
+    setting: Mapped[str] = mapped_column(String(32))
+    language: Mapped[str] = mapped_column(String(32))
+    category: Mapped[str] = mapped_column(String(100))
+    turns: Mapped[int]
+    winner: Mapped[str] = mapped_column(String(16))
+    flags: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    reason: Mapped[str | None] = mapped_column(Text)
+    client_hash: Mapped[str] = mapped_column(String(128))
+    shown_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    propensity: Mapped[float | None] = mapped_column(Float)
+    uniform_propensity: Mapped[float | None] = mapped_column(Float)

@@ -16,8 +16,10 @@ from typing import Any
 import gradio as gr
 
 from arena import i18n
+from arena.campaigns.service import CampaignService
 from arena.pairing import can_pair
 from arena.service import ArenaService
+from arena.ui.campaign import build_campaign_results, build_campaign_tab
 from arena.ui.guard import RequestGuard, SessionBinding
 from arena.ui.inputs import make_input_check
 from arena.ui.leaderboard import build_leaderboard_tab
@@ -82,12 +84,12 @@ def _can_battle(service: ArenaService) -> bool:
     return can_pair(service.playable_models())
 
 
-def build_ui(service: ArenaService) -> gr.Blocks:
+def build_ui(service: ArenaService, campaigns: CampaignService | None = None) -> gr.Blocks:
     """Build the arena page around ``service`` (the page holds no other state)."""
-    return build_page(service)[0]
+    return build_page(service, campaigns)[0]
 
 
-def build_page(service: ArenaService) -> tuple[gr.Blocks, Texts]:
+def build_page(service: ArenaService, campaigns: CampaignService | None = None) -> tuple[gr.Blocks, Texts]:
     """The page and the bindings of its texts (tests check every visible text is bound)."""
     settings = service.settings
     default = settings.default_language
@@ -129,11 +131,17 @@ def build_page(service: ArenaService) -> tuple[gr.Blocks, Texts]:
                 battle = build_panel(service, texts, visitor, mode="anonymous", prefix="")
             with gr.Tab(id="sbs", elem_id="sbs_tab") as sbs_tab:
                 sbs = build_panel(service, texts, visitor, mode="named", prefix="sbs_")
+            campaign_tab = build_campaign_tab(campaigns, texts, visitor) if campaigns is not None else None
             leaderboard_tab = build_leaderboard_tab(service, texts, visitor)
+            if campaigns is not None:
+                with leaderboard_tab:
+                    build_campaign_results(campaigns, texts, visitor, leaderboard_tab)
             build_status_tab(service, texts, visitor)
         texts.bind(battle_tab, label="tab.battle")
         texts.bind(sbs_tab, label="tab.sbs")
         texts.bind(leaderboard_tab, label="tab.leaderboard")
+        if campaign_tab is not None:
+            texts.bind(campaign_tab, label="tab.campaign")
         panels = (battle, sbs)
         _wire_page(demo, service, texts, visitor, saved_language, language, banner, terms_box, accept, panels)
     _guard(demo, service, visitor)

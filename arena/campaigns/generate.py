@@ -1,0 +1,211 @@
+"""Generate a campaign's answers through the arena's own backends and templates.
+
+Every prompt x candidate x setting x run that has no stored answer yet is asked, at most
+``concurrency`` at a time; each answer is stored as soon as it is complete, so an interrupted run
+loses only the answers in flight and the next run picks up where it stopped (failed answers are
+asked again). Each answer keeps the exact rendered prompt of its last turn (the messages, as JSON,
+for a server that applies its own template), its parameters, finish reason, token count and timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from arena import templates
+from arena.backends.base import Backend
+from arena.campaigns.model import Campaign, CampaignAnswer, CampaignPrompt, answer_id, setting_temperature
+from arena.domain import Message
+from arena.errors import ArenaError, ConfigError
+from arena.registry import ModelSpec
+
+__all__ = ["GenerationJob", "GenerationReport", "generate_answers", "plan_jobs"]
+
+
+@dataclass(frozen=True)
+class GenerationJob:
+    prompt: CampaignPrompt
+    candidate: str
+    setting: str
+    run: int
+
+
+@dataclass
+class GenerationReport:
+    planned: int = 0  # answers the campaign needs
+    skipped: int = 0  # already stored without error
+    generated: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)  # error kind -> count
+
+    @property
+    def answers_per_second(self) -> float:
+        return (self.generated + self.failed) / self.seconds if self.seconds > 0 else 0.0
+
+
+def plan_jobs(campaign: Campaign, prompts: Sequence[CampaignPrompt], done: set[str]) -> tuple[list[GenerationJob], int]:
+    """The answers still missing (and how many are already stored)."""
+    jobs: list[GenerationJob] = []
+    skipped = 0
+    for prompt in prompts:
+        for candidate in campaign.candidates:
+            for setting in campaign.settings:
+                for run in range(1, campaign.runs + 1):
+                    if answer_id(campaign.id, prompt.id, candidate, setting, run) in done:
+                        skipped += 1
+                    else:
+                        jobs.append(GenerationJob(prompt, candidate, setting, run))
+    return jobs, skipped
+
+
+def _request_for(spec: ModelSpec, conversation: list[Message], setting: str, cap: int | None) -> templates.Prepared:
+    temperature = setting_temperature(setting)
+    if temperature is not None:
+        update: dict[str, object] = {"temperature": temperature}
+        if temperature == 0:
+            update["do_sample"] = False
+        spec = spec.model_copy(update={"params": spec.params.model_copy(update=update)})
+    return templates.prepare(spec, conversation, max_new_tokens_cap=cap)
+
+
+async def _answer_turn(backend: Backend, prepared: templates.Prepared, clock: Callable[[], float]) -> dict[str, object]:
+    request = prepared.request
+    stops = templates.StopFilter(request.stop)
+    text = ""
+    finish: str | None = None
+    tokens: int | None = None
+    start = clock()
+    ttft: float | None = None
+    async for chunk in backend.stream(request):
+        if chunk.text:
+            if ttft is None:
+                ttft = clock() - start
+            text += stops.feed(chunk.text)
+        if chunk.generated_tokens is not None:
+            tokens = chunk.generated_tokens
+        if chunk.finish_reason is not None:
+            finish = chunk.finish_reason
+        if stops.stopped:
+            finish = "stop"
+            break
+    text += stops.flush()
+    return {"text": text, "finish": finish, "tokens": tokens, "ttft": ttft, "total": clock() - start}
+
+
+async def _one(
+    job: GenerationJob, campaign: Campaign, spec: ModelSpec, backend: Backend, clock: Callable[[], float]
+) -> CampaignAnswer:
+    conversation: list[Message] = []
+    if job.prompt.system:
+        conversation.append({"role": "system", "content": job.prompt.system})
+    turns: list[str] = []
+    last: dict[str, object] = {}
+    prepared: templates.Prepared | None = None
+    ttft_ms = total_ms = None
+    tokens = 0
+    error: str | None = None
+    try:
+        for user in job.prompt.turns:
+            conversation.append({"role": "user", "content": user})
+            prepared = _request_for(spec, conversation, job.setting, campaign.max_new_tokens)
+            last = await _answer_turn(backend, prepared, clock)
+            text = str(last["text"])
+            turns.append(text)
+            conversation.append({"role": "assistant", "content": text})
+            if ttft_ms is None and last["ttft"] is not None:
+                ttft_ms = round(float(last["ttft"]) * 1000)  # type: ignore[arg-type]
+            total_ms = (total_ms or 0) + round(float(last["total"]) * 1000)  # type: ignore[arg-type]
+            tokens += int(last["tokens"] or 0)  # type: ignore[call-overload]
+    except ArenaError as e:
+        error = type(e).__name__
+    rendered = None
+    params: dict[str, object] = {}
+    if prepared is not None:
+        rendered = prepared.text
+        if rendered is None:
+            rendered = json.dumps(list(prepared.request.messages), ensure_ascii=False)
+        params = prepared.request.params.model_dump(exclude_none=True)
+    return CampaignAnswer(
+        campaign_id=campaign.id,
+        prompt_id=job.prompt.id,
+        candidate=job.candidate,
+        turns=tuple(turns),
+        setting=job.setting,
+        run=job.run,
+        rendered_prompt=rendered,
+        params=params,
+        finish_reason=None if error else (str(last.get("finish")) if last.get("finish") else None),
+        generated_tokens=tokens or None,
+        ttft_ms=ttft_ms,
+        total_ms=total_ms,
+        error=error,
+        source="generated",
+        created_at=datetime.now(UTC),
+    )
+
+
+async def generate_answers(
+    campaign: Campaign,
+    prompts: Sequence[CampaignPrompt],
+    specs: Mapping[str, ModelSpec],
+    backends: Mapping[str, Backend],
+    save: Callable[[CampaignAnswer], object],
+    *,
+    done: set[str] = frozenset(),  # type: ignore[assignment]
+    concurrency: int = 4,
+    progress: Callable[[int, int, GenerationReport], None] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> GenerationReport:
+    """Ask every missing answer, ``concurrency`` at a time; ``save`` stores each one as it completes.
+
+    ``save`` runs in a worker thread. ``progress(finished, total, report)`` is called after each answer.
+
+    Raises
+    ------
+    ConfigError
+        A candidate is not in the roster (answers of such candidates are imported, not generated),
+        or ``concurrency`` is below 1.
+    """
+    if concurrency < 1:
+        raise ConfigError(f"concurrency must be at least 1, got {concurrency}.")
+    missing = [c for c in campaign.candidates if c not in specs or c not in backends]
+    if missing:
+        raise ConfigError(
+            f"campaign {campaign.id!r}: candidate(s) {', '.join(missing)} are not enabled models of the roster; "
+            "add them to models.yaml, or import their answers with `python -m arena campaign import`."
+        )
+    jobs, skipped = plan_jobs(campaign, prompts, set(done))
+    report = GenerationReport(planned=len(jobs) + skipped, skipped=skipped)
+    queue: asyncio.Queue[GenerationJob] = asyncio.Queue()
+    for job in jobs:
+        queue.put_nowait(job)
+    finished = 0
+    start = clock()
+
+    async def worker() -> None:
+        nonlocal finished
+        while True:
+            try:
+                job = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            answer = await _one(job, campaign, specs[job.candidate], backends[job.candidate], clock)
+            await asyncio.to_thread(save, answer)
+            if answer.error:
+                report.failed += 1
+                report.errors[answer.error] = report.errors.get(answer.error, 0) + 1
+            else:
+                report.generated += 1
+            finished += 1
+            report.seconds = clock() - start
+            if progress is not None:
+                progress(finished, len(jobs), report)
+
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, max(1, len(jobs))))))
+    report.seconds = clock() - start
+    return report
