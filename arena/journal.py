@@ -250,6 +250,7 @@ def _trimmed(reason: Any, limit: int | None) -> str | None:
     text = str(reason)
     return (text.strip()[:limit] or None) if limit is not None else text
 
+
 def _campaign_vote(event: dict[str, Any]) -> CampaignVote:
     return CampaignVote(
         id=event["id"],

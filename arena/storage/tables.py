@@ -143,6 +143,7 @@ class NamedPromptRow(Base):
     fingerprint: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
+
 # -- evaluation campaigns (docs/campaigns.md) ----------------------------------------------------
 
 
