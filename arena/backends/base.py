@@ -74,14 +74,21 @@ class Backend(ABC):
     @abstractmethod
     def stream(self, request: GenerationRequest, pace: float = 0.0) -> AsyncIterator[Chunk]: ...
 
-    @abstractmethod
     async def probe(self) -> ServerInfo:
         """One cheap request that shows the server is up and says what it serves.
 
         It never reaches the model itself (no generation), so it cannot disturb a running answer
         on servers that queue requests. Raises a :class:`arena.errors.BackendError` when the
-        server does not answer or answers with an error.
+        server does not answer or answers with an error. Backends override this; one that only
+        overrides :meth:`health` and :meth:`info` (the older interface) is probed through them.
         """
+        from arena.errors import BackendUnavailable
+
+        if type(self).health is Backend.health:
+            raise NotImplementedError(f"{type(self).__name__} must override probe() (or health() and info())")
+        if not await self.health():
+            raise BackendUnavailable("the health check failed")
+        return await self.info() or ServerInfo()
 
     async def health(self) -> bool:
         """Whether :meth:`probe` succeeds."""
@@ -91,6 +98,8 @@ class Backend(ABC):
         """:meth:`probe`'s answer; None when the server is unreachable or answers an error."""
         from arena.errors import BackendError
 
+        if type(self).probe is Backend.probe:
+            raise NotImplementedError(f"{type(self).__name__} must override probe() (or health() and info())")
         try:
             return await self.probe()
         except BackendError:

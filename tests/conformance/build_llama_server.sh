@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build (or reuse) llama.cpp's C++ `llama-server` from the llama.cpp that the llama-cpp-python sdist
 # on PyPI vendors (the same source build_server.sh compiles; no other download). About 25 minutes on
-# 2 cores, once per machine; the binary is cached OUTSIDE the checkout (ARENA_CI_LLAMA_SERVER, default
-# /var/cache/arena-ci/llama-server) and later runs only check it is there.
+# 2 quiet cores (measured here: 38 min at load average ~20), once per machine; the binary is cached
+# OUTSIDE the checkout (ARENA_CI_LLAMA_SERVER, default /var/cache/arena-ci/llama-server) and later
+# runs only check it is there.
 set -euo pipefail
 DEST="${ARENA_CI_LLAMA_SERVER:-/var/cache/arena-ci/llama-server}"
 VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Build (or reuse) a wheel of llama-cpp-python, a real OpenAI-compatible model server, for the
 # conformance suite (tests/conformance/). PyPI has no binary wheel of it for Linux x86_64, so it is
-# compiled from the sdist: about 25 minutes on 2 cores, once per machine. The wheel is cached OUTSIDE
-# the checkout (ARENA_CI_WHEELS, default /var/cache/arena-ci/wheels) so later runs only install it
+# compiled from the sdist: about 25 minutes on 2 quiet cores, once per machine (measured here: 27 min
+# at load average 10-20). The wheel is cached OUTSIDE the checkout (ARENA_CI_WHEELS, default /var/cache/arena-ci/wheels) so later runs only install it
 # (a few seconds). The server is installed with its own dependencies (fastapi, sse-starlette, ...)
 # into a virtual environment of its own (ARENA_SERVER_VENV, default /var/cache/arena-ci/llama-venv),
 # so it cannot change the versions the arena runs with; the tests start it from there.

@@ -235,3 +235,40 @@ def test_a_continuation_goes_through_v1_completions(server: str, store: Store) -
     final = asyncio.run(go())
     assert all(a.ok for a in final.answers), final.answers  # type: ignore[attr-defined]
     assert final.notices[0].startswith("This round is a text continuation")  # type: ignore[attr-defined]
+
+
+def stop_string_round_trip(model: ModelSpec) -> None:
+    """Greedy answer once; then again with a word from its middle as stop string: cut there, ``stop``.
+
+    One side, streamed by the arena's own side runner (StopFilter included); greedy decoding on one
+    thread gives the same text both times.
+    """
+    from arena.domain import Answer
+    from arena.streaming import SideJob, _run_side
+
+    greedy = GenerationParams(max_new_tokens=40, temperature=0.0)
+    messages = ({"role": "user", "content": "Tell me about rivers"},)
+
+    async def answer(stop: tuple[str, ...]) -> Answer:
+        backend = make_backend(model.model_copy(update={"stop": stop}), SLOW, {})
+        job = SideJob(backend, GenerationRequest(params=greedy, messages=messages, stop=stop))
+        result = Answer()
+        try:
+            await _run_side(job, result, asyncio.Event(), asyncio.Event(), time.monotonic, 0.0)
+        finally:
+            await backend.aclose()
+        assert result.error is None, result.error
+        return result
+
+    full = asyncio.run(answer(()))
+    words = full.text.split()
+    assert full.finish_reason in ("eos", "length") and len(words) >= 4, full
+    word = words[len(words) // 2]
+    cut = asyncio.run(answer((word,)))
+    assert cut.finish_reason == "stop"
+    assert word not in cut.text and full.text.startswith(cut.text)
+
+
+def test_a_stop_string_ending_is_stop(server: str) -> None:
+    """llama-cpp-python sends no stop_reason: the arena cuts at stop strings itself and stores ``stop``."""
+    stop_string_round_trip(spec(server))

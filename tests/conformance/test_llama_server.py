@@ -144,3 +144,11 @@ def test_a_continuation_goes_through_v1_completions(server: str, store: Store) -
 
     final = asyncio.run(go())
     assert all(a.ok for a in final.answers), final.answers  # type: ignore[attr-defined]
+
+
+def test_a_stop_string_ending_is_stop(server: str) -> None:
+    """llama-server says finish_reason "stop" for a stop string and for EOS alike (no stop_reason): the
+    arena does not send it stop strings, cuts the stream itself and stores ``stop``."""
+    from tests.conformance.test_llama_cpp_python import stop_string_round_trip
+
+    stop_string_round_trip(spec(server))
