@@ -84,6 +84,9 @@ RATINGS_COLUMNS: tuple[str, ...] = (
     "bootstrap_upper",
     "sandwich_lower",
     "sandwich_upper",
+    "group",
+    "bothbad_policy",
+    "level",
 )
 BATTLE_COLUMNS: tuple[str, ...] = (
     "question_id",
@@ -225,6 +228,10 @@ def ratings_rows(result: RatingsResult, slice_name: str, cutoff: datetime) -> It
             "bootstrap_upper": r.bootstrap_upper,
             "sandwich_lower": r.sandwich_lower,
             "sandwich_upper": r.sandwich_upper,
+            # 1, 2, ...: ratings and ranks compare only within one group (groups that never met).
+            "group": r.component + 1,
+            "bothbad_policy": result.bothbad_policy,
+            "level": result.level,
         }
 
 

@@ -19,9 +19,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from arena.ratings import DEFAULT_MIN_VOTES, IntervalMethod, RatingsResult, TiePolicy, fit_ratings
+from arena.ratings import (
+    DEFAULT_LEVEL,
+    DEFAULT_MIN_VOTES,
+    SCALE,
+    IntervalMethod,
+    RatingsResult,
+    TiePolicy,
+    fit_ratings,
+)
 
 if TYPE_CHECKING:
+    from arena.domain import PairCount
     from arena.storage.store import Store, VoteGroup
 
 __all__ = [
@@ -44,6 +53,7 @@ __all__ = [
 ]
 
 COLUMNS = ("Rank", "Model", "Rating", "95% interval", "Votes", "Win rate", "Note")
+NO_RANK = "—"  # a preliminary model: its votes cannot carry a rank
 DEFAULT_SLICE = "overall"
 
 
@@ -127,10 +137,13 @@ def available_slices(groups: Sequence[VoteGroup]) -> list[SliceInfo]:
     candidates += [parse_slice(f"lang:{c}") for c, _ in sorted(languages.items(), key=lambda kv: (-kv[1], kv[0]))]
     candidates.append(parse_slice("named"))
     out = []
+    overall = _slice_state(groups, candidates[0])
     for sl in candidates:
-        votes, _ = _slice_state(groups, sl)
-        if votes:
-            out.append(SliceInfo(sl.name, sl.label, votes))
+        state = _slice_state(groups, sl)
+        # A slice holding exactly the overall battles (imported data is all pool:chat; a board in one
+        # language) would be the same fit listed twice.
+        if state[0] and (sl.name == "overall" or sl.mode != "anonymous" or state != overall):
+            out.append(SliceInfo(sl.name, sl.label, state[0]))
     return out
 
 
@@ -147,6 +160,10 @@ class FitParams:
     bootstrap_rounds: int = 1000
     seed: int = 0  # fixed, so the same votes always show the same intervals
     min_votes: int = DEFAULT_MIN_VOTES
+    bothbad_policy: TiePolicy | None = None  # None: as tie_policy
+    level: float = DEFAULT_LEVEL
+    scale: float = SCALE
+    anchor: tuple[str, float] | None = None
     ipw: bool = False  # weight battles by inverse propensity (ARENA_IPW; docs/active-sampling.md)
 
 
@@ -163,7 +180,20 @@ def fit_slice(store: Store, sl: Slice, params: FitParams) -> RatingsResult:
         bootstrap_rounds=params.bootstrap_rounds,
         seed=params.seed,
         min_votes=params.min_votes,
+        bothbad_policy=params.bothbad_policy,
+        level=params.level,
+        scale=params.scale,
+        anchor=_anchor_in(params.anchor, counts),
     )
+
+
+def _anchor_in(anchor: tuple[str, float] | None, counts: Sequence[PairCount]) -> tuple[str, float] | None:
+    """The anchor when its model has a decided battle against another model in this slice; else None
+    (a slice without the anchor model keeps mean 1000 instead of failing)."""
+    if anchor is None:
+        return None
+    present = any(anchor[0] in (c.model_a, c.model_b) and c.model_a != c.model_b and c.count for c in counts)
+    return anchor if present else None
 
 
 @dataclass(frozen=True)
@@ -235,20 +265,31 @@ def _win_rate(wins: int, losses: int, ties: int, bothbad: int) -> float | None:
     return (wins + 0.5 * (ties + bothbad)) / decided if decided else None
 
 
+def has_groups(result: RatingsResult) -> bool:
+    """Whether the models form groups that never met (then every table shows a group column)."""
+    return len(result.components) > 1
+
+
 def leaderboard_rows(result: RatingsResult) -> list[list[object]]:
-    """One row per rated model, best first, as the leaderboard table shows it."""
+    """One row per rated model, best first, as the leaderboard table shows it.
+
+    The rank is ``NO_RANK`` for a preliminary model. When groups never met (:func:`has_groups`),
+    a last column gives each row's group (1, 2, ...): ranks and ratings compare only within one.
+    """
     rows: list[list[object]] = []
+    grouped = has_groups(result)
     for r in result.rows:
         rate = _win_rate(r.wins, r.losses, r.ties, r.bothbad)
         rows.append(
             [
-                r.rank,
+                NO_RANK if r.rank is None else r.rank,
                 r.model,
                 round(r.rating),
                 f"{round(r.ci_lower)} – {round(r.ci_upper)}" if math.isfinite(r.ci_lower) else "",
                 r.votes,
                 "" if rate is None else f"{rate:.0%}",
                 "preliminary" if r.preliminary else "",
+                *([r.component + 1] if grouped else []),
             ]
         )
     return rows
