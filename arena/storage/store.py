@@ -611,6 +611,30 @@ class Store:
             key=lambda p: (p.model_a, p.model_b, WINNERS.index(p.winner)),
         )
 
+    def voter_counts(
+        self,
+        *,
+        mode: str | None = "anonymous",
+        pool: str | None = None,
+        language: str | None = None,
+        exclude_flags: Iterable[str] = DEFAULT_EXCLUDED_FLAGS,
+    ) -> list[tuple[str, str, str, str, int]]:
+        """Voted battles counted per (model_a, model_b, winner, voter), in one GROUP BY query.
+
+        What the audit (:mod:`arena.audit`) needs beyond :meth:`pair_counts`: who was shown first
+        (``model_a``) and who voted (the battle's ``client_hash``). Same filters as
+        :meth:`pair_counts`; rows sorted by all four keys.
+        """
+        stmt = (
+            sa.select(_BATTLES.c.model_a, _BATTLES.c.model_b, _VOTES.c.winner, _BATTLES.c.client_hash, sa.func.count())
+            .select_from(_BATTLES.join(_VOTES, _VOTES.c.battle_id == _BATTLES.c.id))
+            .where(*self._filters(mode, pool, language, exclude_flags))
+            .group_by(_BATTLES.c.model_a, _BATTLES.c.model_b, _VOTES.c.winner, _BATTLES.c.client_hash)
+        )
+        with self._guard("counting votes"), self._engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return sorted((str(a), str(b), str(w), str(v), int(n)) for a, b, w, v, n in rows)
+
     def vote_total(
         self,
         *,

@@ -1,0 +1,144 @@
+"""The audit (issue 22): planted boards fire exactly their probes, the CLI speaks the JSON shape."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from arena.audit import PROBE_NAMES, THRESHOLDS, audit, fit_batch
+from arena.ratings import SCALE, fit_ratings
+from arena.storage import Store
+from tests.support import planted
+from tests.support.boards import store_board
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# What each planted defect must set off, and nothing else. The cycle's three models are equally
+# strong by construction, so their order is not separated either.
+PLANTED: dict[str, tuple[Callable[[], list[planted.Battle]], set[str]]] = {
+    "clean": (planted.clean, set()),
+    "too few votes": (planted.too_few_votes, {"separation", "rank_intervals"}),
+    "first-slot bias": (planted.first_slot_bias, {"position_bias"}),
+    "draw-prone model": (planted.draw_prone_model, {"tie_convention"}),
+    "rock-paper-scissors": (planted.cycle, {"intransitivity", "separation"}),
+    "two pools that never met": (planted.two_pools, {"connectivity"}),
+    "lopsided budget": (planted.lopsided_budget, {"coverage"}),
+    "a few power voters": (planted.power_voters, {"voter_concentration"}),
+    "one loud voter": (planted.loud_voter, {"annotator_influence", "voter_concentration"}),
+}
+
+
+@pytest.mark.parametrize("board", list(PLANTED))
+def test_each_planted_board_fires_exactly_its_probes(board: str) -> None:
+    make, expected = PLANTED[board]
+    result = audit(planted.rows(make()), resamples=400, seed=1)
+    assert [p.name for p in result.probes] == list(PROBE_NAMES)
+    fired = {p.name for p in result.probes if p.fired}
+    assert fired == expected, {p.name: p.reason for p in result.probes}
+    for p in result.probes:
+        assert p.reason.endswith(".") and "\n" not in p.reason
+
+
+def test_the_clean_board_has_one_tier_per_model_and_exact_ranks() -> None:
+    result = audit(planted.rows(planted.clean()), resamples=400, seed=1)
+    assert result.models == planted.MODELS
+    assert result.tier == tuple(range(1, 9))
+    assert result.rank_low == result.rank_high == tuple(range(1, 9))
+
+
+def test_too_few_votes_give_shared_tiers_and_rank_ranges() -> None:
+    result = audit(planted.rows(planted.too_few_votes()), resamples=400, seed=1)
+    assert max(result.tier) < len(result.models)  # some neighbours share a tier
+    assert any(hi > lo for lo, hi in zip(result.rank_low, result.rank_high, strict=True))
+    assert all(lo <= i + 1 <= hi for i, (lo, hi) in enumerate(zip(result.rank_low, result.rank_high, strict=True)))
+
+
+def test_the_audit_fit_equals_the_leaderboard_fit() -> None:
+    """Ties split, no resampling: the batched Newton fit is the leaderboard's maximum likelihood."""
+    rows = planted.rows(planted.clean())
+    result = audit(rows, resamples=20, seed=1)
+    from arena.domain import PairCount
+
+    board = fit_ratings([PairCount(a, b, w, c) for a, b, w, _, c in rows], interval="sandwich", bootstrap_rounds=0)
+    for model, rating in zip(result.models, result.ratings, strict=True):
+        assert rating == pytest.approx(board.row(model).rating, abs=0.05)  # the ridge is worth ~0.04 battles
+
+
+def test_the_separation_test_holds_its_level_on_a_board_of_equals() -> None:
+    """Eight equal models: the simultaneous test may separate a neighbour in at most ~5% of boards."""
+    rng = np.random.default_rng(3)
+    wrong = 0
+    for k in range(40):
+        bs = planted.battles(2000, 100 + k, strength=np.zeros(8))
+        result = audit(planted.rows(bs), resamples=200, seed=int(rng.integers(1 << 30)))
+        wrong += max(result.tier) > 1
+    assert wrong <= 5  # binomial(40, 0.05): P(more than 5) < 1.5%
+
+
+def test_batched_fit_matches_one_at_a_time() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.poisson(20, (5, 6, 6)).astype(float)
+    nn = y + np.swapaxes(y, 1, 2)
+    batch = fit_batch(y, nn)
+    for r in range(5):
+        assert batch[r] == pytest.approx(fit_batch(y[r : r + 1], nn[r : r + 1])[0], abs=1e-9)
+    assert SCALE > 0
+
+
+def arena(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "ARENA_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "arena", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_cli_audit_json_on_sqlite_and_postgresql(tmp_path: Path, pg_database: Callable[[], str]) -> None:
+    battles = planted.first_slot_bias()
+    outputs = []
+    for url in (f"sqlite:///{tmp_path / 'a.sqlite3'}", pg_database()):
+        store_board(url, battles)
+        done = arena("audit", "--db", url, "--json", "--resamples", "200")
+        assert done.returncode == 0, done.stderr
+        outputs.append(json.loads(done.stdout))
+    assert outputs[0] == outputs[1]  # both backends count the same cells
+    data = outputs[0]
+    assert list(data) == ["probes"]
+    assert [p["name"] for p in data["probes"]] == list(PROBE_NAMES)
+    for p in data["probes"]:
+        assert list(p) == ["name", "fired", "value", "reason"]
+        assert isinstance(p["fired"], bool) and isinstance(p["reason"], str)
+    fired = {p["name"] for p in data["probes"] if p["fired"]}
+    assert fired == {"position_bias"}
+    # The same votes straight into audit(): the database adds nothing and loses nothing.
+    direct = audit(planted.rows(battles), resamples=200, seed=0).as_dict()
+    assert direct == data
+
+
+def test_cli_audit_text_and_errors(tmp_path: Path) -> None:
+    url = store_board(f"sqlite:///{tmp_path / 'b.sqlite3'}", planted.two_pools())
+    done = arena("audit", "--db", url, "--resamples", "100")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("== audit of overall")
+    fired = [line for line in lines if line.lstrip().startswith("FIRED")]
+    assert len(fired) == 1 and "connectivity" in fired[0] and "2 groups that never met" in fired[0]
+    assert "tier" in done.stdout and "ranks" in done.stdout
+    bad = arena("audit", "--db", url, "--slice", "pool:nowhere")
+    assert bad.returncode == 2 and "Unknown slice" in bad.stderr
+    few = arena("audit", "--db", url, "--resamples", "5")
+    assert few.returncode == 2 and "at least 20" in few.stderr
+
+
+def test_thresholds_live_in_one_place() -> None:
+    src = (ROOT / "arena" / "audit.py").read_text(encoding="utf-8")
+    probes = src[src.index("# --- probes") :]
+    # Every bar a probe compares against is read from the thresholds object, not written inline.
+    for name in THRESHOLDS.__dataclass_fields__:
+        assert f"th.{name}" in probes or name in ("level",), name
