@@ -14,7 +14,6 @@ import pytest
 
 from arena.audit import PROBE_NAMES, THRESHOLDS, audit, fit_batch
 from arena.ratings import SCALE, fit_ratings
-from arena.storage import Store
 from tests.support import planted
 from tests.support.boards import store_board
 
