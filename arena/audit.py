@@ -191,7 +191,7 @@ class AuditResult:
     """The probes, and what the leaderboard shows from them (rank ranges and tiers)."""
 
     probes: tuple[Probe, ...]
-    models: tuple[str, ...]  # the audited models (the largest group), best first
+    models: tuple[str, ...]  # the audited models (the largest group of settled ones), best first
     ratings: tuple[float, ...]  # their ratings (ties split), as on the leaderboard
     rank_low: tuple[int, ...]  # 95% range of ranks
     rank_high: tuple[int, ...]
@@ -429,8 +429,10 @@ def audit(
 ) -> AuditResult:
     """Run every probe on ``(model_a, model_b, winner, voter, count)`` rows.
 
-    Ties and both-bad votes count half a win each way (as the leaderboard's default); the audited
-    models are the largest group of models that met (``connectivity`` reports the rest).
+    Ties and both-bad votes count half a win each way (as the leaderboard's default). The audited
+    models are the largest group that the models with at least ``thresholds.min_votes`` votes form
+    among themselves (all models' largest group when fewer than two have that many);
+    ``connectivity`` and ``coverage`` look at every model.
 
     Raises
     ------
@@ -449,7 +451,13 @@ def audit(
     probes["connectivity"] = _probe_connectivity(full, groups)
     probes["coverage"] = _probe_coverage(full, votes_all, thresholds)
 
-    main = groups[0] if groups else np.zeros(0, dtype=np.int64)
+    # The rest judge the order of the models whose votes can carry a rank (as on the leaderboard):
+    # the largest group that the models with at least ``min_votes`` votes form among themselves.
+    settled = votes_all >= thresholds.min_votes
+    settled_groups = _components(nn_all * settled[:, None] * settled[None, :])
+    main = settled_groups[0] if settled_groups else np.zeros(0, dtype=np.int64)
+    if main.size < 2:
+        main = groups[0] if groups else main
     if main.size < 2:
         for name in PROBE_NAMES:
             probes.setdefault(name, Probe(name, False, None, "Fewer than two models have met: nothing to audit."))
@@ -721,7 +729,8 @@ def _probe_ties(board: Board, n: int, theta: Float, sep: dict[str, Any], th: Thr
         if flips
         else "dropping them or modelling them (Rao-Kupper) instead of splitting them reverses no separated pair."
     )
-    return Probe("tie_convention", bool(flips), len(flips), text, {"tie_share": tie_share})
+    pairs = [f"{board.models[u]} / {board.models[v]}" for u, v in flips]
+    return Probe("tie_convention", bool(flips), len(flips), text, {"tie_share": tie_share, "pairs": pairs})
 
 
 def _cyclic(wins: Float) -> tuple[Float, Float]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -30,8 +30,10 @@ from arena.ratings import (
 )
 
 if TYPE_CHECKING:
+    from arena.audit import AuditResult
     from arena.domain import PairCount
     from arena.storage.store import Store, VoteGroup
+    from arena.style import StyleResult
 
 __all__ = [
     "COLUMNS",
@@ -165,6 +167,7 @@ class FitParams:
     scale: float = SCALE
     anchor: tuple[str, float] | None = None
     ipw: bool = False  # weight battles by inverse propensity (ARENA_IPW; docs/active-sampling.md)
+    audit_resamples: int = 1000  # resamples of the audit run with each fit (0: no audit)
 
 
 def fit_slice(store: Store, sl: Slice, params: FitParams) -> RatingsResult:
@@ -196,6 +199,36 @@ def _anchor_in(anchor: tuple[str, float] | None, counts: Sequence[PairCount]) ->
     return anchor if present else None
 
 
+def audit_slice(store: Store, sl: Slice, params: FitParams) -> AuditResult:
+    """Read one slice's votes per (pair, outcome, voter) (one GROUP BY) and audit them."""
+    from arena.audit import THRESHOLDS, Thresholds, audit
+
+    rows = store.voter_counts(**sl.filters())
+    th = THRESHOLDS if params.min_votes == THRESHOLDS.min_votes else Thresholds(min_votes=params.min_votes)
+    return audit(rows, resamples=max(params.audit_resamples, 20), seed=params.seed, thresholds=th)
+
+
+def style_slice(store: Store, sl: Slice, params: FitParams) -> StyleResult:
+    """Style-controlled ratings of one slice: reads every counted battle's answers (docs/ratings.md)."""
+    from arena.storage.store import DEFAULT_EXCLUDED_FLAGS
+    from arena.style import StyleBattle, fit_style
+
+    def battles() -> Iterator[StyleBattle]:
+        for item in store.iter_battles(**sl.filters(), exclude_flags=DEFAULT_EXCLUDED_FLAGS, with_messages=True):
+            vote = item["vote"]
+            if vote is None:
+                continue
+            sides: dict[str, list[str]] = {"a": [], "b": []}
+            for m in item["messages"]:
+                if m.role == "assistant":
+                    sides[m.side].append(m.content)
+            b = item["battle"]
+            answers = ("\n\n".join(sides["a"]), "\n\n".join(sides["b"]))
+            yield StyleBattle(b.model_a, b.model_b, vote.winner, *answers)
+
+    return fit_style(battles(), level=params.level, scale=params.scale)
+
+
 @dataclass(frozen=True)
 class LeaderboardView:
     """Everything the leaderboard tab shows for one slice."""
@@ -205,6 +238,7 @@ class LeaderboardView:
     slices: tuple[SliceInfo, ...]  # every slice with votes, for the selector
     votes: int  # counted votes in this slice
     updated_at: datetime  # when the counts behind ``result`` were read (the ratings' cutoff)
+    audit: AuditResult | None = None  # None when the audit is switched off (``audit_resamples=0``)
 
 
 @dataclass
@@ -212,6 +246,7 @@ class _Entry:
     state: tuple[int, int]
     result: RatingsResult
     updated_at: datetime
+    audit: AuditResult | None = None
 
 
 @dataclass
@@ -228,6 +263,7 @@ class LeaderboardCache:
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     fits: int = 0  # how many fits ran (tests and metrics)
     _entries: dict[str, _Entry] = field(default_factory=dict, repr=False)
+    _styles: dict[str, tuple[tuple[int, int], StyleResult]] = field(default_factory=dict, repr=False)
     _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
     _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -251,10 +287,34 @@ class LeaderboardCache:
             if entry is None or entry.state != state:
                 updated_at = self.now()
                 result = fit_slice(store, sl, self.params)
+                # The audit is computed with the fit, once per change of the slice's votes.
+                audit = audit_slice(store, sl, self.params) if self.params.audit_resamples > 0 else None
                 self.fits += 1
                 # The state read before the fit: a vote arriving meanwhile triggers one more fit later.
-                entry = self._entries[sl.name] = _Entry(state, result, updated_at)
-        return LeaderboardView(sl, entry.result, tuple(available_slices(groups)), state[0], entry.updated_at)
+                entry = self._entries[sl.name] = _Entry(state, result, updated_at, audit)
+        return LeaderboardView(
+            sl, entry.result, tuple(available_slices(groups)), state[0], entry.updated_at, entry.audit
+        )
+
+    def style(self, store: Store, slice_name: str = DEFAULT_SLICE) -> StyleResult:
+        """The style-controlled ratings of one slice, refitted only if its votes changed.
+
+        Raises
+        ------
+        ValueError
+            For an unknown slice name.
+        StorageError
+            When the database cannot be read.
+        """
+        sl = parse_slice(slice_name)
+        state = _slice_state(store.vote_groups(), sl)
+        with self._guard:
+            lock = self._locks.setdefault(f"style {sl.name}", threading.Lock())
+        with lock:
+            cached = self._styles.get(sl.name)
+            if cached is None or cached[0] != state:
+                cached = self._styles[sl.name] = (state, style_slice(store, sl, self.params))
+        return cached[1]
 
 
 # --- table ------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from arena.ratings import fit_ratings
 from arena.registry import ModelSpec, Registry
 from arena.storage import Store
 from arena.streaming import SideJob, UpdateBudget, stream_pair
+
+if TYPE_CHECKING:
+    from arena.style import StyleResult
 
 __all__ = ["FLAG_NOTES", "ArenaService", "BattleSession", "Reveal", "TurnView"]
 
@@ -639,6 +642,19 @@ class ArenaService:
             When the database cannot be read.
         """
         return await asyncio.to_thread(self._leaderboard.view, self.store, slice_name)
+
+    async def leaderboard_style(self, slice_name: str = "overall") -> StyleResult:
+        """Style-controlled ratings of one slice (answer length and markdown as covariates), cached
+        until the slice's votes change (see :meth:`arena.leaderboard.LeaderboardCache.style`).
+
+        Raises
+        ------
+        ValueError
+            For an unknown slice name.
+        StorageError
+            When the database cannot be read.
+        """
+        return await asyncio.to_thread(self._leaderboard.style, self.store, slice_name)
 
 
 def user_text(error: BaseException) -> str:

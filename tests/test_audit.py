@@ -14,6 +14,7 @@ import pytest
 
 from arena.audit import PROBE_NAMES, THRESHOLDS, audit, fit_batch
 from arena.ratings import SCALE, fit_ratings
+from arena.storage import Store
 from tests.support import planted
 from tests.support.boards import store_board
 
@@ -141,3 +142,71 @@ def test_thresholds_live_in_one_place() -> None:
     # Every bar a probe compares against is read from the thresholds object, not written inline.
     for name in THRESHOLDS.__dataclass_fields__:
         assert f"th.{name}" in probes or name in ("level",), name
+
+
+# --- the leaderboard: tiers, rank ranges, the audit in five languages, style control ---------------
+
+
+def test_the_leaderboard_shows_rank_ranges_and_tiers_and_audits_once_per_vote_change(tmp_path: Path) -> None:
+    from arena.leaderboard import FitParams, LeaderboardCache
+    from arena.ui.leaderboard import audit_sentences, table_value
+    from tests.support.boards import items
+
+    url = store_board(f"sqlite:///{tmp_path / 'lb.sqlite3'}", planted.too_few_votes())
+    cache = LeaderboardCache(FitParams(bootstrap_rounds=100, audit_resamples=200))
+    with Store(url) as store:
+        view = cache.view(store)
+        assert view.audit is not None and cache.fits == 1
+        value = table_value("en", view.result, view.audit)
+        assert value["headers"][:3] == ["Rank", "Tier", "Model"]
+        ranks = [row[0] for row in value["data"]]
+        tiers = [row[1] for row in value["data"]]
+        assert any("–" in str(r) for r in ranks)  # ranges, where the votes leave the order open
+        assert len(set(tiers)) < len(tiers)  # neighbours the votes do not separate share a tier
+        assert ranks != [1] * len(ranks)
+        assert cache.view(store).audit is view.audit and cache.fits == 1  # cached with the fit
+        store.import_battles(items([("m0", "m7", "model_a")], prefix="late"))
+        again = cache.view(store)
+        assert cache.fits == 2 and again.audit is not view.audit
+        for language in ("en", "pl", "ja", "zh-CN", "zh-TW"):
+            lines = audit_sentences(language, again.audit)
+            assert len(lines) >= 5 and all("{" not in line for line in lines)
+            if language != "en":
+                assert not set(lines) & set(audit_sentences("en", again.audit))
+        first = audit_sentences("en", again.audit)[0]
+        assert "not told apart" in first  # the fired separation probe leads
+
+
+def test_style_control_undoes_verbose_answers_winning(tmp_path: Path) -> None:
+    from arena.leaderboard import FitParams, LeaderboardCache
+    from arena.ui.leaderboard import style_summary, style_table_value
+
+    cache = LeaderboardCache(FitParams(bootstrap_rounds=0, interval="sandwich", audit_resamples=0))
+    verbose = store_board(f"sqlite:///{tmp_path / 'v.sqlite3'}", planted.verbose_answers())
+    plain = store_board(f"sqlite:///{tmp_path / 'p.sqlite3'}", planted.plain_answers())
+    with Store(verbose) as store:
+        style = cache.style(store)
+        assert cache.style(store) is style  # cached until the votes change
+    length = style.coefficients[0]
+    assert length.feature == "length" and length.significant and length.value > 0
+    assert all(not c.significant for c in style.coefficients[1:])  # no markdown in these answers
+    # The talkative weaker half wins on length: plain ratings put m4 (400 words) above m3 (20 words).
+    by = {r.model: r for r in style.rows}
+    assert by["m4"].plain > by["m3"].plain
+    assert [r.model for r in style.rows] == list(planted.MODELS)  # controlled: the true order again
+    with Store(plain) as store:
+        calm = LeaderboardCache(FitParams(audit_resamples=0)).style(store)  # a cache serves one database
+    assert not calm.coefficients[0].significant
+    table = style_table_value("pl", style)
+    assert table["headers"][2] == "Ocena (bez wpływu stylu)" and len(table["data"]) == 8
+    assert "długość" in style_summary("pl", style)
+
+
+def test_style_features_count_markdown() -> None:
+    from arena.style import features
+
+    text = "# Title\n\n## Part\n\n- one\n* two\n1. three\n\n**bold** and __also bold__ and **more**\nplain words"
+    words, headers, lists, bold = features(text)
+    assert (headers, lists, bold) == (2, 3, 3)
+    assert words == len(text.split())
+    assert features("no markdown here") == (3, 0, 0, 0)

@@ -151,3 +151,33 @@ def loud_voter() -> list[Battle]:
         return _outcome(rng, d)
 
     return battles(6000, 9, voter_of=voter_of, judge=judge)
+
+
+VERBOSITY = (80, 60, 40, 20, 400, 300, 200, 100)  # words per answer: the weaker half talks more
+
+
+def answer(words: int, rng: np.random.Generator, markdown: bool = False) -> str:
+    body = " ".join("word" for _ in range(max(1, int(words * rng.uniform(0.8, 1.2)))))
+    if markdown:
+        return f"## Answer\n\n- **first** point\n- second point\n\n{body}"
+    return body
+
+
+def verbose_answers(
+    n: int = 4000, seed: int = 10, style_weight: float = 1.2
+) -> list[tuple[str, str, str, str, str, str]]:
+    """Longer answers win: the vote adds ``style_weight`` times the normalised length difference."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        i, j = (int(x) for x in rng.choice(8, 2, replace=False))
+        text_a, text_b = answer(VERBOSITY[i], rng), answer(VERBOSITY[j], rng)
+        la, lb = len(text_a.split()), len(text_b.split())
+        d = float(STRENGTH[i] - STRENGTH[j]) + style_weight * (la - lb) / (la + lb)
+        out.append((MODELS[i], MODELS[j], _outcome(rng, d), f"voter-{int(rng.integers(60)):03d}", text_a, text_b))
+    return out
+
+
+def plain_answers(n: int = 4000, seed: int = 11) -> list[tuple[str, str, str, str, str, str]]:
+    """The same verbosity, but votes that ignore it."""
+    return verbose_answers(n, seed, style_weight=0.0)
