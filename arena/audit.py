@@ -174,6 +174,15 @@ class Board:
     def n_battles(self) -> int:
         return int(self.count.sum())
 
+    def collapsed(self) -> Board:
+        """The same votes with the voters merged: one cell per (a, b, kind), far fewer cells."""
+        n = max(len(self.models), 1)
+        key = (self.a * n + self.b) * 4 + self.kind
+        uniq, inverse = np.unique(key, return_inverse=True)
+        count = np.bincount(inverse, weights=self.count).astype(np.int64)
+        zeros = np.zeros(uniq.size, dtype=np.int64)
+        return Board(self.models, ("*",), (uniq // 4) // n, (uniq // 4) % n, uniq % 4, zeros, count)
+
     def subset(self, keep: NDArray[np.bool_]) -> Board:
         return Board(
             self.models,
@@ -368,8 +377,8 @@ def _components(nn: Float) -> list[Int]:
 # --- resampling ---------------------------------------------------------------------------------
 
 
-def _bootstrap(board: Board, n: int, theta: Float, resamples: int, rng: np.random.Generator, by_voter: bool) -> Float:
-    """Strength draws (resamples, n): Poisson weights per battle cell, or per voter (clustered)."""
+def _bootstrap(board: Board, n: int, theta: Float, resamples: int, rng: np.random.Generator) -> Float:
+    """Strength draws (resamples, n) from Poisson weights per battle cell (a battle bootstrap)."""
     s_y, s_n = _scatter(board, n)
     out = np.empty((resamples, n))
     chunk = max(1, min(resamples, 4_000_000 // max(board.count.size, 1)))
@@ -377,13 +386,42 @@ def _bootstrap(board: Board, n: int, theta: Float, resamples: int, rng: np.rando
     done = 0
     while done < resamples:
         size = min(chunk, resamples - done)
-        if by_voter:
-            mult = rng.poisson(1.0, size=(size, len(board.voters))).astype(np.float64)
-            w = mult[:, board.voter] * counts
-        else:
-            w = rng.poisson(np.broadcast_to(counts, (size, counts.size))).astype(np.float64)
+        w = rng.poisson(np.broadcast_to(counts, (size, counts.size))).astype(np.float64)
         y = np.asarray((s_y.T @ w.T).T).reshape(size, n, n)
         nn = np.asarray((s_n.T @ w.T).T).reshape(size, n, n)
+        out[done : done + size] = fit_batch(y, nn, theta)
+        done += size
+    return out
+
+
+def _voter_matrices(board: Board, n: int) -> tuple[Any, Any]:
+    """Each voter's ``Y`` and ``N`` flattened, as (voters, n*n) matrices: dense when small enough
+    for BLAS (the usual case), sparse otherwise."""
+    from scipy import sparse
+
+    s_y, s_n = _scatter(board, n)
+    voters = len(board.voters)
+    pick = sparse.csr_matrix(
+        (board.count.astype(np.float64), (board.voter, np.arange(board.count.size))),
+        shape=(voters, board.count.size),
+    )
+    yv, nv = (pick @ s_y).tocsr(), (pick @ s_n).tocsr()
+    if voters * n * n <= 40_000_000:
+        return yv.toarray(), nv.toarray()
+    return yv, nv
+
+
+def _bootstrap_voters(yv: Any, nv: Any, n: int, theta: Float, resamples: int, rng: np.random.Generator) -> Float:
+    """Strength draws (resamples, n) from Poisson weights per voter (a voter-clustered bootstrap)."""
+    voters = yv.shape[0]
+    out = np.empty((resamples, n))
+    chunk = max(1, min(resamples, 2_000_000 // max(voters, n * n)))
+    done = 0
+    while done < resamples:
+        size = min(chunk, resamples - done)
+        mult = rng.poisson(1.0, size=(size, voters)).astype(np.float64)
+        y = np.asarray(yv.T @ mult.T).T.reshape(size, n, n)
+        nn = np.asarray(nv.T @ mult.T).T.reshape(size, n, n)
         out[done : done + size] = fit_batch(y, nn, theta)
         done += size
     return out
@@ -472,9 +510,10 @@ def audit(
         tuple(full.models[i] for i in main), full.voters, remap[sub.a], remap[sub.b], sub.kind, sub.voter, sub.count
     )
     n = main.size
-    y, nn = _matrices(board, n)
+    flat = board.collapsed()  # what needs no voters works on far fewer cells
+    y, nn = _matrices(flat, n)
     theta = fit_one(y, nn)
-    draws = _bootstrap(board, n, theta, resamples, rng, by_voter=False)
+    draws = _bootstrap(flat, n, theta, resamples, rng)
     sep = _separation(theta, draws, thresholds.level)
     names = board.models
 
@@ -483,9 +522,9 @@ def audit(
     probes["rank_intervals"] = probe_ranks
     probes["voter_concentration"] = _probe_voters(board, n, theta, draws, sep, resamples, rng, thresholds)
     probes["annotator_influence"] = _probe_influence(board, n, theta, thresholds)
-    probes["position_bias"] = _probe_position(board, n, theta, sep, thresholds)
-    probes["tie_convention"] = _probe_ties(board, n, theta, sep, thresholds)
-    probes["intransitivity"] = _probe_cycles(board, n, rng, thresholds)
+    probes["position_bias"] = _probe_position(flat, n, theta, sep, thresholds)
+    probes["tie_convention"] = _probe_ties(flat, n, theta, sep, thresholds)
+    probes["intransitivity"] = _probe_cycles(flat, n, rng, thresholds)
 
     order = sep["order"]
     tiers = np.ones(n, dtype=np.int64)
@@ -630,7 +669,8 @@ def _probe_voters(
             f"Only {v} distinct voter(s) are recorded, too few to resample voters (needs {th.min_voters}).",
             {"voters": v, "busiest_share": share},
         )
-    clustered = _bootstrap(board, n, theta, resamples, rng, by_voter=True)
+    yv, nv = _voter_matrices(board, n)
+    clustered = _bootstrap_voters(yv, nv, n, theta, resamples, rng)
     ratio = float(clustered.std(axis=0, ddof=1).mean() / max(draws.std(axis=0, ddof=1).mean(), 1e-300))
     sep_v = _separation(theta, clustered, th.level)
     lost = int(sep["simultaneous"].sum() - sep_v["simultaneous"].sum())
@@ -661,12 +701,15 @@ def _probe_influence(board: Board, n: int, theta: Float, th: Thresholds) -> Prob
     if rung <= 1e-9:
         return Probe("annotator_influence", False, None, "All models are rated alike: there is no rung to move by.")
     busiest = active[np.argsort(-per_voter[active], kind="stable")][: th.influence_voters]
-    ys, nns = [], []
-    for v in busiest:
-        y, nn = _matrices(board.subset(board.voter != v), n)
-        ys.append(y)
-        nns.append(nn)
-    alt = fit_batch(np.stack(ys), np.stack(nns), theta)
+    # Leaving voter v out: the board's matrices less v's own.
+    keep = np.isin(board.voter, busiest)
+    yv, nv = _voter_matrices(board.subset(keep), n)
+    yv, nv = (
+        np.asarray(yv[busiest].todense() if hasattr(yv, "todense") else yv[busiest]),
+        np.asarray(nv[busiest].todense() if hasattr(nv, "todense") else nv[busiest]),
+    )
+    y_all, nn_all = _matrices(board.collapsed(), n)
+    alt = fit_batch(y_all[None] - yv.reshape(-1, n, n), nn_all[None] - nv.reshape(-1, n, n), theta)
     shift = np.abs(alt - theta[None, :])
     worst = np.unravel_index(int(np.argmax(shift)), shift.shape)
     value = float(shift[worst] / rung)

@@ -338,7 +338,8 @@ def leaderboard_rows(result: RatingsResult) -> list[list[object]]:
     """
     rows: list[list[object]] = []
     grouped = has_groups(result)
-    for r in result.rows:
+    # Groups that never met are listed one after the other (largest first), each best first.
+    for r in sorted(result.rows, key=lambda r: r.component) if grouped else result.rows:
         rate = _win_rate(r.wins, r.losses, r.ties, r.bothbad)
         rows.append(
             [

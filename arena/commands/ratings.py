@@ -113,7 +113,7 @@ def _table(name: str, label: str, result: RatingsResult) -> str:
         lines.append(
             f"{'rank':>4}  {group_head}{'model':<{width}}  {'rating':>7}  {level + ' interval':>15}  {'votes':>6}  note"
         )
-        for r in result.rows:
+        for r in sorted(result.rows, key=lambda r: r.component) if grouped else result.rows:
             interval = f"{r.ci_lower:.1f}..{r.ci_upper:.1f}"
             note = "preliminary" if r.preliminary else ""
             rank = "—" if r.rank is None else str(r.rank)

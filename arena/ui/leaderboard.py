@@ -196,6 +196,7 @@ def style_summary(language: str, style: StyleResult) -> str:
     coefs = ", ".join(
         f"{i18n.text(language, f'style.{c.feature}')} {c.value:+.2f} ({c.ci_lower:+.2f} … {c.ci_upper:+.2f})"
         for c in style.coefficients
+        if c.ci_upper > c.ci_lower  # a feature no answer had (or every answer alike) says nothing
     )
     return i18n.text(language, "leaderboard.style_note", coefficients=coefs)
 
