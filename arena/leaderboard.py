@@ -6,6 +6,7 @@ Slices
 ``lang:<code>``  anonymous battles whose first prompt is in that language (``lang:pl``, ``lang:zh-Hant``)
 ``pool:<name>``  anonymous battles of one model pool (``pool:chat``, ``pool:base``)
 ``named``        battles where the visitor chose the models (never mixed with anonymous ones)
+``cat:<name>``   anonymous battles of one prompt category (imported data: ``cat:code``, ``cat:math``)
 
 Votes flagged ``identity_leak`` or ``too_fast`` are left out of every slice (the store's default).
 """
@@ -70,6 +71,7 @@ class Slice:
     mode: str
     pool: str | None = None
     language: str | None = None
+    category: str | None = None
 
     @property
     def label(self) -> str:
@@ -79,17 +81,23 @@ class Slice:
             return "Named battles (models chosen by the visitor)"
         if self.pool is not None:
             return f"Pool: {self.pool}"
+        if self.category is not None:
+            return f"Category: {self.category}"
         return f"Language: {self.language}"
 
     def filters(self) -> dict[str, Any]:
         """Keyword arguments of ``Store.pair_counts`` / ``Store.iter_battles`` selecting this slice."""
-        return {"mode": self.mode, "pool": self.pool, "language": self.language}
+        out: dict[str, Any] = {"mode": self.mode, "pool": self.pool, "language": self.language}
+        if self.category is not None:
+            out["category"] = self.category
+        return out
 
     def matches(self, group: VoteGroup) -> bool:
         return (
             group.mode == self.mode
             and (self.pool is None or group.pool == self.pool)
             and (self.language is None or group.language == self.language)
+            and (self.category is None or self.category in group.categories)
         )
 
 
@@ -111,8 +119,11 @@ def parse_slice(name: str) -> Slice:
         return Slice(name, "anonymous", pool=value)
     if sep and value and kind == "lang":
         return Slice(name, "anonymous", language=value)
+    if sep and value and kind == "cat" and "," not in value:
+        return Slice(name, "anonymous", category=value)
     raise ValueError(
-        f"Unknown slice {name!r}: use overall, named, pool:chat, pool:base or lang:<code> (e.g. lang:pl, lang:zh-Hant)."
+        f"Unknown slice {name!r}: use overall, named, pool:chat, pool:base, lang:<code> (e.g. lang:pl, lang:zh-Hant) "
+        "or cat:<category> (e.g. cat:code)."
     )
 
 
@@ -137,6 +148,12 @@ def available_slices(groups: Sequence[VoteGroup]) -> list[SliceInfo]:
         if g.mode == "anonymous" and g.language:
             languages[g.language] = languages.get(g.language, 0) + g.votes
     candidates += [parse_slice(f"lang:{c}") for c, _ in sorted(languages.items(), key=lambda kv: (-kv[1], kv[0]))]
+    categories: dict[str, int] = {}
+    for g in groups:
+        if g.mode == "anonymous":
+            for c in g.categories:
+                categories[c] = categories.get(c, 0) + g.votes
+    candidates += [parse_slice(f"cat:{c}") for c, _ in sorted(categories.items(), key=lambda kv: (-kv[1], kv[0]))]
     candidates.append(parse_slice("named"))
     out = []
     overall = _slice_state(groups, candidates[0])

@@ -59,6 +59,7 @@ class VoteGroup:
     language: str | None
     votes: int
     last_vote_id: int  # the newest vote's id: changes whenever a vote is added, even if one was deleted
+    categories: tuple[str, ...] = ()  # the battles' categories (imported data)
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,7 @@ def _battle_values(b: BattleRecord) -> dict[str, Any]:
         "language": b.language,
         "propensity": b.propensity,
         "uniform_propensity": b.uniform_propensity,
+        "categories": _join_flags(b.categories),
     }
 
 
@@ -214,6 +216,7 @@ def _battle_record(r: sa.RowMapping) -> BattleRecord:
         language=r["language"],
         propensity=r["propensity"],
         uniform_propensity=r["uniform_propensity"],
+        categories=_split_flags(r["categories"]),
     )
 
 
@@ -553,9 +556,16 @@ class Store:
 
     @staticmethod
     def _filters(
-        mode: str | None, pool: str | None, language: str | None, exclude_flags: Iterable[str]
+        mode: str | None,
+        pool: str | None,
+        language: str | None,
+        exclude_flags: Iterable[str],
+        category: str | None = None,
     ) -> list[sa.ColumnElement[bool]]:
         conds: list[sa.ColumnElement[bool]] = []
+        if category is not None:
+            padded_cat = sa.literal(",") + sa.func.coalesce(_BATTLES.c.categories, "") + sa.literal(",")
+            conds.append(padded_cat.contains(f",{category},", autoescape=True))
         if mode is not None:
             conds.append(_BATTLES.c.mode == mode)
         if pool is not None:
@@ -573,6 +583,7 @@ class Store:
         mode: str | None = "anonymous",
         pool: str | None = None,
         language: str | None = None,
+        category: str | None = None,
         exclude_flags: Iterable[str] = DEFAULT_EXCLUDED_FLAGS,
         weighted: bool = False,
     ) -> list[PairCount]:
@@ -591,7 +602,7 @@ class Store:
         stmt = (
             sa.select(*columns)
             .select_from(_BATTLES.join(_VOTES, _VOTES.c.battle_id == _BATTLES.c.id))
-            .where(*self._filters(mode, pool, language, exclude_flags))
+            .where(*self._filters(mode, pool, language, exclude_flags, category))
             .group_by(_BATTLES.c.model_a, _BATTLES.c.model_b, _VOTES.c.winner)
         )
         with self._guard("counting votes"), self._engine.connect() as conn:
@@ -617,6 +628,7 @@ class Store:
         mode: str | None = "anonymous",
         pool: str | None = None,
         language: str | None = None,
+        category: str | None = None,
         exclude_flags: Iterable[str] = DEFAULT_EXCLUDED_FLAGS,
     ) -> list[tuple[str, str, str, str, int]]:
         """Voted battles counted per (model_a, model_b, winner, voter), in one GROUP BY query.
@@ -628,7 +640,7 @@ class Store:
         stmt = (
             sa.select(_BATTLES.c.model_a, _BATTLES.c.model_b, _VOTES.c.winner, _BATTLES.c.client_hash, sa.func.count())
             .select_from(_BATTLES.join(_VOTES, _VOTES.c.battle_id == _BATTLES.c.id))
-            .where(*self._filters(mode, pool, language, exclude_flags))
+            .where(*self._filters(mode, pool, language, exclude_flags, category))
             .group_by(_BATTLES.c.model_a, _BATTLES.c.model_b, _VOTES.c.winner, _BATTLES.c.client_hash)
         )
         with self._guard("counting votes"), self._engine.connect() as conn:
@@ -641,31 +653,39 @@ class Store:
         mode: str | None = "anonymous",
         pool: str | None = None,
         language: str | None = None,
+        category: str | None = None,
         exclude_flags: Iterable[str] = DEFAULT_EXCLUDED_FLAGS,
     ) -> int:
         """How many votes :meth:`pair_counts` counts with the same arguments."""
         stmt = (
             sa.select(sa.func.count())
             .select_from(_BATTLES.join(_VOTES, _VOTES.c.battle_id == _BATTLES.c.id))
-            .where(*self._filters(mode, pool, language, exclude_flags))
+            .where(*self._filters(mode, pool, language, exclude_flags, category))
         )
         with self._guard("counting votes"), self._engine.connect() as conn:
             return int(conn.execute(stmt).scalar_one())
 
     def vote_groups(self, *, exclude_flags: Iterable[str] = DEFAULT_EXCLUDED_FLAGS) -> list[VoteGroup]:
-        """Counted votes per (mode, pool, language), in one GROUP BY query (cheap: no messages read).
+        """Counted votes per (mode, pool, language, categories), in one GROUP BY query (no messages read).
 
         Tells which leaderboard slices have votes, and whether anything changed since a fit.
         """
         stmt = (
-            sa.select(_BATTLES.c.mode, _BATTLES.c.pool, _BATTLES.c.language, sa.func.count(), sa.func.max(_VOTES.c.id))
+            sa.select(
+                _BATTLES.c.mode,
+                _BATTLES.c.pool,
+                _BATTLES.c.language,
+                _BATTLES.c.categories,
+                sa.func.count(),
+                sa.func.max(_VOTES.c.id),
+            )
             .select_from(_BATTLES.join(_VOTES, _VOTES.c.battle_id == _BATTLES.c.id))
             .where(*self._filters(None, None, None, exclude_flags))
-            .group_by(_BATTLES.c.mode, _BATTLES.c.pool, _BATTLES.c.language)
+            .group_by(_BATTLES.c.mode, _BATTLES.c.pool, _BATTLES.c.language, _BATTLES.c.categories)
         )
         with self._guard("counting votes"), self._engine.connect() as conn:
             rows = conn.execute(stmt).all()
-        groups = [VoteGroup(m, p, lang, int(n), int(last)) for m, p, lang, n, last in rows]
+        groups = [VoteGroup(m, p, lang, int(n), int(last), _split_flags(cats)) for m, p, lang, cats, n, last in rows]
         return sorted(groups, key=lambda g: (g.mode, g.pool, g.language or ""))
 
     def iter_battles(
@@ -674,6 +694,7 @@ class Store:
         mode: str | None = None,
         pool: str | None = None,
         language: str | None = None,
+        category: str | None = None,
         exclude_flags: Iterable[str] = (),
         voted_only: bool = True,
         with_messages: bool = False,
@@ -694,7 +715,7 @@ class Store:
                 _VOTES.c.reason,
             )
             .select_from(join)
-            .where(*self._filters(mode, pool, language, exclude_flags))
+            .where(*self._filters(mode, pool, language, exclude_flags, category))
             .order_by(_BATTLES.c.created_at, _BATTLES.c.id)
             .execution_options(yield_per=batch_size)
         )

@@ -67,6 +67,8 @@ def slice_label(language: str, sl: Slice) -> str:
         return i18n.text(language, f"slice.{sl.name}")
     if sl.pool is not None:
         return i18n.text(language, "slice.pool", pool=sl.pool)
+    if sl.category is not None:
+        return i18n.text(language, "slice.category", category=sl.category)
     return i18n.text(language, "slice.lang", language=sl.language)
 
 
