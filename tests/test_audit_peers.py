@@ -120,3 +120,44 @@ def test_votes_gini_equals_arenakits(arenakit: Path) -> None:
     theirs = _peer(arenakit, battles, audit=True, resamples=100)
     ours = audit(planted.rows(battles), resamples=100, seed=1).probe("coverage")
     assert ours.value == pytest.approx(theirs["probes"]["coverage_imbalance"], abs=1e-3)  # type: ignore[index]
+
+
+@pytest.fixture(scope="module")
+def arena_rank() -> Path:
+    # arena-rank pins jax 0.8.1 and numpy 2.3.3: its own venv, never the runtime.
+    return _venv("arena-rank", "arena-rank==0.1.1")
+
+
+def test_style_control_agrees_with_arena_rank(arena_rank: Path) -> None:
+    """Style-controlled ratings, their sandwich intervals and the length coefficient against
+    arena-rank's ContextualBradleyTerry on the same battles and the same standardised features."""
+    from arena.style import StyleBattle, _differences, fit_style
+
+    battles = [StyleBattle(a, b, w, x, y) for a, b, w, _, x, y in planted.verbose_answers(2000, 12)]
+    ours = fit_style(battles)
+    x = _differences(battles)
+    varying = [j for j in range(x.shape[1]) if x[:, j].std() > 0]
+    models = sorted({b.model_a for b in battles} | {b.model_b for b in battles})
+    index = {m: i for i, m in enumerate(models)}
+    payload = {
+        "models": models,
+        "pairs": [[index[b.model_a], index[b.model_b]] for b in battles],
+        "outcomes": [{"model_a": 1.0, "model_b": 0.0}.get(b.winner, 0.5) for b in battles],
+        "features": x[:, varying].tolist(),
+    }
+    done = subprocess.run(
+        [str(arena_rank), str(ROOT / "tests" / "support" / "peer_arena_rank.py")],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    theirs = json.loads(done.stdout)
+    assert varying == [0]  # length only: these answers carry no markdown
+    assert ours.coefficients[0].value == pytest.approx(theirs["coeffs"][0], abs=2e-3)
+    by = {r.model: r for r in ours.rows}
+    for i, m in enumerate(models):
+        assert by[m].rating == pytest.approx(theirs["ratings"][i], abs=0.5)
+        ours_width = by[m].ci_upper - by[m].ci_lower
+        assert ours_width == pytest.approx(theirs["upper"][i] - theirs["lower"][i], rel=0.02)
