@@ -210,3 +210,16 @@ def test_style_features_count_markdown() -> None:
     assert (headers, lists, bold) == (2, 3, 3)
     assert words == len(text.split())
     assert features("no markdown here") == (3, 0, 0, 0)
+
+
+def test_cli_ratings_style_prints_the_controlled_table_beside_the_plain_one(tmp_path: Path) -> None:
+    url = store_board(f"sqlite:///{tmp_path / 's.sqlite3'}", planted.verbose_answers(2000, 13))
+    done = arena("ratings", "--db", url, "--style", "--bootstrap", "0", "--interval", "sandwich")
+    assert done.returncode == 0, done.stderr
+    assert "== overall, style controlled: 2000 votes" in done.stdout
+    lines = done.stdout.splitlines()
+    length = next(line for line in lines if line.strip().startswith("length"))
+    assert length.rstrip().endswith("significant") and "not significant" not in length
+    head = next(i for i, line in enumerate(lines) if "style-controlled" in line)
+    controlled = [line.split()[0] for line in lines[head + 1 : head + 9]]
+    assert controlled == list(planted.MODELS)

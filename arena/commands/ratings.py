@@ -14,6 +14,7 @@ from arena.storage import Store, default_url
 
 if TYPE_CHECKING:
     from arena.ratings import RatingsResult
+    from arena.style import StyleResult
 
 # Spelled out rather than imported from arena.ratings, which loads scipy and choix (~0.8 s) for every
 # command's --help; tests/test_cli_ratings.py checks they agree.
@@ -78,6 +79,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="Fewer votes: preliminary, no rank (default: settings).",
     )
+    parser.add_argument(
+        "--style",
+        action="store_true",
+        help="Also print style-controlled ratings (answer length, headers, lists, bold as covariates) with the "
+        "style coefficients, beside the plain ratings (reads every counted battle's answers).",
+    )
     parser.add_argument("--bom", action="store_true", help="Start the CSV with a UTF-8 byte-order mark (for Excel).")
 
 
@@ -125,6 +132,23 @@ def _table(name: str, label: str, result: RatingsResult) -> str:
     return "\n".join(lines)
 
 
+def _style_table(name: str, style: StyleResult) -> str:
+    level = f"{style.level:.0%}"
+    lines = [f"== {name}, style controlled: {style.n_battles} votes, {level} sandwich intervals =="]
+    if not style.rows:
+        return "\n".join([*lines, "(no rated models)"])
+    width = max(len(r.model) for r in style.rows)
+    lines.append(f"{'model':<{width}}  {'style-controlled':>16}  {level + ' interval':>15}  {'plain':>7}  {'votes':>6}")
+    for r in style.rows:
+        interval = f"{r.ci_lower:.1f}..{r.ci_upper:.1f}"
+        lines.append(f"{r.model:<{width}}  {r.rating:16.1f}  {interval:>15}  {r.plain:7.1f}  {r.votes:>6}")
+    lines.append("style coefficients (log-odds per standard deviation of the A-B difference):")
+    for c in style.coefficients:
+        verdict = "significant" if c.significant else "not significant"
+        lines.append(f"  {c.feature:<8} {c.value:+.3f}  ({c.ci_lower:+.3f} .. {c.ci_upper:+.3f})  {verdict}")
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     from arena.exchange import write_ratings_csv
     from arena.leaderboard import FitParams, available_slices, fit_slice, parse_slice
@@ -168,6 +192,10 @@ def run(args: argparse.Namespace) -> int:
             result = fit_slice(store, sl, params)
             results.append((sl.name, result))
             print(_table(sl.name, sl.label, result) + "\n", flush=True)
+            if args.style and result.rows:
+                from arena.leaderboard import style_slice
+
+                print(_style_table(sl.name, style_slice(store, sl, params)) + "\n", flush=True)
     if args.out:
         n = write_ratings_csv(results, args.out, cutoff=cutoff, bom=args.bom)
         print(f"wrote {n} rows to {args.out}", file=sys.stderr)
