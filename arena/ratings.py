@@ -387,7 +387,8 @@ def fit_ratings(
 
     groups = _components(played, rated_idx)
     if len(groups) > 1:
-        listing = "; ".join(f"group {k}: {', '.join(names[i] for i in g)}" for k, g in enumerate(groups))
+        # Numbered from 1, as the group column of the tables and ratings.csv.
+        listing = "; ".join(f"group {k + 1}: {', '.join(names[i] for i in g)}" for k, g in enumerate(groups))
         notes.append(
             f"The models form {len(groups)} groups that never met each other, so ratings are only "
             f"comparable within a group ({listing})."
@@ -410,7 +411,7 @@ def fit_ratings(
     if anchor is not None:
         k = int(component_of[anchor_idx])
         if len(groups) > 1:
-            notes.append(f"The anchor {anchor[0]} fixes the scale of group {k} only; other groups keep mean 1000.")
+            notes.append(f"The anchor {anchor[0]} fixes the scale of group {k + 1} only; other groups keep mean 1000.")
 
     for k, g in enumerate(groups):
         pin = _local_index(g, anchor_idx)
@@ -418,7 +419,7 @@ def fit_ratings(
         sandwich_sd[g] = np.sqrt(np.maximum(_contrast_variances(var, pin), 0.0))
         if alphas[k] > 0 and _one_sided(y[np.ix_(g, g)]):
             notes.append(
-                f"The sandwich intervals of group {k} rest on the alpha={alphas[k]:g} pull that keeps "
+                f"The sandwich intervals of group {k + 1} rest on the alpha={alphas[k]:g} pull that keeps "
                 "an unbeaten (or winless) model finite, so they are too narrow; prefer the bootstrap ones."
             )
 

@@ -152,6 +152,7 @@ def test_groups_that_never_met_get_a_group_column_and_no_duplicate_slice(grouped
     assert by_model["a"][:2] == ["1", "1"] and by_model["x"][:2] == ["1", "2"]
     # Two votes carry no rank: "—" and preliminary (it was shown at rank 1).
     assert by_model["new"][0] == "—" and by_model["new"][-1] == "preliminary"
+    assert "group 2: x, y" in done.stdout  # the notes number groups as the group column does
     rows = _rows(out)
     assert len(rows) == 6 and {r["slice"] for r in rows} == {"overall"}
     assert {r["model"]: r["group"] for r in rows} == {"a": "1", "b": "1", "c": "1", "new": "1", "x": "2", "y": "2"}
