@@ -223,3 +223,24 @@ def test_cli_ratings_style_prints_the_controlled_table_beside_the_plain_one(tmp_
     head = next(i for i, line in enumerate(lines) if "style-controlled" in line)
     controlled = [line.split()[0] for line in lines[head + 1 : head + 9]]
     assert controlled == list(planted.MODELS)
+
+
+def test_verbose_answers_winning_is_caught_by_style_control_not_by_the_vote_probes() -> None:
+    """The tenth planted board: longer answers win. The votes themselves are sound (no vote probe
+    fires); style control is the probe for it: a significant length effect. The same answers with
+    votes that ignore length show none."""
+    from arena.style import StyleBattle, fit_style
+
+    verbose = planted.verbose_answers()
+    result = audit(planted.rows([b[:4] for b in verbose]), resamples=400, seed=1)
+    assert not {p.name for p in result.probes if p.fired}
+    flagged = {
+        c.feature
+        for c in fit_style(StyleBattle(a, b, w, x, y) for a, b, w, _, x, y in verbose).coefficients
+        if c.significant
+    }
+    assert flagged == {"length"}
+    calm = planted.plain_answers()
+    assert not [
+        c for c in fit_style(StyleBattle(a, b, w, x, y) for a, b, w, _, x, y in calm).coefficients if c.significant
+    ]
