@@ -197,8 +197,11 @@ def test_style_control_undoes_verbose_answers_winning(tmp_path: Path) -> None:
     with Store(plain) as store:
         calm = LeaderboardCache(FitParams(audit_resamples=0)).style(store)  # a cache serves one database
     assert not calm.coefficients[0].significant
-    table = style_table_value("pl", style)
+    table = style_table_value("pl", style, 30)
     assert table["headers"][2] == "Ocena (bez wpływu stylu)" and len(table["data"]) == 8
+    ranks = [row[0] for row in table["data"]]
+    assert ranks[0] == 1 and ranks == sorted(ranks) and all(type(r) is int for r in ranks)  # all settled
+    assert [row[0] for row in style_table_value("pl", style, 10_000)["data"]] == ["—"] * 8
     assert "długość" in style_summary("pl", style)
 
 

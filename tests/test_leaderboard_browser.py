@@ -75,5 +75,7 @@ def test_the_leaderboard_shows_what_the_votes_support(app: AppProcess, browser, 
     page.get_by_text(t("column.plain_rating")).first.wait_for(timeout=60_000)
     info = page.locator("#leaderboard_info").inner_text()
     assert t("style.length") in info
+    styled = page.locator("#leaderboard_table").text_content() or ""
+    assert "—" in styled  # no rank for the newcomer in the style-controlled table either
     page.screenshot(path=str(ARTIFACTS / f"leaderboard-{language}-{size}-style.png"), full_page=True)
     context.close()

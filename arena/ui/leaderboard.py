@@ -180,14 +180,20 @@ STYLE_KEYS = (
 )
 
 
-def style_table_value(language: str, style: StyleResult) -> dict[str, Any]:
-    """The style-controlled table: rank by separated intervals, rating, interval, plain rating."""
+def style_table_value(language: str, style: StyleResult, min_votes: int = 0) -> dict[str, Any]:
+    """The style-controlled table: rank by separated intervals, rating, interval, plain rating.
+
+    As in the plain table, a model with fewer than ``min_votes`` votes has no rank ("—") and does
+    not push the others down.
+    """
+    settled = [r for r in style.rows if r.votes >= min_votes]
     rows: list[list[object]] = []
     for r in style.rows:
-        above = sum(o.ci_lower > r.ci_upper for o in style.rows)
-        rows.append(
-            [1 + above, r.model, round(r.rating), f"{round(r.ci_lower)} – {round(r.ci_upper)}", round(r.plain), r.votes]
-        )
+        rank: object = NO_RANK
+        if r.votes >= min_votes:
+            rank = 1 + sum(bool(o.ci_lower > r.ci_upper) for o in settled)
+        interval = f"{round(r.ci_lower)} – {round(r.ci_upper)}"
+        rows.append([rank, r.model, round(r.rating), interval, round(r.plain), r.votes])
     return {"headers": [i18n.text(language, k) for k in STYLE_KEYS], "data": rows}
 
 
@@ -309,7 +315,7 @@ def build_leaderboard_tab(service: ArenaService, texts: Texts, visitor: gr.State
                 text = f"⚠️ {message(who.language, e)}\n\n{text}"
             else:
                 text = f"{style_summary(who.language, style)}\n\n{text}"
-                value = style_table_value(who.language, style)
+                value = style_table_value(who.language, style, view.result.min_votes)
         return {info: text, table: value, audit_box: audit_markdown(who.language, view.audit)}
 
     async def details(slice_name: str | None, who: Visitor) -> dict[Any, Any]:
