@@ -181,6 +181,7 @@ class ArenaService:
         self._leaderboard = LeaderboardCache(
             FitParams(
                 tie_policy=settings.tie_policy,  # type: ignore[arg-type]
+                bothbad_policy=settings.bothbad_policy or None,  # type: ignore[arg-type]
                 alpha=settings.alpha,
                 interval=settings.interval,  # type: ignore[arg-type]
                 bootstrap_rounds=settings.bootstrap_rounds,

@@ -184,3 +184,16 @@ def test_level_anchor_and_bothbad_policy_on_the_command_line(grouped: str, tmp_p
     assert apart["x"]["bothbad"] == base["x"]["bothbad"] == "10"
     bad = arena("ratings", "--db", grouped, "--anchor", "b", "--bootstrap", "0", "--interval", "sandwich")
     assert bad.returncode == 2 and "MODEL=RATING" in bad.stderr
+
+
+def test_the_bothbad_setting_reaches_the_fit(grouped: str, tmp_path: Path) -> None:
+    out = tmp_path / "env.csv"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "ARENA_"))}
+    env["ARENA_BOTHBAD_POLICY"] = "exclude"
+    done = subprocess.run(
+        [sys.executable, "-m", "arena", "ratings", "--db", grouped, "--out", str(out), "--bootstrap", "0",
+         "--interval", "sandwich"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert {r["bothbad_policy"] for r in _rows(out)} == {"exclude"}

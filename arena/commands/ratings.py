@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         bootstrap_rounds=settings.bootstrap_rounds if args.bootstrap is None else args.bootstrap,
         seed=args.seed,
         min_votes=settings.min_votes if args.min_votes is None else args.min_votes,
-        bothbad_policy=args.bothbad_policy,
+        bothbad_policy=args.bothbad_policy or settings.bothbad_policy or None,  # type: ignore[arg-type]
         level=args.level,
         scale=args.scale,
         anchor=parse_anchor(args.anchor),
