@@ -126,3 +126,31 @@ def test_lmarena_export_columns_import_with_categories_as_slices(genai: str, tmp
     with open(exported, encoding="utf-8", newline="") as f:
         first = next(csv.DictReader(f))
     assert "categories" in first
+
+
+def test_the_interval_floor_leaves_the_real_board_to_its_votes() -> None:
+    """On the real board (26% ties or both bad) the old floor, 2/sqrt(votes), was wider than the fitted
+    sandwich interval for 9 of 13 models and replaced it; the floor that counts ties binds for none."""
+    import math
+    from collections import Counter
+
+    from arena.domain import PairCount
+    from arena.ratings import SCALE, Z95, fit_ratings
+
+    votes = Counter((b["model_a"], b["model_b"], b["winner"]) for b in json.loads(GENAI.read_text()) if b["anony"])
+    result = fit_ratings(
+        [PairCount(a, b, w, n) for (a, b, w), n in votes.items()],  # type: ignore[arg-type]
+        interval="sandwich",
+        bootstrap_rounds=0,
+        min_votes=0,
+    )
+    old_floor_wider = 0
+    for r in result.rows:
+        k = len(result.components[r.component])
+        half = (r.sandwich_upper - r.sandwich_lower) / 2
+        tied = r.ties + r.bothbad
+        floor = Z95 * SCALE * (k - 1) / k * 2 * math.sqrt(1 - tied / (r.votes + 2)) / math.sqrt(r.votes)
+        assert half > floor * (1 + 1e-9), r.model  # the fitted width stands
+        old_floor_wider += Z95 * SCALE * (k - 1) / k * 2 / math.sqrt(r.votes) > half
+    assert len(result.rows) == 13 and old_floor_wider == 9
+    assert not [n for n in result.notes if "widened" in n]
