@@ -137,6 +137,11 @@ class Settings:
     tie_policy: str = _setting(
         "half", "ARENA_TIE_POLICY", "How ties and both-bad votes enter the fit: half (half a win each way) or exclude."
     )
+    bothbad_policy: str = _setting(
+        "",
+        "ARENA_BOTHBAD_POLICY",
+        "How 'both bad' votes enter the fit, apart from ties: half or exclude; empty: as ARENA_TIE_POLICY.",
+    )
     alpha: float = _setting(
         0.0, "ARENA_ALPHA", "choix regularisation strength for the Bradley-Terry fit (0: plain maximum likelihood)."
     )
@@ -314,6 +319,11 @@ class Settings:
             raise ConfigError(f"ARENA_CAMPAIGN_CHOICE must be 'top' or 'uniform', not {self.campaign_choice!r}.")
         if self.tie_policy not in ("half", "exclude"):
             raise ConfigError(f"ARENA_TIE_POLICY must be 'half' or 'exclude', not {self.tie_policy!r}.")
+        if self.bothbad_policy not in ("", "half", "exclude"):
+            raise ConfigError(
+                "ARENA_BOTHBAD_POLICY must be 'half', 'exclude' or empty (as ARENA_TIE_POLICY), "
+                f"not {self.bothbad_policy!r}."
+            )
         if self.interval not in ("bootstrap", "sandwich"):
             raise ConfigError(f"ARENA_INTERVAL must be 'bootstrap' or 'sandwich', not {self.interval!r}.")
         if self.bootstrap_rounds < 0 or self.min_votes < 0:

@@ -55,6 +55,8 @@ class BattleRecord:
     # What uniform pairing would have given the pair then (1 / eligible pairs): the battle's
     # inverse-propensity weight is uniform_propensity / propensity (ARENA_IPW).
     uniform_propensity: float | None = None
+    # Categories of the prompt (imported data: LMArena's category columns); each is a slice cat:<name>.
+    categories: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,12 @@ voter, ``tstamp`` the vote's Unix time. Four extra columns keep what the public 
 that export -> import -> ratings gives the same numbers: ``pool``, ``flags`` (comma-separated vote
 flags, e.g. ``too_fast``), ``propensity`` (the probability with which the pair was drawn) and
 ``uniform_propensity`` (what uniform pairing would have given it; ``uniform_propensity / propensity``
-is the battle's inverse-propensity weight).
+is the battle's inverse-propensity weight), and ``categories`` (comma-separated; each is a slice
+``cat:<name>``).
+
+LMArena's current exports are read as well: ``id`` for ``question_id``, ``timestamp`` (ISO 8601 or
+Unix time) for ``tstamp``, ``judge_hash`` for ``judge``, ``both_bad`` for ``tie (bothbad)``, and the
+category columns ``category``, ``is_code`` and ``category_tag`` become ``categories``.
 
 CSV files are UTF-8 without a byte-order mark by default: pandas, DuckDB, R and the csv module
 read that as is, while a BOM would become part of the first column's name for them. Excel needs a
@@ -84,6 +89,9 @@ RATINGS_COLUMNS: tuple[str, ...] = (
     "bootstrap_upper",
     "sandwich_lower",
     "sandwich_upper",
+    "group",
+    "bothbad_policy",
+    "level",
 )
 BATTLE_COLUMNS: tuple[str, ...] = (
     "question_id",
@@ -96,7 +104,7 @@ BATTLE_COLUMNS: tuple[str, ...] = (
     "language",
     "tstamp",
 )
-EXTRA_BATTLE_COLUMNS: tuple[str, ...] = ("pool", "flags", "propensity", "uniform_propensity")
+EXTRA_BATTLE_COLUMNS: tuple[str, ...] = ("pool", "flags", "propensity", "uniform_propensity", "categories")
 CONVERSATION_COLUMNS: tuple[str, ...] = ("conversation_a", "conversation_b", "reason")
 """The visitors' own words: the conversations and the vote's optional "why?" (written only on request)."""
 
@@ -225,6 +233,10 @@ def ratings_rows(result: RatingsResult, slice_name: str, cutoff: datetime) -> It
             "bootstrap_upper": r.bootstrap_upper,
             "sandwich_lower": r.sandwich_lower,
             "sandwich_upper": r.sandwich_upper,
+            # 1, 2, ...: ratings and ranks compare only within one group (groups that never met).
+            "group": r.component + 1,
+            "bothbad_policy": result.bothbad_policy,
+            "level": result.level,
         }
 
 
@@ -279,6 +291,7 @@ def battle_row(item: BattleExport, *, with_conversations: bool = False) -> dict[
         "flags": ",".join(v.flags) if v is not None else "",
         "propensity": b.propensity,
         "uniform_propensity": b.uniform_propensity,
+        "categories": ",".join(b.categories),
     }
     if with_conversations:
         row["conversation_a"] = _conversation(item["messages"], "a")
@@ -494,6 +507,79 @@ def _short(value: str, limit: int) -> str:
     return value if len(value) <= limit else _hash_id(value)
 
 
+# LMArena's current exports write "both_bad" where the older public data wrote "tie (bothbad)".
+_WINNER_ALIASES = {"both_bad": "tie (bothbad)", "bothbad": "tie (bothbad)", "tie(bothbad)": "tie (bothbad)"}
+_CATEGORY_LIMIT = 40
+_HARD_PROMPT_CRITERIA = 6  # LMArena's "hard prompt": at least 6 of its 7 criteria tags
+
+
+def _timestamp(row: Mapping[str, Any], where: str) -> float | None:
+    """``tstamp`` (Unix seconds), else ``timestamp`` (Unix seconds or ISO 8601; naive means UTC)."""
+    if row.get("tstamp") not in (None, ""):
+        return _float(row.get("tstamp"), "tstamp", where)
+    value = row.get("timestamp")
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float) or _is_number(str(value)):
+        return _float(value, "timestamp", where)
+    try:
+        when = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ImportFormatError(f"{where}: timestamp {value!r} is neither a Unix time nor an ISO 8601 date.") from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _category_name(value: Any) -> str | None:
+    name = "_".join(str(value).strip().lower().replace(",", " ").split())[:_CATEGORY_LIMIT]
+    return name or None
+
+
+def _categories(row: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    """Categories from ``categories`` (ours), ``category``, ``is_code`` and LMArena's ``category_tag``.
+
+    ``category_tag`` is a mapping of tag groups to flags (``{"math_v0.1": {"math": true}, ...}``); each
+    true flag becomes a category, and a prompt meeting at least six of the ``criteria`` tags is a
+    ``hard_prompt`` (LMArena's definition).
+    """
+    found: list[str] = []
+    listed = row.get("categories")
+    if isinstance(listed, list):
+        found += [str(c) for c in listed]
+    elif listed not in (None, ""):
+        found += str(listed).split(",")
+    if row.get("category") not in (None, ""):
+        found.append(str(row["category"]))
+    code = row.get("is_code")
+    if code is True or str(code).strip().lower() in ("true", "1"):
+        found.append("code")
+    tags = row.get("category_tag")
+    if isinstance(tags, str) and tags.strip():
+        try:
+            tags = json.loads(tags)
+        except json.JSONDecodeError:
+            raise ImportFormatError(f"{where}: category_tag is not a JSON object.") from None
+    if isinstance(tags, Mapping):
+        for group, flags in tags.items():
+            if not isinstance(flags, Mapping):
+                continue
+            true = [str(k) for k, v in flags.items() if v is True]
+            if str(group).startswith("criteria"):
+                if len(true) >= _HARD_PROMPT_CRITERIA:
+                    found.append("hard_prompt")
+            else:
+                found += true
+    names = (_category_name(c) for c in found)
+    return tuple(dict.fromkeys(n for n in names if n))
+
+
 def parse_battle(row: Mapping[str, Any], where: str) -> BattleExport:
     """One row of the public schema -> a battle ready for :meth:`Store.import_battles`.
 
@@ -510,17 +596,20 @@ def parse_battle(row: Mapping[str, Any], where: str) -> BattleExport:
     if len(model_a) > _NAME_LIMIT or len(model_b) > _NAME_LIMIT:
         raise ImportFormatError(f"{where}: model names longer than {_NAME_LIMIT} characters are not supported.")
     winner = _text(row, "winner")
+    winner = _WINNER_ALIASES.get(winner, winner) if winner is not None else None
     if winner is not None and winner not in WINNERS:
         raise ImportFormatError(f"{where}: winner must be one of {', '.join(WINNERS)} (or empty), not {winner!r}.")
-    tstamp = _float(row.get("tstamp"), "tstamp", where)
+    tstamp = _timestamp(row, where)
     if tstamp is None:
-        raise ImportFormatError(f"{where}: tstamp (the vote's Unix time in seconds) is required.")
+        raise ImportFormatError(
+            f"{where}: tstamp (the vote's Unix time in seconds) or timestamp (ISO 8601 or Unix time) is required."
+        )
     try:
         when = datetime.fromtimestamp(tstamp, UTC)
     except (OverflowError, OSError, ValueError):
         raise ImportFormatError(f"{where}: tstamp {tstamp!r} is not a Unix time in seconds.") from None
     anony = _bool(row.get("anony"), where)
-    judge = _text(row, "judge") or ""
+    judge = _text(row, "judge") or _text(row, "judge_hash") or ""
     language = _language(_text(row, "language"))
     pool = _text(row, "pool") or "chat"
     if pool not in ("chat", "base"):
@@ -535,7 +624,7 @@ def parse_battle(row: Mapping[str, Any], where: str) -> BattleExport:
     conv_a = _conversation_in(row.get("conversation_a"), "conversation_a", where)
     conv_b = _conversation_in(row.get("conversation_b"), "conversation_b", where)
 
-    qid = _text(row, "question_id")
+    qid = _text(row, "question_id") or _text(row, "id")
     if qid is None:
         # A deterministic id from the parsed values, so the same battle read from CSV or JSON gets the same id.
         qid = _hash_id(model_a, model_b, winner, judge, tstamp, anony, row.get("turn"), language, conv_a, conv_b)
@@ -551,6 +640,7 @@ def parse_battle(row: Mapping[str, Any], where: str) -> BattleExport:
         language=language,
         propensity=propensity,
         uniform_propensity=uniform_propensity,
+        categories=_categories(row, where),
     )
     vote = None
     if winner is not None:

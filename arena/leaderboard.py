@@ -6,6 +6,7 @@ Slices
 ``lang:<code>``  anonymous battles whose first prompt is in that language (``lang:pl``, ``lang:zh-Hant``)
 ``pool:<name>``  anonymous battles of one model pool (``pool:chat``, ``pool:base``)
 ``named``        battles where the visitor chose the models (never mixed with anonymous ones)
+``cat:<name>``   anonymous battles of one prompt category (imported data: ``cat:code``, ``cat:math``)
 
 Votes flagged ``identity_leak``, ``too_fast`` or ``replayed`` are left out of every slice (the store's default).
 """
@@ -14,15 +15,26 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from arena.ratings import DEFAULT_MIN_VOTES, IntervalMethod, RatingsResult, TiePolicy, fit_ratings
+from arena.ratings import (
+    DEFAULT_LEVEL,
+    DEFAULT_MIN_VOTES,
+    SCALE,
+    IntervalMethod,
+    RatingsResult,
+    TiePolicy,
+    fit_ratings,
+)
 
 if TYPE_CHECKING:
+    from arena.audit import AuditResult
+    from arena.domain import PairCount
     from arena.storage.store import Store, VoteGroup
+    from arena.style import StyleResult
 
 __all__ = [
     "COLUMNS",
@@ -44,6 +56,7 @@ __all__ = [
 ]
 
 COLUMNS = ("Rank", "Model", "Rating", "95% interval", "Votes", "Win rate", "Note")
+NO_RANK = "—"  # a preliminary model: its votes cannot carry a rank
 DEFAULT_SLICE = "overall"
 MAX_SLICE_NAME = 40  # "lang:" and a language code; a longer name is refused before anything else
 _FIXED_SLICES = ("overall", "named", "pool:chat", "pool:base")
@@ -60,6 +73,7 @@ class Slice:
     mode: str
     pool: str | None = None
     language: str | None = None
+    category: str | None = None
 
     @property
     def label(self) -> str:
@@ -69,17 +83,23 @@ class Slice:
             return "Named battles (models chosen by the visitor)"
         if self.pool is not None:
             return f"Pool: {self.pool}"
+        if self.category is not None:
+            return f"Category: {self.category}"
         return f"Language: {self.language}"
 
     def filters(self) -> dict[str, Any]:
         """Keyword arguments of ``Store.pair_counts`` / ``Store.iter_battles`` selecting this slice."""
-        return {"mode": self.mode, "pool": self.pool, "language": self.language}
+        out: dict[str, Any] = {"mode": self.mode, "pool": self.pool, "language": self.language}
+        if self.category is not None:
+            out["category"] = self.category
+        return out
 
     def matches(self, group: VoteGroup) -> bool:
         return (
             group.mode == self.mode
             and (self.pool is None or group.pool == self.pool)
             and (self.language is None or group.language == self.language)
+            and (self.category is None or self.category in group.categories)
         )
 
 
@@ -103,8 +123,11 @@ def parse_slice(name: str) -> Slice:
         return Slice(name, "anonymous", pool=value)
     if sep and value and kind == "lang":
         return Slice(name, "anonymous", language=value)
+    if sep and value and kind == "cat" and "," not in value:
+        return Slice(name, "anonymous", category=value)
     raise ValueError(
-        f"Unknown slice {name!r}: use overall, named, pool:chat, pool:base or lang:<code> (e.g. lang:pl, lang:zh-Hant)."
+        f"Unknown slice {name!r}: use overall, named, pool:chat, pool:base, lang:<code> (e.g. lang:pl, lang:zh-Hant) "
+        "or cat:<category> (e.g. cat:code)."
     )
 
 
@@ -129,12 +152,21 @@ def available_slices(groups: Sequence[VoteGroup]) -> list[SliceInfo]:
         if g.mode == "anonymous" and g.language:
             languages[g.language] = languages.get(g.language, 0) + g.votes
     candidates += [parse_slice(f"lang:{c}") for c, _ in sorted(languages.items(), key=lambda kv: (-kv[1], kv[0]))]
+    categories: dict[str, int] = {}
+    for g in groups:
+        if g.mode == "anonymous":
+            for c in g.categories:
+                categories[c] = categories.get(c, 0) + g.votes
+    candidates += [parse_slice(f"cat:{c}") for c, _ in sorted(categories.items(), key=lambda kv: (-kv[1], kv[0]))]
     candidates.append(parse_slice("named"))
     out = []
+    overall = _slice_state(groups, candidates[0])
     for sl in candidates:
-        votes, _ = _slice_state(groups, sl)
-        if votes:
-            out.append(SliceInfo(sl.name, sl.label, votes))
+        state = _slice_state(groups, sl)
+        # A slice holding exactly the overall battles (imported data is all pool:chat; a board in one
+        # language) would be the same fit listed twice.
+        if state[0] and (sl.name == "overall" or sl.mode != "anonymous" or state != overall):
+            out.append(SliceInfo(sl.name, sl.label, state[0]))
     return out
 
 
@@ -151,7 +183,12 @@ class FitParams:
     bootstrap_rounds: int = 1000
     seed: int = 0  # fixed, so the same votes always show the same intervals
     min_votes: int = DEFAULT_MIN_VOTES
+    bothbad_policy: TiePolicy | None = None  # None: as tie_policy
+    level: float = DEFAULT_LEVEL
+    scale: float = SCALE
+    anchor: tuple[str, float] | None = None
     ipw: bool = False  # weight battles by inverse propensity (ARENA_IPW; docs/active-sampling.md)
+    audit_resamples: int = 1000  # resamples of the audit run with each fit (0: no audit)
 
 
 def fit_slice(store: Store, sl: Slice, params: FitParams) -> RatingsResult:
@@ -167,7 +204,50 @@ def fit_slice(store: Store, sl: Slice, params: FitParams) -> RatingsResult:
         bootstrap_rounds=params.bootstrap_rounds,
         seed=params.seed,
         min_votes=params.min_votes,
+        bothbad_policy=params.bothbad_policy,
+        level=params.level,
+        scale=params.scale,
+        anchor=_anchor_in(params.anchor, counts),
     )
+
+
+def _anchor_in(anchor: tuple[str, float] | None, counts: Sequence[PairCount]) -> tuple[str, float] | None:
+    """The anchor when its model has a decided battle against another model in this slice; else None
+    (a slice without the anchor model keeps mean 1000 instead of failing)."""
+    if anchor is None:
+        return None
+    present = any(anchor[0] in (c.model_a, c.model_b) and c.model_a != c.model_b and c.count for c in counts)
+    return anchor if present else None
+
+
+def audit_slice(store: Store, sl: Slice, params: FitParams) -> AuditResult:
+    """Read one slice's votes per (pair, outcome, voter) (one GROUP BY) and audit them."""
+    from arena.audit import THRESHOLDS, Thresholds, audit
+
+    rows = store.voter_counts(**sl.filters())
+    th = THRESHOLDS if params.min_votes == THRESHOLDS.min_votes else Thresholds(min_votes=params.min_votes)
+    return audit(rows, resamples=max(params.audit_resamples, 20), seed=params.seed, thresholds=th)
+
+
+def style_slice(store: Store, sl: Slice, params: FitParams) -> StyleResult:
+    """Style-controlled ratings of one slice: reads every counted battle's answers (docs/ratings.md)."""
+    from arena.storage.store import DEFAULT_EXCLUDED_FLAGS
+    from arena.style import StyleBattle, fit_style
+
+    def battles() -> Iterator[StyleBattle]:
+        for item in store.iter_battles(**sl.filters(), exclude_flags=DEFAULT_EXCLUDED_FLAGS, with_messages=True):
+            vote = item["vote"]
+            if vote is None:
+                continue
+            sides: dict[str, list[str]] = {"a": [], "b": []}
+            for m in item["messages"]:
+                if m.role == "assistant":
+                    sides[m.side].append(m.content)
+            b = item["battle"]
+            answers = ("\n\n".join(sides["a"]), "\n\n".join(sides["b"]))
+            yield StyleBattle(b.model_a, b.model_b, vote.winner, *answers)
+
+    return fit_style(battles(), level=params.level, scale=params.scale)
 
 
 @dataclass(frozen=True)
@@ -179,6 +259,7 @@ class LeaderboardView:
     slices: tuple[SliceInfo, ...]  # every slice with votes, for the selector
     votes: int  # counted votes in this slice
     updated_at: datetime  # when the counts behind ``result`` were read (the ratings' cutoff)
+    audit: AuditResult | None = None  # None when the audit is switched off (``audit_resamples=0``)
 
 
 @dataclass
@@ -186,6 +267,7 @@ class _Entry:
     state: tuple[int, int]
     result: RatingsResult
     updated_at: datetime
+    audit: AuditResult | None = None
 
 
 @dataclass
@@ -202,6 +284,7 @@ class LeaderboardCache:
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     fits: int = 0  # how many fits ran (tests and metrics)
     _entries: dict[str, _Entry] = field(default_factory=dict, repr=False)
+    _styles: dict[str, tuple[tuple[int, int], StyleResult]] = field(default_factory=dict, repr=False)
     _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
     _guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
     group_reads: int = 0  # how many vote_groups queries ran (tests and metrics)
@@ -272,10 +355,34 @@ class LeaderboardCache:
             if entry is None or entry.state != state:
                 updated_at = self.now()
                 result = fit_slice(store, sl, self.params)
+                # The audit is computed with the fit, once per change of the slice's votes.
+                audit = audit_slice(store, sl, self.params) if self.params.audit_resamples > 0 else None
                 self.fits += 1
                 # The state read before the fit: a vote arriving meanwhile triggers one more fit later.
-                entry = self._entries[sl.name] = _Entry(state, result, updated_at)
-        return LeaderboardView(sl, entry.result, tuple(available_slices(groups)), state[0], entry.updated_at)
+                entry = self._entries[sl.name] = _Entry(state, result, updated_at, audit)
+        return LeaderboardView(
+            sl, entry.result, tuple(available_slices(groups)), state[0], entry.updated_at, entry.audit
+        )
+
+    def style(self, store: Store, slice_name: str = DEFAULT_SLICE) -> StyleResult:
+        """The style-controlled ratings of one slice, refitted only if its votes changed.
+
+        Raises
+        ------
+        ValueError
+            For an unknown slice name.
+        StorageError
+            When the database cannot be read.
+        """
+        sl = parse_slice(slice_name)
+        state = _slice_state(store.vote_groups(), sl)
+        with self._guard:
+            lock = self._locks.setdefault(f"style {sl.name}", threading.Lock())
+        with lock:
+            cached = self._styles.get(sl.name)
+            if cached is None or cached[0] != state:
+                cached = self._styles[sl.name] = (state, style_slice(store, sl, self.params))
+        return cached[1]
 
 
 # --- table ------------------------------------------------------------------------------------
@@ -286,20 +393,32 @@ def _win_rate(wins: int, losses: int, ties: int, bothbad: int) -> float | None:
     return (wins + 0.5 * (ties + bothbad)) / decided if decided else None
 
 
+def has_groups(result: RatingsResult) -> bool:
+    """Whether the models form groups that never met (then every table shows a group column)."""
+    return len(result.components) > 1
+
+
 def leaderboard_rows(result: RatingsResult) -> list[list[object]]:
-    """One row per rated model, best first, as the leaderboard table shows it."""
+    """One row per rated model, best first, as the leaderboard table shows it.
+
+    The rank is ``NO_RANK`` for a preliminary model. When groups never met (:func:`has_groups`),
+    a last column gives each row's group (1, 2, ...): ranks and ratings compare only within one.
+    """
     rows: list[list[object]] = []
-    for r in result.rows:
+    grouped = has_groups(result)
+    # Groups that never met are listed one after the other (largest first), each best first.
+    for r in sorted(result.rows, key=lambda r: r.component) if grouped else result.rows:
         rate = _win_rate(r.wins, r.losses, r.ties, r.bothbad)
         rows.append(
             [
-                r.rank,
+                NO_RANK if r.rank is None else r.rank,
                 r.model,
                 round(r.rating),
                 f"{round(r.ci_lower)} – {round(r.ci_upper)}" if math.isfinite(r.ci_lower) else "",
                 r.votes,
                 "" if rate is None else f"{rate:.0%}",
                 "preliminary" if r.preliminary else "",
+                *([r.component + 1] if grouped else []),
             ]
         )
     return rows

@@ -71,30 +71,42 @@ thing the data identify.
 
 Ranks and preliminary ratings
 -----------------------------
-``rank = 1 + number of models in the same group whose lower bound is above this model's upper
-bound``: models whose intervals overlap share a rank. In a group that is not strongly connected
-(exact ratings infinite), a model of another strongly connected part counts as above only if it
-also beat this one head to head significantly (``_may_outrank``): there the gap between the parts,
-and so the intervals, come from the alpha pull. A model with fewer than ``min_votes``
-battles (default ``DEFAULT_MIN_VOTES`` = 30) is marked ``preliminary``: below that, a 95% interval
-is about +/- 125 points wide even against equal opponents (``1.96 * SCALE * 2 / sqrt(30)``), and
-the normal approximation behind the sandwich interval and the percentile bootstrap both start to
-under-cover.
+``rank = 1 + number of ranked models in the same group whose lower bound is above this model's upper
+bound``: models whose intervals overlap share a rank. A preliminary model (below) gets no rank
+(``None``, shown as "—") and does not count against the others: its votes cannot carry one. In a
+group that is not strongly connected (exact ratings infinite), a model of another strongly connected
+part counts as above only if it also beat this one head to head significantly (``_may_outrank``):
+there the gap between the parts, and so the intervals, come from the alpha pull. A model with fewer
+than ``min_votes`` battles (default ``DEFAULT_MIN_VOTES`` = 30) is marked ``preliminary``: below
+that, a 95% interval is about +/- 125 points wide even against equal opponents (``1.96 * SCALE * 2 /
+sqrt(30)``), and the normal approximation behind the sandwich interval and the percentile bootstrap
+both start to under-cover.
 
 Few votes
 ---------
 With very few votes the bootstrap can be degenerate: after one battle (or three alike) every
 resample is the same data, so its percentile interval has zero width. No interval is therefore
-narrower than what the votes could support at best: by the Cramer-Rao bound (``_least_sd``) a
-rating from ``v`` votes has a standard deviation of at least ``f * 2 / sqrt(v)`` in theta
-(``f = (k - 1) / k`` in a group of k models, 1 against an anchor), i.e. a 95% half-width of at least
-``1.96 * SCALE * f * 2 / sqrt(v)`` points (about +/- 340 after one vote between two models). Both
-intervals are widened to that when narrower, and ``notes`` names the models whose shown interval
-was narrower by a fifth or more. The bound is attained by an evenly played, complete design of
-equal models, so in a close arena the fitted intervals sit just above it and a bootstrap interval
-may dip under it by Monte Carlo noise (mended without a note). It is a floor, not a cure: with a
-handful of votes the estimate itself is far off, and coverage stays below 95% (docs/ratings.md
-gives measured figures), which is why those ratings are marked preliminary.
+narrower than what the votes could support at best (``_least_sd``): without ties, by the
+Cramer-Rao bound a rating from ``v`` votes has a standard deviation of at least ``f * 2 / sqrt(v)``
+in theta (``f = (k - 1) / k`` in a group of k models, 1 against an anchor), i.e. a 95% half-width of
+at least ``1.96 * SCALE * f * 2 / sqrt(v)`` points (about +/- 340 after one vote between two models).
+A tie counted as half a win scores exactly what an even pair expects, so with a tie share ``t`` the
+same evenly played design gives ``f * 2 * sqrt(1 - t) / sqrt(v)``; the floor uses that, with ``t``
+shrunk to ``ties / (v + 2)``. (The floor without the tie term replaced the fitted width of 51 of 52
+models on a real LMArena board with 27.5% ties, 1.15 times wider, and covered 97.4% at 30% ties in
+tests/test_ratings.py; with it, coverage is 94-96% at 0%, 15% and 30% ties.) Both intervals are
+widened to that when narrower, and ``notes`` names the models whose shown interval was narrower by
+a fifth or more. The bound is attained by an evenly played, complete design of equal models, so
+in a close arena the fitted intervals sit just above it and a bootstrap interval may dip under it
+by Monte Carlo noise (mended without a note). It is a floor, not a cure: with a handful of votes
+the estimate itself is far off, and coverage stays below 95% (docs/ratings.md gives measured
+figures), which is why those ratings are marked preliminary and get no rank.
+
+Level, scale and policies
+-------------------------
+``level`` (default 0.95) sets the confidence level of both intervals; ``scale`` the points per
+unit of log-odds (default ``SCALE``); ``bothbad_policy`` treats "both bad" votes apart from ties
+(default: as ``tie_policy``).
 """
 
 from __future__ import annotations
@@ -106,7 +118,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import bdtrc, expit
+from scipy.special import bdtrc, expit, ndtri
 
 from arena.domain import WINNERS, PairCount
 
@@ -116,6 +128,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ALPHA_LADDER",
     "BASE_RATING",
+    "DEFAULT_LEVEL",
     "DEFAULT_MIN_VOTES",
     "FALLBACK_ALPHA",
     "INTERVAL_METHODS",
@@ -139,6 +152,7 @@ DEFAULT_MIN_VOTES = 30
 FALLBACK_ALPHA = 0.01
 ALPHA_LADDER: tuple[float, ...] = (0.01, 0.1, 1.0)
 Z95 = 1.959963984540054
+DEFAULT_LEVEL = 0.95
 
 # The main fit is held to a tight tolerance so ratings are exact to ~1e-7 points; bootstrap rounds
 # use choix's default, far below their own sampling noise.
@@ -165,7 +179,7 @@ class ModelRating:
     bootstrap_upper: float
     sandwich_lower: float
     sandwich_upper: float
-    rank: int  # within its component
+    rank: int | None  # within its component; None ("—") for a preliminary model
     votes: int  # every battle it took part in, ties included
     wins: int
     losses: int
@@ -206,6 +220,9 @@ class RatingsResult:
     win_rate: Float = field(repr=False)
     battle_count: NDArray[np.int64] = field(repr=False)
     predicted: Float = field(repr=False)
+    bothbad_policy: TiePolicy = "half"
+    level: float = DEFAULT_LEVEL
+    scale: float = SCALE
 
     def row(self, model: str) -> ModelRating:
         """The row of ``model``.
@@ -237,6 +254,9 @@ class RatingsResult:
             "unrated": list(self.unrated),
             "n_battles": self.n_battles,
             "tie_policy": self.tie_policy,
+            "bothbad_policy": self.bothbad_policy,
+            "level": self.level,
+            "scale": self.scale,
             "alpha": self.alpha,
             "alpha_used": self.alpha_used,
             "interval_method": self.interval_method,
@@ -263,6 +283,9 @@ def fit_ratings(
     min_votes: int = DEFAULT_MIN_VOTES,
     anchor: tuple[str, float] | None = None,
     weights: Sequence[float] | None = None,
+    bothbad_policy: TiePolicy | None = None,
+    level: float = DEFAULT_LEVEL,
+    scale: float = SCALE,
 ) -> RatingsResult:
     """Fit Bradley-Terry ratings with 95% intervals and honest ranks from aggregated counts.
 
@@ -292,6 +315,14 @@ def fit_ratings(
     anchor : (str, float), optional
         Pin this model to this rating; its component is shifted accordingly and its intervals
         become intervals of the difference to the anchor.
+    bothbad_policy : {"half", "exclude"}, optional
+        The same choice for "both bad" votes (``tie (bothbad)``) on their own; default: as
+        ``tie_policy``.
+    level : float, optional
+        Confidence level of the intervals, in (0, 1) (default 0.95).
+    scale : float, optional
+        Rating points per unit of log-odds (default ``SCALE`` = 400 / ln 10, the Elo scale:
+        400 points are odds of 10 to 1).
     weights : sequence of float, optional
         Inverse-propensity weighting (see "Weighted fits" below): ``weights[k]`` is the sum of
         the weights of the ``counts[k].count`` battles of row ``k`` (e.g. ``SUM(weight)`` next to
@@ -325,9 +356,23 @@ def fit_ratings(
     ``battle_count``) stay raw counts.
     """
     _check_parameters(tie_policy, alpha, interval, bootstrap_rounds, min_votes)
+    if bothbad_policy is None:
+        bothbad_policy = tie_policy
+    if bothbad_policy not in TIE_POLICIES:
+        raise ValueError(f"bothbad_policy must be one of {TIE_POLICIES}, not {bothbad_policy!r}.")
+    if not (isinstance(level, float | int) and 0.5 <= float(level) < 1.0):
+        raise ValueError(f"level must be a number in [0.5, 1), e.g. 0.95, not {level!r}.")
+    if not (isinstance(scale, float | int) and math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a positive number of points per log-odds unit, not {scale!r}.")
+    z = float(ndtri(0.5 + float(level) / 2.0))
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     notes: list[str] = []
-    tally = _tally(counts, models, notes, weights)
+    raw = _tally(counts, models, notes, weights)
+    # Excluded kinds keep their counts (votes, records) but weigh nothing in the fit; what is left
+    # is fitted with the "half" rule, so each kind's policy applies on its own.
+    tally = _policy_tally(raw, tie_policy, bothbad_policy)
+    requested_policy = tie_policy
+    tie_policy = "half"
     names = tally.names
     n_all = len(names)
 
@@ -337,12 +382,13 @@ def fit_ratings(
     rated_idx = np.flatnonzero(rated_mask)
     unrated = [names[i] for i in np.flatnonzero(~rated_mask)]
     if unrated:
-        why = "no battles" if tie_policy == "half" else "no decisive battles (ties are excluded)"
+        why = "no battles" if requested_policy == "half" else "no decisive battles (ties are excluded)"
         notes.append(f"Not rated, {why}: {', '.join(unrated)}.")
 
     groups = _components(played, rated_idx)
     if len(groups) > 1:
-        listing = "; ".join(f"group {k}: {', '.join(names[i] for i in g)}" for k, g in enumerate(groups))
+        # Numbered from 1, as the group column of the tables and ratings.csv.
+        listing = "; ".join(f"group {k + 1}: {', '.join(names[i] for i in g)}" for k, g in enumerate(groups))
         notes.append(
             f"The models form {len(groups)} groups that never met each other, so ratings are only "
             f"comparable within a group ({listing})."
@@ -365,7 +411,7 @@ def fit_ratings(
     if anchor is not None:
         k = int(component_of[anchor_idx])
         if len(groups) > 1:
-            notes.append(f"The anchor {anchor[0]} fixes the scale of group {k} only; other groups keep mean 1000.")
+            notes.append(f"The anchor {anchor[0]} fixes the scale of group {k + 1} only; other groups keep mean 1000.")
 
     for k, g in enumerate(groups):
         pin = _local_index(g, anchor_idx)
@@ -373,19 +419,19 @@ def fit_ratings(
         sandwich_sd[g] = np.sqrt(np.maximum(_contrast_variances(var, pin), 0.0))
         if alphas[k] > 0 and _one_sided(y[np.ix_(g, g)]):
             notes.append(
-                f"The sandwich intervals of group {k} rest on the alpha={alphas[k]:g} pull that keeps "
+                f"The sandwich intervals of group {k + 1} rest on the alpha={alphas[k]:g} pull that keeps "
                 "an unbeaten (or winless) model finite, so they are too narrow; prefer the bootstrap ones."
             )
 
     ratings = np.full(n_all, np.nan)
     for g in groups:
-        ratings[g] = _to_rating(theta[g], _local_index(g, anchor_idx), anchor)
+        ratings[g] = _to_rating(theta[g], _local_index(g, anchor_idx), anchor, scale)
 
     boot_lo = np.full(n_all, np.nan)
     boot_hi = np.full(n_all, np.nan)
     if bootstrap_rounds > 0 and groups:
         lo, hi, fallback_rounds = _bootstrap(
-            tally, tie_policy, groups, theta, alphas, alpha, anchor_idx, anchor, bootstrap_rounds, rng
+            tally, tie_policy, groups, theta, alphas, alpha, anchor_idx, anchor, bootstrap_rounds, rng, level, scale
         )
         boot_lo, boot_hi = lo, hi
         if fallback_rounds:
@@ -394,11 +440,12 @@ def fit_ratings(
                 f"never lost or never won; those rounds used alpha={FALLBACK_ALPHA:g}."
             )
 
-    sand_lo = ratings - Z95 * SCALE * sandwich_sd
-    sand_hi = ratings + Z95 * SCALE * sandwich_sd
+    sand_lo = ratings - z * scale * sandwich_sd
+    sand_hi = ratings + z * scale * sandwich_sd
     votes = tally.wins.sum(1) + tally.wins.sum(0) + tally.ties.sum(1) + tally.bothbad.sum(1)
     # No interval may claim more certainty than a model's votes can carry (see "Few votes" above).
-    half = Z95 * SCALE * _least_sd(votes, groups, anchor_idx)
+    fitted_votes, tied_votes = _fitted_votes(tally)
+    half = z * scale * _least_sd(fitted_votes, tied_votes, groups, anchor_idx)
     widened = {
         "bootstrap": _widen(boot_lo, boot_hi, ratings, half, rated_idx),
         "sandwich": _widen(sand_lo, sand_hi, ratings, half, rated_idx),
@@ -411,10 +458,13 @@ def fit_ratings(
         )
     shown_lo, shown_hi = (boot_lo, boot_hi) if interval == "bootstrap" else (sand_lo, sand_hi)
     may_outrank = _may_outrank(y, tally.wins, groups)
-    ranks = _ranks(shown_lo, shown_hi, groups, may_outrank)
+    # A preliminary model gets no rank ("—"), nor does it push anyone else down.
+    settled = votes >= min_votes
+    ranked_groups = [g[settled[g]] for g in groups]
+    ranks = _ranks(shown_lo, shown_hi, ranked_groups, may_outrank)
     # Only a group that is not strongly connected can have a rank the head-to-head rule held back.
-    by_intervals = ranks if may_outrank.all() else _ranks(shown_lo, shown_hi, groups)
-    for k, g in enumerate(groups):
+    by_intervals = ranks if may_outrank.all() else _ranks(shown_lo, shown_hi, ranked_groups)
+    for k, g in enumerate(ranked_groups):
         held = [names[i] for i in g if ranks[i] != by_intervals[i]]
         if held:
             notes.append(
@@ -434,7 +484,7 @@ def fit_ratings(
             bootstrap_upper=float(boot_hi[i]),
             sandwich_lower=float(sand_lo[i]),
             sandwich_upper=float(sand_hi[i]),
-            rank=int(ranks[i]),
+            rank=int(ranks[i]) if settled[i] else None,
             votes=int(votes[i]),
             wins=int(tally.wins[i].sum()),
             losses=int(tally.wins[:, i].sum()),
@@ -460,7 +510,10 @@ def fit_ratings(
         models=tuple(names[i] for i in perm),
         unrated=tuple(unrated),
         n_battles=tally.n_battles,
-        tie_policy=tie_policy,
+        tie_policy=requested_policy,
+        bothbad_policy=bothbad_policy,
+        level=float(level),
+        scale=float(scale),
         alpha=float(alpha),
         alpha_used=max(alphas, default=float(alpha)),
         interval_method=interval,
@@ -754,23 +807,50 @@ def _widen(lo: Float, hi: Float, ratings: Float, half: Float, idx: NDArray[np.in
     return changed
 
 
-def _least_sd(votes: Float, groups: list[NDArray[np.int64]], anchor_idx: int | None) -> Float:
-    """The least standard deviation (theta units) any unbiased estimate of each rating can have.
+def _least_sd(votes: Float, tied: Float, groups: list[NDArray[np.int64]], anchor_idx: int | None) -> Float:
+    """The least standard deviation (theta units) the votes of each model can honestly carry.
 
-    Cramer-Rao: the Fisher information of the group is the Laplacian ``I`` of ``n_ij p_ij (1 - p_ij)``,
-    so model i's diagonal is at most ``votes_i / 4``. For the contrast ``c`` a rating estimates
-    (``e_i`` minus the group mean, or minus the anchor), Cauchy-Schwarz with ``x = e_i`` centred gives
-    ``c^T I^+ c >= (c^T x)^2 / I_ii >= f^2 * 4 / votes_i`` with ``f = (k - 1) / k`` in a group of k
-    models and ``f = 1`` against an anchor (whose own rating is fixed: 0).
+    Without ties, Cramer-Rao: the Fisher information of the group is the Laplacian ``I`` of
+    ``n_ij p_ij (1 - p_ij)``, so model i's diagonal is at most ``votes_i / 4``. For the contrast ``c``
+    a rating estimates (``e_i`` minus the group mean, or minus the anchor), Cauchy-Schwarz with
+    ``x = e_i`` centred gives ``c^T I^+ c >= (c^T x)^2 / I_ii >= f^2 * 4 / votes_i`` with
+    ``f = (k - 1) / k`` in a group of k models and ``f = 1`` against an anchor (whose own rating is
+    fixed: 0).
+
+    A tie counted as half a win scores exactly what an even pair expects, so it adds to the bread
+    of the sandwich but nothing to its meat: in the same evenly played design where a tie share
+    ``t`` of the votes are ties, the sandwich variance is ``4 (1 - t) / votes`` rather than
+    ``4 / votes`` (27.5% ties make the old floor 1.17 times too wide, which replaced the fitted
+    width of 51 of 52 models on a real LMArena board). The floor uses ``t`` shrunk towards no ties,
+    ``tied / (votes + 2)``, so one tied vote cannot make it vanish.
     """
     sd = np.zeros(votes.size)
+    safe = np.maximum(votes, 1e-12)
+    no_tie = 1.0 - tied / (safe + 2.0)
     for g in groups:
         pinned = anchor_idx is not None and bool((g == anchor_idx).any())
         f = 1.0 if pinned else (g.size - 1) / g.size
-        sd[g] = f * 2.0 / np.sqrt(np.maximum(votes[g], 1e-12))
+        sd[g] = f * 2.0 * np.sqrt(no_tie[g]) / np.sqrt(safe[g])
         if pinned:
             sd[anchor_idx] = 0.0
     return sd
+
+
+def _fitted_votes(tally: _Tally) -> tuple[Float, Float]:
+    """Per model: the votes that enter the fit (decisive + counted ties) and the counted ties."""
+    counted_ties = (tally.ties_w > 0) * tally.ties + (tally.bothbad_w > 0) * tally.bothbad
+    decisive = tally.wins.sum(1) + tally.wins.sum(0)
+    tied = counted_ties.sum(1).astype(np.float64)
+    return (decisive + tied).astype(np.float64), tied
+
+
+def _policy_tally(tally: _Tally, tie_policy: TiePolicy, bothbad_policy: TiePolicy) -> _Tally:
+    """The tally with the weights of excluded kinds set to 0 (their counts stay for the records)."""
+    if tie_policy == "half" and bothbad_policy == "half":
+        return tally
+    ties_w = tally.ties_w if tie_policy == "half" else np.zeros_like(tally.ties_w)
+    bothbad_w = tally.bothbad_w if bothbad_policy == "half" else np.zeros_like(tally.bothbad_w)
+    return _Tally(tally.names, tally.wins, tally.ties, tally.bothbad, tally.n_battles, tally.wins_w, ties_w, bothbad_w)
 
 
 def _anchor_index(anchor: tuple[str, float] | None, names: tuple[str, ...], rated: NDArray[np.bool_]) -> int | None:
@@ -794,9 +874,9 @@ def _local_index(g: NDArray[np.int64], anchor_idx: int | None) -> int | None:
     return int(hit[0]) if hit.size else None
 
 
-def _to_rating(theta: Float, pin: int | None, anchor: tuple[str, float] | None) -> Float:
+def _to_rating(theta: Float, pin: int | None, anchor: tuple[str, float] | None, scale: float = SCALE) -> Float:
     """Centred theta (any leading axes) -> ratings, shifted to the anchor when it is in this group."""
-    r = BASE_RATING + SCALE * theta
+    r = BASE_RATING + scale * theta
     if pin is not None and anchor is not None:
         r = r - r[..., pin : pin + 1] + float(anchor[1])
     return np.asarray(r, dtype=np.float64)
@@ -869,6 +949,8 @@ def _bootstrap(
     anchor: tuple[str, float] | None,
     rounds: int,
     rng: np.random.Generator,
+    level: float = DEFAULT_LEVEL,
+    scale: float = SCALE,
 ) -> tuple[Float, Float, int]:
     """Percentile intervals from ``rounds`` multinomial resamples of all battles."""
     n = len(tally.names)
@@ -895,11 +977,12 @@ def _bootstrap(
     lo = np.full(n, np.nan)
     hi = np.full(n, np.nan)
     for k, g in enumerate(groups):
-        rs = _to_rating(samples[k], _local_index(g, anchor_idx), anchor)
+        rs = _to_rating(samples[k], _local_index(g, anchor_idx), anchor, scale)
+        tail = 50.0 * (1.0 - level)
         for col, i in enumerate(g):
             vals = rs[:, col][np.isfinite(rs[:, col])]
             if vals.size:
-                lo[i], hi[i] = np.percentile(vals, [2.5, 97.5])
+                lo[i], hi[i] = np.percentile(vals, [tail, 100.0 - tail])
     return lo, hi, fallback_rounds
 
 

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from arena.registry import ModelSpec, Registry
 from arena.replays import fingerprint, matches_any
 from arena.storage import Store
 from arena.streaming import SideJob, UpdateBudget, stream_pair
+
+if TYPE_CHECKING:
+    from arena.style import StyleResult
 
 __all__ = ["CONTINUATION_NOTICE", "FLAG_NOTES", "ArenaService", "BattleSession", "Reveal", "TurnView"]
 
@@ -215,6 +218,7 @@ class ArenaService:
         self._leaderboard = LeaderboardCache(
             FitParams(
                 tie_policy=settings.tie_policy,  # type: ignore[arg-type]
+                bothbad_policy=settings.bothbad_policy or None,  # type: ignore[arg-type]
                 alpha=settings.alpha,
                 interval=settings.interval,  # type: ignore[arg-type]
                 bootstrap_rounds=settings.bootstrap_rounds,
@@ -820,6 +824,19 @@ class ArenaService:
             When the database cannot be read.
         """
         return await asyncio.to_thread(self._leaderboard.view, self.store, slice_name)
+
+    async def leaderboard_style(self, slice_name: str = "overall") -> StyleResult:
+        """Style-controlled ratings of one slice (answer length and markdown as covariates), cached
+        until the slice's votes change (see :meth:`arena.leaderboard.LeaderboardCache.style`).
+
+        Raises
+        ------
+        ValueError
+            For an unknown slice name.
+        StorageError
+            When the database cannot be read.
+        """
+        return await asyncio.to_thread(self._leaderboard.style, self.store, slice_name)
 
 
 def user_text(error: BaseException) -> str:

@@ -118,3 +118,82 @@ def test_import_reports_a_bad_file(tmp_path: Path) -> None:
     bad.write_text("question_id,model_a,model_b,winner,tstamp\nq1,x,y,model_a,not-a-time\n", encoding="utf-8")
     done = arena("import", "--db", f"sqlite:///{tmp_path / 'x.sqlite3'}", str(bad))
     assert done.returncode == 2 and "line 2: tstamp must be a number" in done.stderr
+
+
+# --- issue 22: real-data defects -------------------------------------------------------------------
+
+
+def _two_groups_and_a_newcomer() -> list[tuple[str, str, str]]:
+    """a > b > c (60 votes each pair), x ~ y (80 votes) never meeting them, and 'new' with 2 votes."""
+    battles: list[tuple[str, str, str]] = []
+    for first, second, wins in (("a", "b", 40), ("b", "c", 40), ("a", "c", 50)):
+        battles += [(first, second, "model_a")] * wins + [(first, second, "model_b")] * (60 - wins)
+    battles += [("x", "y", "model_a")] * 40 + [("x", "y", "model_b")] * 30 + [("x", "y", "tie (bothbad)")] * 10
+    battles += [("new", "c", "model_a")] * 2
+    return battles
+
+
+@pytest.fixture(scope="module")
+def grouped(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from tests.support.boards import store_board
+
+    return store_board(f"sqlite:///{tmp_path_factory.mktemp('groups') / 'g.sqlite3'}", _two_groups_and_a_newcomer())
+
+
+def test_groups_that_never_met_get_a_group_column_and_no_duplicate_slice(grouped: str, tmp_path: Path) -> None:
+    out = tmp_path / "ratings.csv"
+    done = arena("ratings", "--db", grouped, "--out", str(out), "--bootstrap", "0", "--interval", "sandwich")
+    assert done.returncode == 0, done.stderr
+    # Every battle is anonymous pool:chat: the pool slice would be the overall fit a second time.
+    assert "== overall (" in done.stdout and "== pool:chat" not in done.stdout
+    lines = done.stdout.splitlines()
+    assert "group" in next(line for line in lines if line.lstrip().startswith("rank"))
+    by_model = {line.split()[2]: line.split() for line in lines if len(line.split()) > 3 and line.split()[0] in "123—"}
+    assert by_model["a"][:2] == ["1", "1"] and by_model["x"][:2] == ["1", "2"]
+    # Two votes carry no rank: "—" and preliminary (it was shown at rank 1).
+    assert by_model["new"][0] == "—" and by_model["new"][-1] == "preliminary"
+    assert "group 2: x, y" in done.stdout  # the notes number groups as the group column does
+    rows = _rows(out)
+    assert len(rows) == 6 and {r["slice"] for r in rows} == {"overall"}
+    assert {r["model"]: r["group"] for r in rows} == {"a": "1", "b": "1", "c": "1", "new": "1", "x": "2", "y": "2"}
+    assert {r["model"]: r["rank"] for r in rows}["new"] == ""
+
+
+def test_level_anchor_and_bothbad_policy_on_the_command_line(grouped: str, tmp_path: Path) -> None:
+    def fit(*extra: str) -> dict[str, dict[str, str]]:
+        out = tmp_path / "r.csv"
+        done = arena(
+            "ratings", "--db", grouped, "--out", str(out), "--bootstrap", "0", "--interval", "sandwich", *extra
+        )
+        assert done.returncode == 0, done.stderr
+        return {r["model"]: r for r in _rows(out)}
+
+    base = fit()
+    narrow = fit("--level", "0.8")
+    width = {m: float(r["ci_upper"]) - float(r["ci_lower"]) for m, r in base.items()}
+    assert all(float(narrow[m]["ci_upper"]) - float(narrow[m]["ci_lower"]) < width[m] for m in base)
+    assert narrow["a"]["level"] == "0.8"
+    pinned = fit("--anchor", "b=1200")
+    assert float(pinned["b"]["rating"]) == pytest.approx(1200)
+    assert float(pinned["a"]["rating"]) - 1200 == pytest.approx(float(base["a"]["rating"]) - float(base["b"]["rating"]))
+    assert float(pinned["x"]["rating"]) == pytest.approx(float(base["x"]["rating"]))  # the other group keeps 1000
+    apart = fit("--bothbad-policy", "exclude")
+    assert apart["x"]["bothbad_policy"] == "exclude" and apart["x"]["tie_policy"] == "half"
+    # x beat y 40-30 with 10 both-bad: without those the gap widens, and the records stay the same.
+    assert float(apart["x"]["rating"]) > float(base["x"]["rating"])
+    assert apart["x"]["bothbad"] == base["x"]["bothbad"] == "10"
+    bad = arena("ratings", "--db", grouped, "--anchor", "b", "--bootstrap", "0", "--interval", "sandwich")
+    assert bad.returncode == 2 and "MODEL=RATING" in bad.stderr
+
+
+def test_the_bothbad_setting_reaches_the_fit(grouped: str, tmp_path: Path) -> None:
+    out = tmp_path / "env.csv"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "ARENA_"))}
+    env["ARENA_BOTHBAD_POLICY"] = "exclude"
+    done = subprocess.run(
+        [sys.executable, "-m", "arena", "ratings", "--db", grouped, "--out", str(out), "--bootstrap", "0",
+         "--interval", "sandwich"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert {r["bothbad_policy"] for r in _rows(out)} == {"exclude"}

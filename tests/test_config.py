@@ -30,6 +30,7 @@ def test_environment_then_flags() -> None:
         ({"GRADIO_SERVER_PORT": "'7860'"}, "remove any quotes"),
         ({"ARENA_READ_TIMEOUT": "30s"}, "remove any quotes or units"),
         ({"ARENA_TIE_POLICY": "sometimes"}, "'half' or 'exclude'"),
+        ({"ARENA_BOTHBAD_POLICY": "never"}, "ARENA_BOTHBAD_POLICY must be 'half', 'exclude' or empty"),
         ({"ARENA_TOTAL_TIMEOUT": "0"}, "positive"),
         ({"ARENA_DEMO": "maybe"}, "ARENA_DEMO"),
     ],

@@ -226,10 +226,11 @@ def _pc(a: str, b: str, winner: str, n: int) -> PairCount:
 _SPLIT = [_pc("a", "b", "model_a", 3), _pc("b", "a", "model_a", 3), _pc("c", "d", "model_a", 3)]
 _SPLIT += [_pc("d", "c", "model_a", 2)]
 NOTE_FITS = {
-    "unbeaten and winless": {"counts": [_pc("a", "b", "model_a", 5)]},
+    "unbeaten and winless": {"counts": [_pc("a", "b", "model_a", 5)], "min_votes": 0},
     "a group that never lost to the rest": {
         "counts": [*_SPLIT, _pc("a", "c", "model_a", 2)],
         "bootstrap_rounds": 50,
+        "min_votes": 0,  # ranks (and so the shared-ranks note) need votes enough for one
     },
     "disconnected groups": {"counts": _SPLIT, "bootstrap_rounds": 50},
     "anchor in one group": {"counts": _SPLIT, "anchor": ("a", 1000.0), "bootstrap_rounds": 50},

@@ -200,7 +200,7 @@ def test_swapping_sides_mirrors() -> None:
 
 def test_three_cycle_gives_equal_ratings() -> None:
     rows = [pc("A", "B", "model_a", 10), pc("B", "C", "model_a", 10), pc("C", "A", "model_a", 10)]
-    res = fit_ratings(rows, bootstrap_rounds=200)
+    res = fit_ratings(rows, bootstrap_rounds=200, min_votes=0)
     assert [r.rating for r in res.rows] == pytest.approx([1000.0] * 3, abs=1e-6)
     assert {r.rank for r in res.rows} == {1}
 
@@ -263,12 +263,12 @@ def test_sandwich_equals_per_battle_score_covariance() -> None:
     for m in names:
         row = res.row(m)
         # MIXED has few votes: where the sandwich is narrower than they can support, the floor shows.
-        least = (n - 1) / n * 2 / math.sqrt(row.votes)
+        # Ties score what an even pair expects, so the floor shrinks with the (shrunk) tie share.
+        tied = row.ties + row.bothbad
+        least = (n - 1) / n * 2 * math.sqrt(1 - tied / (row.votes + 2)) / math.sqrt(row.votes)
         half = 1.959964 * SCALE * max(sd[idx[m]], least)
         assert (row.sandwich_upper - row.sandwich_lower) / 2 == pytest.approx(half, rel=1e-6)
-    assert any(
-        1.959964 * SCALE * sd[idx[m]] > 1.959964 * SCALE * (n - 1) / n * 2 / math.sqrt(res.row(m).votes) for m in names
-    )
+    assert any(sd[idx[m]] > (n - 1) / n * 2 / math.sqrt(res.row(m).votes) for m in names)
 
 
 def test_intervals_agree_and_contain_the_estimate_on_a_large_arena() -> None:
@@ -333,7 +333,7 @@ def test_interval_coverage(coverage: dict[str, float], method: str) -> None:
 @pytest.mark.parametrize("interval", ["bootstrap", "sandwich"])
 def test_one_vote_does_not_rank_the_winner_above_the_loser(interval: str) -> None:
     """Exact ratings would be infinite: the alpha pull alone must not separate ranks (it did, 1 and 2)."""
-    res = fit_ratings([pc("a", "b", "model_a", 1)], interval=interval)  # type: ignore[arg-type]
+    res = fit_ratings([pc("a", "b", "model_a", 1)], interval=interval, min_votes=0)  # type: ignore[arg-type]
     assert [(r.model, r.rank) for r in res.rows] == [("a", 1), ("b", 1)]
     assert any(n.startswith("Ranks of b are shared") for n in res.notes), res.notes
 
@@ -341,7 +341,7 @@ def test_one_vote_does_not_rank_the_winner_above_the_loser(interval: str) -> Non
 @pytest.mark.parametrize(("straight_wins", "ranks"), [(5, [1, 1]), (6, [1, 2])])
 def test_a_one_sided_pair_is_ranked_apart_once_its_record_is_significant(straight_wins: int, ranks: list[int]) -> None:
     # Two-sided exact sign test: 5-0 gives p = 2/32 = 0.0625, 6-0 gives p = 2/64 = 0.031.
-    res = fit_ratings([pc("a", "b", "model_a", straight_wins)])
+    res = fit_ratings([pc("a", "b", "model_a", straight_wins)], min_votes=0)
     assert [r.rank for r in res.rows] == ranks
     assert res.rows[0].ci_lower > res.rows[1].ci_upper  # the intervals separate them either way
 
@@ -349,7 +349,11 @@ def test_a_one_sided_pair_is_ranked_apart_once_its_record_is_significant(straigh
 def test_a_new_unbeaten_model_leaves_the_other_ranks_to_their_intervals() -> None:
     rng = np.random.default_rng(5)
     counts = simulate(rng, np.array([2.0, 1.9, 0.0, -0.1, -2.0]), 3000)
-    res = fit_ratings([*counts, pc("new", "m4", "model_a", 2)], bootstrap_rounds=200)
+    res = fit_ratings([*counts, pc("new", "m4", "model_a", 2)], bootstrap_rounds=200, min_votes=0)
+    shown = fit_ratings([*counts, pc("new", "m4", "model_a", 2)], bootstrap_rounds=200)
+    # With the default min_votes, 2 votes carry no rank at all ("—"); it was shown at rank 1.
+    assert shown.row("new").rank is None and shown.row("new").preliminary
+    assert [r.rank for r in shown.rows if r.model != "new"] == [r.rank for r in res.rows if r.model != "new"]
     rows = {r.model: r for r in res.rows}
     settled = [rows[f"m{i}"] for i in range(5)]
     for r in settled:  # one strongly connected part: the interval rule, as without the newcomer
@@ -575,3 +579,55 @@ def test_a_weight_counts_like_repeated_battles_in_the_ratings() -> None:
 def test_bad_weights_say_what_to_do(weights: list[float], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         fit_ratings(MIXED, interval="sandwich", bootstrap_rounds=0, weights=weights)
+
+
+# --- coverage at every tie rate (issue 22) ---------------------------------------------------------
+
+
+def _rao_kupper_probabilities(theta: np.ndarray, tie_rate: float) -> tuple[np.ndarray, ...]:
+    """Per pair i < j: P(i wins), P(j wins), P(tie) with a Rao-Kupper threshold giving ``tie_rate``
+    between equal models (ties are likelier between close models, as in real arenas)."""
+    iu, ju = np.triu_indices(theta.size, k=1)
+    d = theta[iu] - theta[ju]
+    if tie_rate == 0:
+        win = expit(d)
+        return win, 1 - win, np.zeros_like(win)
+    eta = -math.log((1 - tie_rate) / (1 + tie_rate))  # sigma(-eta) = (1 - tie_rate) / 2
+    win, loss = expit(d - eta), expit(-d - eta)
+    return win, loss, np.maximum(1 - win - loss, 0.0)
+
+
+def _pair_rows(names: list[str], cells: np.ndarray) -> list[PairCount]:
+    iu, ju = np.triu_indices(len(names), k=1)
+    out = []
+    for k, (i, j) in enumerate(zip(iu, ju, strict=True)):
+        for winner, c in zip(("model_a", "model_b", "tie"), cells[k], strict=True):
+            if c:
+                out.append(pc(names[i], names[j], winner, int(c)))
+    return out
+
+
+@pytest.mark.parametrize("tie_rate", [0.0, 0.15, 0.30])
+def test_sandwich_intervals_cover_95_percent_at_every_tie_rate(tie_rate: float) -> None:
+    """The floor may not widen what the votes carry: the old Cramer-Rao floor ignored that a tie
+    scores what an even pair expects and covered 97.4% at 30% ties (95.6% at 15%).
+
+    1000 seeded boards of 8 models, 40 battles per pair (280 votes a model, none preliminary),
+    ties from a Rao-Kupper threshold. The estimand is the pseudo-true Bradley-Terry strength under
+    the half-win rule, computed from the expected counts. 8000 intervals: the standard error of the
+    coverage is 0.24 points, so 94-96% is about four of them either way.
+    """
+    names = [f"m{i}" for i in range(8)]
+    theta = np.linspace(-0.8, 0.8, 8)
+    probs = np.stack(_rao_kupper_probabilities(theta, tie_rate), axis=1)
+    truth = fit_ratings(_pair_rows(names, np.round(probs * 1e9)), interval="sandwich", bootstrap_rounds=0).ratings()
+    rng = np.random.default_rng(20261206 + int(tie_rate * 100))
+    hits = total = 0
+    for _ in range(1000):
+        res = fit_ratings(_pair_rows(names, rng.multinomial(40, probs)), interval="sandwich", bootstrap_rounds=0)
+        for r in res.rows:
+            assert r.rank is not None
+            hits += r.ci_lower <= truth[r.model] <= r.ci_upper
+            total += 1
+    assert total == 8000
+    assert 0.94 <= hits / total <= 0.96, f"coverage {hits / total:.4f} at {tie_rate:.0%} ties"

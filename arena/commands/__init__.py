@@ -6,4 +6,4 @@ Each module here defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run
 
 from __future__ import annotations
 
-COMMANDS: tuple[str, ...] = ("prompt", "db", "ratings", "export", "import_", "simulate", "campaign")
+COMMANDS: tuple[str, ...] = ("prompt", "db", "ratings", "audit", "export", "import_", "simulate", "campaign")

@@ -14,11 +14,13 @@ from arena.storage import Store, default_url
 
 if TYPE_CHECKING:
     from arena.ratings import RatingsResult
+    from arena.style import StyleResult
 
 # Spelled out rather than imported from arena.ratings, which loads scipy and choix (~0.8 s) for every
 # command's --help; tests/test_cli_ratings.py checks they agree.
 TIE_POLICIES = ("half", "exclude")
 INTERVAL_METHODS = ("bootstrap", "sandwich")
+SCALE = 400.0 / 2.302585092994046  # arena.ratings.SCALE
 
 NAME = "ratings"
 HELP = (
@@ -48,21 +50,102 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--interval", choices=INTERVAL_METHODS, default=None, help="Which interval is shown and ranks by."
     )
+    parser.add_argument(
+        "--bothbad-policy",
+        choices=TIE_POLICIES,
+        default=None,
+        help="How 'both bad' votes enter the fit, apart from ties (default: as --tie-policy).",
+    )
+    parser.add_argument(
+        "--level", type=float, default=0.95, metavar="P", help="Confidence level of the intervals (default 0.95)."
+    )
+    parser.add_argument(
+        "--anchor",
+        default=None,
+        metavar="MODEL=RATING",
+        help="Pin MODEL to RATING (e.g. gpt-4=1200); slices without that model keep mean 1000.",
+    )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=SCALE,
+        metavar="POINTS",
+        help=f"Rating points per unit of log-odds (default 400/ln 10 = {SCALE:.2f}, the Elo scale).",
+    )
+    parser.add_argument(
+        "--min-votes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Fewer votes: preliminary, no rank (default: settings).",
+    )
+    parser.add_argument(
+        "--style",
+        action="store_true",
+        help="Also print style-controlled ratings (answer length, headers, lists, bold as covariates) with the "
+        "style coefficients, beside the plain ratings (reads every counted battle's answers).",
+    )
     parser.add_argument("--bom", action="store_true", help="Start the CSV with a UTF-8 byte-order mark (for Excel).")
 
 
+def parse_anchor(text: str | None) -> tuple[str, float] | None:
+    """``MODEL=RATING`` -> ``(MODEL, RATING)``.
+
+    Raises
+    ------
+    ConfigError
+        When the text is not of that form.
+    """
+    if text is None:
+        return None
+    model, sep, value = text.rpartition("=")
+    try:
+        rating = float(value)
+    except ValueError:
+        rating = float("nan")
+    if not sep or not model.strip() or rating != rating or rating in (float("inf"), float("-inf")):
+        raise ConfigError(f"--anchor must be MODEL=RATING with a finite number, e.g. gpt-4=1200, not {text!r}.")
+    return model.strip(), rating
+
+
 def _table(name: str, label: str, result: RatingsResult) -> str:
-    lines = [f"== {name} ({label}): {result.n_battles} votes, {result.interval_method} intervals =="]
+    level = f"{result.level:.0%}" if round(result.level * 100) == result.level * 100 else f"{result.level:.1%}"
+    lines = [f"== {name} ({label}): {result.n_battles} votes, {level} {result.interval_method} intervals =="]
     if not result.rows:
         lines.append("(no rated models)")
     else:
         width = max(len(r.model) for r in result.rows)
-        lines.append(f"{'rank':>4}  {'model':<{width}}  {'rating':>7}  {'95% interval':>15}  {'votes':>6}  note")
-        for r in result.rows:
+        grouped = len(result.components) > 1
+        group_head = "group  " if grouped else ""
+        lines.append(
+            f"{'rank':>4}  {group_head}{'model':<{width}}  {'rating':>7}  {level + ' interval':>15}  {'votes':>6}  note"
+        )
+        for r in sorted(result.rows, key=lambda r: r.component) if grouped else result.rows:
             interval = f"{r.ci_lower:.1f}..{r.ci_upper:.1f}"
             note = "preliminary" if r.preliminary else ""
-            lines.append(f"{r.rank:>4}  {r.model:<{width}}  {r.rating:7.1f}  {interval:>15}  {r.votes:>6}  {note}")
+            rank = "—" if r.rank is None else str(r.rank)
+            group = f"{r.component + 1:>5}  " if grouped else ""
+            lines.append(f"{rank:>4}  {group}{r.model:<{width}}  {r.rating:7.1f}  {interval:>15}  {r.votes:>6}  {note}")
+        if grouped:
+            lines.append("(groups never met: ratings and ranks compare only within one group)")
     lines.extend(f"note: {n}" for n in result.notes)
+    return "\n".join(lines)
+
+
+def _style_table(name: str, style: StyleResult) -> str:
+    level = f"{style.level:.0%}"
+    lines = [f"== {name}, style controlled: {style.n_battles} votes, {level} sandwich intervals =="]
+    if not style.rows:
+        return "\n".join([*lines, "(no rated models)"])
+    width = max(len(r.model) for r in style.rows)
+    lines.append(f"{'model':<{width}}  {'style-controlled':>16}  {level + ' interval':>15}  {'plain':>7}  {'votes':>6}")
+    for r in style.rows:
+        interval = f"{r.ci_lower:.1f}..{r.ci_upper:.1f}"
+        lines.append(f"{r.model:<{width}}  {r.rating:16.1f}  {interval:>15}  {r.plain:7.1f}  {r.votes:>6}")
+    lines.append("style coefficients (log-odds per standard deviation of the A-B difference):")
+    for c in style.coefficients:
+        verdict = "significant" if c.significant else "not significant"
+        lines.append(f"  {c.feature:<8} {c.value:+.3f}  ({c.ci_lower:+.3f} .. {c.ci_upper:+.3f})  {verdict}")
     return "\n".join(lines)
 
 
@@ -77,8 +160,18 @@ def run(args: argparse.Namespace) -> int:
         interval=args.interval or settings.interval,  # type: ignore[arg-type]
         bootstrap_rounds=settings.bootstrap_rounds if args.bootstrap is None else args.bootstrap,
         seed=args.seed,
-        min_votes=settings.min_votes,
+        min_votes=settings.min_votes if args.min_votes is None else args.min_votes,
+        bothbad_policy=args.bothbad_policy or settings.bothbad_policy or None,  # type: ignore[arg-type]
+        level=args.level,
+        scale=args.scale,
+        anchor=parse_anchor(args.anchor),
     )
+    if not 0.5 <= params.level < 1:
+        raise ConfigError(f"--level must be at least 0.5 and below 1, e.g. 0.95, not {args.level}.")
+    if not params.scale > 0:
+        raise ConfigError(f"--scale must be a positive number of points, not {args.scale}.")
+    if params.min_votes < 0:
+        raise ConfigError("--min-votes must be 0 or more.")
     if params.bootstrap_rounds < 0:
         raise ConfigError("--bootstrap must be 0 or more.")
     if params.bootstrap_rounds == 0 and params.interval == "bootstrap":
@@ -99,6 +192,10 @@ def run(args: argparse.Namespace) -> int:
             result = fit_slice(store, sl, params)
             results.append((sl.name, result))
             print(_table(sl.name, sl.label, result) + "\n", flush=True)
+            if args.style and result.rows:
+                from arena.leaderboard import style_slice
+
+                print(_style_table(sl.name, style_slice(store, sl, params)) + "\n", flush=True)
     if args.out:
         n = write_ratings_csv(results, args.out, cutoff=cutoff, bom=args.bom)
         print(f"wrote {n} rows to {args.out}", file=sys.stderr)

@@ -60,6 +60,7 @@ class VoteGroup:
     language: str | None
     votes: int
     last_vote_id: int  # the newest vote's id: changes whenever a vote is added, even if one was deleted
+    categories: tuple[str, ...] = ()  # the battles' categories (imported data)
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,7 @@ def _battle_values(b: BattleRecord) -> dict[str, Any]:
         "language": b.language,
         "propensity": b.propensity,
         "uniform_propensity": b.uniform_propensity,
+        "categories": _join_flags(b.categories),
     }
 
 
@@ -215,6 +217,7 @@ def _battle_record(r: sa.RowMapping) -> BattleRecord:
         language=r["language"],
         propensity=r["propensity"],
         uniform_propensity=r["uniform_propensity"],
+        categories=_split_flags(r["categories"]),
     )
 
 
@@ -609,9 +612,16 @@ class Store:
 
     @staticmethod
     def _filters(
-        mode: str | None, pool: str | None, language: str | None, exclude_flags: Iterable[str]
+        mode: str | None,
+        pool: str | None,
+        language: str | None,
+        exclude_flags: Iterable[str],
+        category: str | None = None,
     ) -> list[sa.ColumnElement[bool]]:
         conds: list[sa.ColumnElement[bool]] = []
+        if category is not None:
+            padded_cat = sa.literal(",") + sa.func.coalesce(_BATTLES.c.categories, "") + sa.literal(",")
+            conds.append(padded_cat.contains(f",{category},", autoescape=True))
         if mode is not None:
             conds.append(_BATTLES.c.mode == mode)
         if pool is not None:
@@ -629,6 +639,7 @@ class Store:
         mode: str | None = "anonymous",
         pool: str | None = None,
         language: str | None = None,
+        category: str | None = None,
         exclude_flags: Iterable[str] = DEFAULT_EXCLUDED_FLAGS,
         weighted: bool = False,
     ) -> list[PairCount]:
@@ -647,7 +658,7 @@ class Store:
         stmt = (
             sa.select(*columns)
             .select_from(_BATTLES.join(_VOTES, _VOTES.c.battle_id == _BATTLES.c.id))
-            .where(*self._filters(mode, pool, language, exclude_flags))
+            .where(*self._filters(mode, pool, language, exclude_flags, category))
             .group_by(_BATTLES.c.model_a, _BATTLES.c.model_b, _VOTES.c.winner)
         )
         with self._guard("counting votes"), self._engine.connect() as conn:
@@ -667,37 +678,70 @@ class Store:
             key=lambda p: (p.model_a, p.model_b, WINNERS.index(p.winner)),
         )
 
+    def voter_counts(
+        self,
+        *,
+        mode: str | None = "anonymous",
+        pool: str | None = None,
+        language: str | None = None,
+        category: str | None = None,
+        exclude_flags: Iterable[str] = DEFAULT_EXCLUDED_FLAGS,
+    ) -> list[tuple[str, str, str, str, int]]:
+        """Voted battles counted per (model_a, model_b, winner, voter), in one GROUP BY query.
+
+        What the audit (:mod:`arena.audit`) needs beyond :meth:`pair_counts`: who was shown first
+        (``model_a``) and who voted (the battle's ``client_hash``). Same filters as
+        :meth:`pair_counts`; rows sorted by all four keys.
+        """
+        stmt = (
+            sa.select(_BATTLES.c.model_a, _BATTLES.c.model_b, _VOTES.c.winner, _BATTLES.c.client_hash, sa.func.count())
+            .select_from(_BATTLES.join(_VOTES, _VOTES.c.battle_id == _BATTLES.c.id))
+            .where(*self._filters(mode, pool, language, exclude_flags, category))
+            .group_by(_BATTLES.c.model_a, _BATTLES.c.model_b, _VOTES.c.winner, _BATTLES.c.client_hash)
+        )
+        with self._guard("counting votes"), self._engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return sorted((str(a), str(b), str(w), str(v), int(n)) for a, b, w, v, n in rows)
+
     def vote_total(
         self,
         *,
         mode: str | None = "anonymous",
         pool: str | None = None,
         language: str | None = None,
+        category: str | None = None,
         exclude_flags: Iterable[str] = DEFAULT_EXCLUDED_FLAGS,
     ) -> int:
         """How many votes :meth:`pair_counts` counts with the same arguments."""
         stmt = (
             sa.select(sa.func.count())
             .select_from(_BATTLES.join(_VOTES, _VOTES.c.battle_id == _BATTLES.c.id))
-            .where(*self._filters(mode, pool, language, exclude_flags))
+            .where(*self._filters(mode, pool, language, exclude_flags, category))
         )
         with self._guard("counting votes"), self._engine.connect() as conn:
             return int(conn.execute(stmt).scalar_one())
 
     def vote_groups(self, *, exclude_flags: Iterable[str] = DEFAULT_EXCLUDED_FLAGS) -> list[VoteGroup]:
-        """Counted votes per (mode, pool, language), in one GROUP BY query (cheap: no messages read).
+        """Counted votes per (mode, pool, language, categories), in one GROUP BY query (no messages read).
 
         Tells which leaderboard slices have votes, and whether anything changed since a fit.
         """
         stmt = (
-            sa.select(_BATTLES.c.mode, _BATTLES.c.pool, _BATTLES.c.language, sa.func.count(), sa.func.max(_VOTES.c.id))
+            sa.select(
+                _BATTLES.c.mode,
+                _BATTLES.c.pool,
+                _BATTLES.c.language,
+                _BATTLES.c.categories,
+                sa.func.count(),
+                sa.func.max(_VOTES.c.id),
+            )
             .select_from(_BATTLES.join(_VOTES, _VOTES.c.battle_id == _BATTLES.c.id))
             .where(*self._filters(None, None, None, exclude_flags))
-            .group_by(_BATTLES.c.mode, _BATTLES.c.pool, _BATTLES.c.language)
+            .group_by(_BATTLES.c.mode, _BATTLES.c.pool, _BATTLES.c.language, _BATTLES.c.categories)
         )
         with self._guard("counting votes"), self._engine.connect() as conn:
             rows = conn.execute(stmt).all()
-        groups = [VoteGroup(m, p, lang, int(n), int(last)) for m, p, lang, n, last in rows]
+        groups = [VoteGroup(m, p, lang, int(n), int(last), _split_flags(cats)) for m, p, lang, cats, n, last in rows]
         return sorted(groups, key=lambda g: (g.mode, g.pool, g.language or ""))
 
     def iter_battles(
@@ -706,6 +750,7 @@ class Store:
         mode: str | None = None,
         pool: str | None = None,
         language: str | None = None,
+        category: str | None = None,
         exclude_flags: Iterable[str] = (),
         voted_only: bool = True,
         with_messages: bool = False,
@@ -726,7 +771,7 @@ class Store:
                 _VOTES.c.reason,
             )
             .select_from(join)
-            .where(*self._filters(mode, pool, language, exclude_flags))
+            .where(*self._filters(mode, pool, language, exclude_flags, category))
             .order_by(_BATTLES.c.created_at, _BATTLES.c.id)
             .execution_options(yield_per=batch_size)
         )

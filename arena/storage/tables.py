@@ -86,6 +86,8 @@ class BattleRow(Base):
     language: Mapped[str | None] = mapped_column(String(32))
     propensity: Mapped[float | None] = mapped_column(Float)
     uniform_propensity: Mapped[float | None] = mapped_column(Float)
+    # Comma-separated category names (",code,math," matching in SQL, like vote flags); "" for none.
+    categories: Mapped[str] = mapped_column(String(500), default="", server_default="")
 
 
 class MessageRow(Base):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import math
 import re
 import shutil
 import tempfile
@@ -16,11 +17,14 @@ from typing import Any
 import gradio as gr
 
 from arena import exchange, i18n
+from arena.audit import AuditResult
 from arena.errors import ArenaError
 from arena.leaderboard import (
     DEFAULT_SLICE,
+    NO_RANK,
     LeaderboardView,
     Slice,
+    has_groups,
     heatmap_figure,
     leaderboard_rows,
     parse_slice,
@@ -29,6 +33,7 @@ from arena.leaderboard import (
 from arena.ratings import RatingsResult
 from arena.service import ArenaService
 from arena.storage.store import DEFAULT_EXCLUDED_FLAGS
+from arena.style import StyleResult
 from arena.ui.texts import Texts, Visitor, message, warning
 
 log = logging.getLogger(__name__)
@@ -98,6 +103,8 @@ def slice_label(language: str, sl: Slice) -> str:
         return i18n.text(language, f"slice.{sl.name}")
     if sl.pool is not None:
         return i18n.text(language, "slice.pool", pool=sl.pool)
+    if sl.category is not None:
+        return i18n.text(language, "slice.category", category=sl.category)
     return i18n.text(language, "slice.lang", language=sl.language)
 
 
@@ -164,13 +171,117 @@ def heatmap_chart(language: str, result: RatingsResult, kind: str) -> Any:
     )
 
 
-def table_value(language: str, result: RatingsResult | None) -> dict[str, Any]:
-    """The table with its headers in ``language`` (``None``: no rows)."""
+def _rank_range(low: int, high: int) -> str:
+    return str(low) if low == high else f"{low}–{high}"
+
+
+def table_value(language: str, result: RatingsResult | None, audit: AuditResult | None = None) -> dict[str, Any]:
+    """The table with its headers in ``language`` (``None``: no rows).
+
+    With an audit, the rank is the model's 95% range of ranks and a tier column follows: a new tier
+    starts only where the simultaneous separation test tells neighbours apart. A preliminary model
+    has no rank ("—"); when groups never met, a group column comes last.
+    """
     rows = leaderboard_rows(result) if result is not None else []
+    keys = list(COLUMN_KEYS)
+    audited = {}
+    if audit is not None:
+        audited = {
+            m: (_rank_range(lo, hi), t)
+            for m, lo, hi, t in zip(audit.models, audit.rank_low, audit.rank_high, audit.tier, strict=True)
+        }
+        keys.insert(1, "column.tier")
     for row in rows:
         if row[NOTE_COLUMN]:
             row[NOTE_COLUMN] = i18n.text(language, "leaderboard.preliminary")
-    return {"headers": [i18n.text(language, k) for k in COLUMN_KEYS], "data": rows}
+        if audit is not None:
+            model = str(row[1])
+            rank, tier = audited.get(model, (row[0], ""))
+            if row[0] == NO_RANK:
+                rank, tier = NO_RANK, ""
+            row[0] = rank
+            row.insert(1, tier)
+    if result is not None and has_groups(result):
+        keys.append("column.group")
+    return {"headers": [i18n.text(language, k) for k in keys], "data": rows}
+
+
+STYLE_KEYS = (
+    "column.rank",
+    "column.model",
+    "column.style_rating",
+    "column.interval",
+    "column.plain_rating",
+    "column.votes",
+)
+
+
+def style_table_value(language: str, style: StyleResult, min_votes: int = 0) -> dict[str, Any]:
+    """The style-controlled table: rank by separated intervals, rating, interval, plain rating.
+
+    As in the plain table, a model with fewer than ``min_votes`` votes has no rank ("—") and does
+    not push the others down.
+    """
+    settled = [r for r in style.rows if r.votes >= min_votes]
+    rows: list[list[object]] = []
+    for r in style.rows:
+        rank: object = NO_RANK
+        if r.votes >= min_votes:
+            rank = 1 + sum(bool(o.ci_lower > r.ci_upper) for o in settled)
+        interval = f"{round(r.ci_lower)} – {round(r.ci_upper)}"
+        rows.append([rank, r.model, round(r.rating), interval, round(r.plain), r.votes])
+    return {"headers": [i18n.text(language, k) for k in STYLE_KEYS], "data": rows}
+
+
+def style_summary(language: str, style: StyleResult) -> str:
+    """One line on what the style-controlled view is, with the style coefficients."""
+    if not style.rows:
+        return i18n.text(language, "leaderboard.empty")
+    coefs = ", ".join(
+        f"{i18n.text(language, f'style.{c.feature}')} {c.value:+.2f} ({c.ci_lower:+.2f} … {c.ci_upper:+.2f})"
+        for c in style.coefficients
+        if c.ci_upper > c.ci_lower  # a feature no answer had (or every answer alike) says nothing
+    )
+    return i18n.text(language, "leaderboard.style_note", coefficients=coefs)
+
+
+def audit_sentences(language: str, audit: AuditResult | None) -> list[str]:
+    """The audit as short plain sentences in ``language``: the probes that fired first."""
+    if audit is None or not audit.models:
+        return []
+    t = i18n.text
+    fired: list[str] = []
+    fine: list[str] = []
+    for p in audit.probes:
+        if p.value is None:
+            continue  # not enough votes to run this probe yet
+        key = f"audit.{p.name}.{'fired' if p.fired else 'ok'}"
+        values: dict[str, object] = {}
+        if p.name == "separation":
+            pairs = p.detail.get("pairs", [])
+            values = {"pairs": len(pairs), "unseparated": sum(not x["simultaneous"] for x in pairs)}
+        elif p.name == "rank_intervals":
+            values = {"width": f"{float(p.value):g}"}
+        elif p.name == "voter_concentration":
+            values = {"ratio": f"{float(p.value):.1f}"}
+        elif p.name == "annotator_influence":
+            values = {"model": p.detail.get("model", "")}
+        elif p.name == "position_bias":
+            values = {"share": f"{100 / (1 + math.exp(-float(p.value))):.0f}%"}
+        elif p.name == "tie_convention":
+            values = {"pairs": ", ".join(p.detail.get("pairs", []))}
+        elif p.name == "connectivity":
+            values = {"n": p.value}
+        text = t(language, key, **values)
+        (fired if p.fired else fine).append(text)
+    return fired + fine
+
+
+def audit_markdown(language: str, audit: AuditResult | None) -> str:
+    lines = audit_sentences(language, audit)
+    if not lines:
+        return ""
+    return f"**{i18n.text(language, 'audit.title')}**\n\n" + "\n".join(f"- {line}" for line in lines)
 
 
 def build_leaderboard_tab(service: ArenaService, texts: Texts, visitor: gr.State) -> gr.Tab:
@@ -191,6 +302,9 @@ def build_leaderboard_tab(service: ArenaService, texts: Texts, visitor: gr.State
                 label="leaderboard.slice",
             )
             refresh = texts.bind(gr.Button(elem_id="leaderboard_refresh", scale=1), value="leaderboard.refresh")
+        style_switch = texts.bind(
+            gr.Checkbox(value=False, elem_id="leaderboard_style", interactive=True), label="leaderboard.style_switch"
+        )
         info = gr.Markdown("", elem_id="leaderboard_info")
         table = gr.Dataframe(
             headers=[i18n.text(default, k) for k in COLUMN_KEYS],
@@ -198,6 +312,7 @@ def build_leaderboard_tab(service: ArenaService, texts: Texts, visitor: gr.State
             elem_id="leaderboard_table",
             wrap=True,
         )
+        audit_box = gr.Markdown("", elem_id="leaderboard_audit")
         ratings_plot = texts.bind(gr.Plot(elem_id="leaderboard_ratings_plot"), label="leaderboard.ratings_plot")
         with gr.Row():
             win_plot = texts.bind(gr.Plot(elem_id="leaderboard_win_rates"), label="leaderboard.win_rates")
@@ -216,15 +331,28 @@ def build_leaderboard_tab(service: ArenaService, texts: Texts, visitor: gr.State
     async def view_of(slice_name: str | None) -> LeaderboardView:
         return await service.leaderboard(slice_name or DEFAULT_SLICE)
 
-    async def load(slice_name: str | None, who: Visitor) -> dict[Any, Any]:
+    async def load(slice_name: str | None, styled: bool | None, who: Visitor) -> dict[Any, Any]:
         try:
             view = await view_of(slice_name)
         except ValueError:
             view = await view_of(DEFAULT_SLICE)
         except ArenaError as e:
-            return {info: f"⚠️ {message(who.language, e)}", table: table_value(who.language, None)}
+            return {
+                info: f"⚠️ {message(who.language, e)}",
+                table: table_value(who.language, None),
+                audit_box: "",
+            }
         text = summary(who.language, view.result, updated_at=view.updated_at, sl=view.slice)
-        return {info: text, table: table_value(who.language, view.result)}
+        value = table_value(who.language, view.result, view.audit)
+        if styled and view.result.rows:
+            try:
+                style = await service.leaderboard_style(view.slice.name)
+            except ArenaError as e:
+                text = f"⚠️ {message(who.language, e)}\n\n{text}"
+            else:
+                text = f"{style_summary(who.language, style)}\n\n{text}"
+                value = style_table_value(who.language, style, view.result.min_votes)
+        return {info: text, table: value, audit_box: audit_markdown(who.language, view.audit)}
 
     async def details(slice_name: str | None, who: Visitor) -> dict[Any, Any]:
         try:
@@ -286,9 +414,14 @@ def build_leaderboard_tab(service: ArenaService, texts: Texts, visitor: gr.State
         label = i18n.text(who.language, "leaderboard.download_battles_n", n=n)
         return {battles_file: gr.update(value=str(path), visible=True, label=label)}
 
-    triggers = [refresh.click, tab.select, choice.input]
+    triggers = [refresh.click, tab.select, choice.input, style_switch.input]
     gr.on(
-        triggers, load, inputs=[choice, visitor], outputs=[info, table], api_name="leaderboard", show_progress="hidden"
+        triggers,
+        load,
+        inputs=[choice, style_switch, visitor],
+        outputs=[info, table, audit_box],
+        api_name="leaderboard",
+        show_progress="hidden",
     ).then(
         details,
         inputs=[choice, visitor],

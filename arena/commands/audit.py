@@ -1,0 +1,67 @@
+"""``python -m arena audit``: what the votes of one leaderboard slice support (docs/ratings.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from arena.config import Settings
+from arena.errors import ConfigError
+from arena.storage import Store, default_url
+
+NAME = "audit"
+HELP = (
+    "Audit one leaderboard slice: which neighbours the votes separate, rank ranges, voter concentration "
+    "and influence, first-slot bias, the tie convention, cycles, connectivity and coverage; each probe "
+    "says whether it fired, the figure behind it and one sentence."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db", metavar="URL", default=None, help="Database URL (default: DATABASE_URL, else db/arena.sqlite3)."
+    )
+    parser.add_argument(
+        "--slice", default="overall", help="overall (default), named, pool:chat, pool:base or lang:<code>."
+    )
+    parser.add_argument("--json", action="store_true", help='Print {"probes": [{"name", "fired", "value", "reason"}]}.')
+    parser.add_argument(
+        "--resamples", type=int, default=1000, metavar="N", help="Bootstrap resamples (default 1000, at least 20)."
+    )
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the resampling (default 0).")
+
+
+def run(args: argparse.Namespace) -> int:
+    from arena.audit import audit
+    from arena.leaderboard import parse_slice
+
+    settings = Settings.load(os.environ, db=args.db)
+    try:
+        sl = parse_slice(args.slice)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if args.resamples < 20:
+        raise ConfigError("--resamples must be at least 20 (a 95% quantile needs them).")
+    with Store(settings.db or default_url()) as store:
+        if store.current_revision() is None:
+            raise ConfigError(f"{store.url} has no arena tables; run `python -m arena db upgrade` or import battles.")
+        rows = store.voter_counts(**sl.filters())
+    result = audit(rows, resamples=args.resamples, seed=args.seed)
+    if args.json:
+        print(json.dumps(result.as_dict(), ensure_ascii=False, indent=2))
+        return 0
+    print(f"== audit of {sl.name} ({sl.label}): {result.n_battles} votes, {args.resamples} resamples ==")
+    width = max(len(p.name) for p in result.probes)
+    for p in result.probes:
+        value = "—" if p.value is None else f"{p.value:g}"
+        print(f"{'FIRED' if p.fired else 'ok':>5}  {p.name:<{width}}  {value:>8}  {p.reason}")
+    if result.models:
+        print("\nrank ranges and tiers (tiers split where the simultaneous test separates neighbours):")
+        mw = max(len(m) for m in result.models)
+        for m, r, lo, hi, t in zip(
+            result.models, result.ratings, result.rank_low, result.rank_high, result.tier, strict=True
+        ):
+            ranks = f"{lo}" if lo == hi else f"{lo}-{hi}"
+            print(f"  tier {t:>2}  {m:<{mw}}  {r:7.1f}  ranks {ranks}")
+    return 0

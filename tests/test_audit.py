@@ -1,0 +1,249 @@
+"""The audit (issue 22): planted boards fire exactly their probes, the CLI speaks the JSON shape."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from arena.audit import PROBE_NAMES, THRESHOLDS, audit, fit_batch
+from arena.ratings import SCALE, fit_ratings
+from arena.storage import Store
+from tests.support import planted
+from tests.support.boards import store_board
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# What each planted defect must set off, and nothing else. The cycle's three models are equally
+# strong by construction, so their order is not separated either.
+PLANTED: dict[str, tuple[Callable[[], list[planted.Battle]], set[str]]] = {
+    "clean": (planted.clean, set()),
+    "too few votes": (planted.too_few_votes, {"separation", "rank_intervals"}),
+    "first-slot bias": (planted.first_slot_bias, {"position_bias"}),
+    "draw-prone model": (planted.draw_prone_model, {"tie_convention"}),
+    "rock-paper-scissors": (planted.cycle, {"intransitivity", "separation"}),
+    "two pools that never met": (planted.two_pools, {"connectivity"}),
+    "lopsided budget": (planted.lopsided_budget, {"coverage"}),
+    "a few power voters": (planted.power_voters, {"voter_concentration"}),
+    "one loud voter": (planted.loud_voter, {"annotator_influence", "voter_concentration"}),
+}
+
+
+@pytest.mark.parametrize("board", list(PLANTED))
+def test_each_planted_board_fires_exactly_its_probes(board: str) -> None:
+    make, expected = PLANTED[board]
+    result = audit(planted.rows(make()), resamples=400, seed=1)
+    assert [p.name for p in result.probes] == list(PROBE_NAMES)
+    fired = {p.name for p in result.probes if p.fired}
+    assert fired == expected, {p.name: p.reason for p in result.probes}
+    for p in result.probes:
+        assert p.reason.endswith(".") and "\n" not in p.reason
+
+
+def test_the_clean_board_has_one_tier_per_model_and_exact_ranks() -> None:
+    result = audit(planted.rows(planted.clean()), resamples=400, seed=1)
+    assert result.models == planted.MODELS
+    assert result.tier == tuple(range(1, 9))
+    assert result.rank_low == result.rank_high == tuple(range(1, 9))
+
+
+def test_too_few_votes_give_shared_tiers_and_rank_ranges() -> None:
+    result = audit(planted.rows(planted.too_few_votes()), resamples=400, seed=1)
+    assert max(result.tier) < len(result.models)  # some neighbours share a tier
+    assert any(hi > lo for lo, hi in zip(result.rank_low, result.rank_high, strict=True))
+    assert all(lo <= i + 1 <= hi for i, (lo, hi) in enumerate(zip(result.rank_low, result.rank_high, strict=True)))
+
+
+def test_the_audit_fit_equals_the_leaderboard_fit() -> None:
+    """Ties split, no resampling: the batched Newton fit is the leaderboard's maximum likelihood."""
+    rows = planted.rows(planted.clean())
+    result = audit(rows, resamples=20, seed=1)
+    from arena.domain import PairCount
+
+    board = fit_ratings([PairCount(a, b, w, c) for a, b, w, _, c in rows], interval="sandwich", bootstrap_rounds=0)
+    for model, rating in zip(result.models, result.ratings, strict=True):
+        assert rating == pytest.approx(board.row(model).rating, abs=0.05)  # the ridge is worth ~0.04 battles
+
+
+def test_the_separation_test_holds_its_level_on_a_board_of_equals() -> None:
+    """Eight equal models: the simultaneous test may separate a neighbour in at most ~5% of boards."""
+    rng = np.random.default_rng(3)
+    wrong = 0
+    for k in range(40):
+        bs = planted.battles(2000, 100 + k, strength=np.zeros(8))
+        result = audit(planted.rows(bs), resamples=200, seed=int(rng.integers(1 << 30)))
+        wrong += max(result.tier) > 1
+    assert wrong <= 5  # binomial(40, 0.05): P(more than 5) < 1.5%
+
+
+def test_batched_fit_matches_one_at_a_time() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.poisson(20, (5, 6, 6)).astype(float)
+    nn = y + np.swapaxes(y, 1, 2)
+    batch = fit_batch(y, nn)
+    for r in range(5):
+        assert batch[r] == pytest.approx(fit_batch(y[r : r + 1], nn[r : r + 1])[0], abs=1e-9)
+    assert SCALE > 0
+
+
+def arena(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "ARENA_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "arena", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_cli_audit_json_on_sqlite_and_postgresql(tmp_path: Path, pg_database: Callable[[], str]) -> None:
+    battles = planted.first_slot_bias()
+    outputs = []
+    for url in (f"sqlite:///{tmp_path / 'a.sqlite3'}", pg_database()):
+        store_board(url, battles)
+        done = arena("audit", "--db", url, "--json", "--resamples", "200")
+        assert done.returncode == 0, done.stderr
+        outputs.append(json.loads(done.stdout))
+    assert outputs[0] == outputs[1]  # both backends count the same cells
+    data = outputs[0]
+    assert list(data) == ["probes"]
+    assert [p["name"] for p in data["probes"]] == list(PROBE_NAMES)
+    for p in data["probes"]:
+        assert list(p) == ["name", "fired", "value", "reason"]
+        assert isinstance(p["fired"], bool) and isinstance(p["reason"], str)
+    fired = {p["name"] for p in data["probes"] if p["fired"]}
+    assert fired == {"position_bias"}
+    # The same votes straight into audit(): the database adds nothing and loses nothing.
+    direct = audit(planted.rows(battles), resamples=200, seed=0).as_dict()
+    assert direct == data
+
+
+def test_cli_audit_text_and_errors(tmp_path: Path) -> None:
+    url = store_board(f"sqlite:///{tmp_path / 'b.sqlite3'}", planted.two_pools())
+    done = arena("audit", "--db", url, "--resamples", "100")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("== audit of overall")
+    fired = [line for line in lines if line.lstrip().startswith("FIRED")]
+    assert len(fired) == 1 and "connectivity" in fired[0] and "2 groups that never met" in fired[0]
+    assert "tier" in done.stdout and "ranks" in done.stdout
+    bad = arena("audit", "--db", url, "--slice", "pool:nowhere")
+    assert bad.returncode == 2 and "Unknown slice" in bad.stderr
+    few = arena("audit", "--db", url, "--resamples", "5")
+    assert few.returncode == 2 and "at least 20" in few.stderr
+
+
+def test_thresholds_live_in_one_place() -> None:
+    src = (ROOT / "arena" / "audit.py").read_text(encoding="utf-8")
+    probes = src[src.index("# --- probes") :]
+    # Every bar a probe compares against is read from the thresholds object, not written inline.
+    for name in THRESHOLDS.__dataclass_fields__:
+        assert f"th.{name}" in probes or name in ("level",), name
+
+
+# --- the leaderboard: tiers, rank ranges, the audit in five languages, style control ---------------
+
+
+def test_the_leaderboard_shows_rank_ranges_and_tiers_and_audits_once_per_vote_change(tmp_path: Path) -> None:
+    from arena.leaderboard import FitParams, LeaderboardCache
+    from arena.ui.leaderboard import audit_sentences, table_value
+    from tests.support.boards import items
+
+    url = store_board(f"sqlite:///{tmp_path / 'lb.sqlite3'}", planted.too_few_votes())
+    cache = LeaderboardCache(FitParams(bootstrap_rounds=100, audit_resamples=200))
+    with Store(url) as store:
+        view = cache.view(store)
+        assert view.audit is not None and cache.fits == 1
+        value = table_value("en", view.result, view.audit)
+        assert value["headers"][:3] == ["Rank", "Tier", "Model"]
+        ranks = [row[0] for row in value["data"]]
+        tiers = [row[1] for row in value["data"]]
+        assert any("–" in str(r) for r in ranks)  # ranges, where the votes leave the order open
+        assert len(set(tiers)) < len(tiers)  # neighbours the votes do not separate share a tier
+        assert ranks != [1] * len(ranks)
+        assert cache.view(store).audit is view.audit and cache.fits == 1  # cached with the fit
+        store.import_battles(items([("m0", "m7", "model_a")], prefix="late"))
+        again = cache.view(store)
+        assert cache.fits == 2 and again.audit is not view.audit
+        for language in ("en", "pl", "ja", "zh-CN", "zh-TW"):
+            lines = audit_sentences(language, again.audit)
+            assert len(lines) >= 5 and all("{" not in line for line in lines)
+            if language != "en":
+                assert not set(lines) & set(audit_sentences("en", again.audit))
+        first = audit_sentences("en", again.audit)[0]
+        assert "not told apart" in first  # the fired separation probe leads
+
+
+def test_style_control_undoes_verbose_answers_winning(tmp_path: Path) -> None:
+    from arena.leaderboard import FitParams, LeaderboardCache
+    from arena.ui.leaderboard import style_summary, style_table_value
+
+    cache = LeaderboardCache(FitParams(bootstrap_rounds=0, interval="sandwich", audit_resamples=0))
+    verbose = store_board(f"sqlite:///{tmp_path / 'v.sqlite3'}", planted.verbose_answers())
+    plain = store_board(f"sqlite:///{tmp_path / 'p.sqlite3'}", planted.plain_answers())
+    with Store(verbose) as store:
+        style = cache.style(store)
+        assert cache.style(store) is style  # cached until the votes change
+    length = style.coefficients[0]
+    assert length.feature == "length" and length.significant and length.value > 0
+    assert all(not c.significant for c in style.coefficients[1:])  # no markdown in these answers
+    # The talkative weaker half wins on length: plain ratings put m4 (400 words) above m3 (20 words).
+    by = {r.model: r for r in style.rows}
+    assert by["m4"].plain > by["m3"].plain
+    assert [r.model for r in style.rows] == list(planted.MODELS)  # controlled: the true order again
+    with Store(plain) as store:
+        calm = LeaderboardCache(FitParams(audit_resamples=0)).style(store)  # a cache serves one database
+    assert not calm.coefficients[0].significant
+    table = style_table_value("pl", style, 30)
+    assert table["headers"][2] == "Ocena (bez wpływu stylu)" and len(table["data"]) == 8
+    ranks = [row[0] for row in table["data"]]
+    assert ranks[0] == 1 and ranks == sorted(ranks) and all(type(r) is int for r in ranks)  # all settled
+    assert [row[0] for row in style_table_value("pl", style, 10_000)["data"]] == ["—"] * 8
+    assert "długość" in style_summary("pl", style)
+
+
+def test_style_features_count_markdown() -> None:
+    from arena.style import features
+
+    text = "# Title\n\n## Part\n\n- one\n* two\n1. three\n\n**bold** and __also bold__ and **more**\nplain words"
+    words, headers, lists, bold = features(text)
+    assert (headers, lists, bold) == (2, 3, 3)
+    assert words == len(text.split())
+    assert features("no markdown here") == (3, 0, 0, 0)
+
+
+def test_cli_ratings_style_prints_the_controlled_table_beside_the_plain_one(tmp_path: Path) -> None:
+    url = store_board(f"sqlite:///{tmp_path / 's.sqlite3'}", planted.verbose_answers(2000, 13))
+    done = arena("ratings", "--db", url, "--style", "--bootstrap", "0", "--interval", "sandwich")
+    assert done.returncode == 0, done.stderr
+    assert "== overall, style controlled: 2000 votes" in done.stdout
+    lines = done.stdout.splitlines()
+    length = next(line for line in lines if line.strip().startswith("length"))
+    assert length.rstrip().endswith("significant") and "not significant" not in length
+    head = next(i for i, line in enumerate(lines) if "style-controlled" in line)
+    controlled = [line.split()[0] for line in lines[head + 1 : head + 9]]
+    assert controlled == list(planted.MODELS)
+
+
+def test_verbose_answers_winning_is_caught_by_style_control_not_by_the_vote_probes() -> None:
+    """The tenth planted board: longer answers win. The votes themselves are sound (no vote probe
+    fires); style control is the probe for it: a significant length effect. The same answers with
+    votes that ignore length show none."""
+    from arena.style import StyleBattle, fit_style
+
+    verbose = planted.verbose_answers()
+    result = audit(planted.rows([b[:4] for b in verbose]), resamples=400, seed=1)
+    assert not {p.name for p in result.probes if p.fired}
+    flagged = {
+        c.feature
+        for c in fit_style(StyleBattle(a, b, w, x, y) for a, b, w, _, x, y in verbose).coefficients
+        if c.significant
+    }
+    assert flagged == {"length"}
+    calm = planted.plain_answers()
+    assert not [
+        c for c in fit_style(StyleBattle(a, b, w, x, y) for a, b, w, _, x, y in calm).coefficients if c.significant
+    ]
