@@ -1,6 +1,5 @@
 """Battles keep the categories of their prompt (LMArena's category columns become leaderboard slices).
 
-
 Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-06
