@@ -359,6 +359,7 @@ def test_chat_text_loads_no_third_party_image_and_shows_no_form(app: AppProcess)
                 browser.close()
     finally:
         third.shutdown()
+        third.server_close()
     assert forms == 0
     assert _Counter.hits == [], _Counter.hits
     assert "<form" in text and "![md]" in text  # shown as the text that was written
