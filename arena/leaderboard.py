@@ -330,22 +330,20 @@ class LeaderboardCache:
     def view(self, store: Store, slice_name: str = DEFAULT_SLICE) -> LeaderboardView:
         """The leaderboard of one slice, refitted only if its votes changed.
 
-        Only slices that exist are fitted and cached: the four fixed ones and the languages that
-        have counted votes. So the cache holds at most 4 + (languages with votes) entries, whatever
-        names are asked for.
+        Only slices that exist are fitted and cached: the four fixed ones and the languages and
+        categories that have counted votes. So the cache holds at most 4 + (languages and categories
+        with votes) entries, whatever names are asked for.
 
         Raises
         ------
         ValueError
-            For an unknown slice name, or a language without counted votes (before any fit).
+            For an unknown slice name, or a language or category without counted votes (before any fit).
         StorageError
             When the database cannot be read.
         """
         sl = parse_slice(slice_name)
         groups = self._groups(store)
-        if sl.name not in _FIXED_SLICES and not any(
-            g.mode == "anonymous" and g.language == sl.language and g.votes for g in groups
-        ):
+        if sl.name not in _FIXED_SLICES and not any(sl.matches(g) and g.votes for g in groups):
             raise ValueError(f"No counted votes in slice {sl.name!r}.")
         state = _slice_state(groups, sl)
         with self._guard:

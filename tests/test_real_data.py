@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from arena.audit import PROBE_NAMES
+from arena.leaderboard import FitParams, LeaderboardCache
+from arena.storage import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 GENAI = ROOT / "tests" / "data" / "genai_arena" / "clean_battle_20240220.json"
@@ -112,6 +114,16 @@ def test_lmarena_export_columns_import_with_categories_as_slices(genai: str, tmp
     for name in ("overall", "cat:code", "cat:creative_writing", "cat:hard_prompt"):
         assert f"== {name} (" in text, text[:2000]
     assert "cat:math" not in text  # no prompt had the flag set
+    # The page's cache serves a category that has votes, and refuses one without (before any fit).
+    store = Store(url)
+    try:
+        cache = LeaderboardCache(FitParams(interval="sandwich", bootstrap_rounds=0, audit_resamples=0))
+        assert cache.view(store, "cat:code").votes > 0
+        with pytest.raises(ValueError):
+            cache.view(store, "cat:math")
+        assert cache.fits == 1
+    finally:
+        store.dispose()
     _, plain = _ratings(genai, tmp_path / "g.csv", "--slice", "overall")
     # Same votes, read from the other columns: the same overall ratings and both-bad counts.
     lm = {r["model"]: r for r in rows if r["slice"] == "overall"}
