@@ -21,7 +21,7 @@ from arena.storage.migrations import alembic_config, head
 from arena.storage.tables import Base
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLES = {"models", "battles", "messages", "votes"}
+TABLES = {"models", "battles", "messages", "votes", "sync_marks"}
 
 
 def schema_diff(store: Store) -> list[Any]:

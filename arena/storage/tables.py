@@ -125,3 +125,18 @@ class VoteRow(Base):
     flags: Mapped[str] = mapped_column(String(500), default="", server_default="")
     # The visitor's optional free-text "why?" (length-capped by the service).
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class SyncMarkRow(Base):
+    """What this database already holds of the sync folder (arena/sync.py), so a restart replays only the rest.
+
+    ``journal/<file>.jsonl`` -> how many lines of that journal file the database holds;
+    ``snapshot/<id>`` -> 1 once that snapshot was merged into (or taken from) this database.
+    The marks live in the database, not beside it: a wiped or replaced database has none, and a
+    restore into it replays everything.
+    """
+
+    __tablename__ = "sync_marks"
+
+    name: Mapped[str] = mapped_column(String(300), primary_key=True)
+    lines: Mapped[int]
