@@ -1,4 +1,4 @@
-"""Serve the arena's demo model server on 0.0.0.0 (TGI's native protocol) as a TGI container would.
+"""A TGI stand-in: the arena's demo model server on 0.0.0.0 (TGI's native protocol), run by tests/docker_smoke.py.
 
 Takes TGI's own ``--model-id`` and ``--port`` flags (others, like ``--max-total-tokens``, are
 accepted and ignored), so a compose file's TGI command line runs unchanged.
