@@ -651,6 +651,12 @@ class Sync:
                     if rel not in journals or path.stat().st_size > journals[rel].stat().st_size:
                         journals[rel] = path
             for rel, path in sorted(journals.items()):
+                size = path.stat().st_size
+                self._covered_bytes[rel] = size
+                if marks.get(f"bytes:{rel}") == size:
+                    # The database holds this file whole: not even read (restore time stays flat).
+                    result.covered[rel] = marks.get(rel, 0)
+                    continue
                 skip = max(held.get(rel, 0), marks.get(rel, 0))
                 for batch in read_journal(path, skip=skip):
                     merged = self.store.merge_battles(batch.battles, batch.votes, batch.messages)
@@ -658,13 +664,15 @@ class Sync:
                     result.votes += merged.votes
                     result.journal_lines += len(batch)
                 result.covered[rel] = max(skip, _count_lines(path))
-                self._covered_bytes[rel] = path.stat().st_size
+                marks[f"bytes:{rel}"] = size
             for rel, lines in held.items():  # journals the snapshot holds whole were not downloaded
                 if rel not in result.covered:
                     result.covered[rel] = lines
                     self._covered_bytes[rel] = held_bytes.get(rel, 0)
         self._covered = dict(result.covered)
-        self.store.set_sync_marks({**{k: v for k, v in marks.items() if k.startswith("snapshot/")}, **result.covered})
+        self.store.set_sync_marks(
+            {**{k: v for k, v in marks.items() if k.startswith(("snapshot/", "bytes:"))}, **result.covered}
+        )
         log.info(
             "restore: snapshot %s, %d journal events replayed, %d battles and %d votes added",
             "merged" if result.battles and result.snapshot else ("present" if result.snapshot else "absent"),
@@ -737,9 +745,13 @@ class Sync:
         if journal is None:
             return
         try:
-            # Each line is written after its database commit, so every counted line is in the database.
-            self.store.set_sync_marks({f"{JOURNAL_DIR}/{journal.path.name}": journal.lines})
-        except ArenaError as e:  # only costs replaying those lines at the next start
+            # Each line is written after its database commit, so every line in the file, counted or
+            # not yet, is in the database: the size read after the count may only be larger.
+            rel = f"{JOURNAL_DIR}/{journal.path.name}"
+            lines = journal.lines
+            size = journal.path.stat().st_size if journal.path.exists() else 0
+            self.store.set_sync_marks({rel: lines, f"bytes:{rel}": size})
+        except (ArenaError, OSError) as e:  # only costs replaying those lines at the next start
             log.warning("sync: could not record the journal position (%s)", e)
 
     def close(self) -> bool:

@@ -131,6 +131,7 @@ class SyncMarkRow(Base):
     """What this database already holds of the sync folder (arena/sync.py), so a restart replays only the rest.
 
     ``journal/<file>.jsonl`` -> how many lines of that journal file the database holds;
+    ``bytes:journal/<file>.jsonl`` -> the file's size when the database held all of it;
     ``snapshot/<id>`` -> 1 once that snapshot was merged into (or taken from) this database.
     The marks live in the database, not beside it: a wiped or replaced database has none, and a
     restore into it replays everything.
