@@ -46,6 +46,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     epilog += (
         f"\n  {'HF_TOKEN':<30} Hugging Face token with write access to ARENA_DATASET_REPO (a Space secret)."
+        f"\n  {'HF_ENDPOINT':<30} The Hub's URL (default https://huggingface.co)."
         "\n  Model server URLs and keys come from the variables models.yaml names (e.g. BREEZE_URL)."
     )
     parser = argparse.ArgumentParser(
