@@ -170,6 +170,9 @@ def stand_in_compose(image: str, base: str, work: Path) -> Path:
     arena["image"] = image
     arena["environment"]["ARENA_MIN_READ_SECONDS"] = "0"
     services["postgres"]["image"] = "arena-ci/postgres-standin"
+    # Base images made by an older .ci/docker-env had / at mode 0700 (postgres runs as its own user);
+    # a no-op on a base made now.
+    services["postgres"]["entrypoint"] = ["sh", "-c", "chmod 755 / && exec /usr/local/bin/pg-standin"]
     for name in ("breeze", "bielik"):
         tgi = services[name]
         tgi.pop("deploy")  # no GPU here: "could not select device driver nvidia"
