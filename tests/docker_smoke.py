@@ -98,12 +98,35 @@ def smoke_image(image: str, port: int) -> dict[str, float]:
     figures: dict[str, float] = {}
     print(f"image {image}", flush=True)
 
-    listing = docker("run", "--rm", "--entrypoint", "sh", image, "-c", "find / -xdev -name '.env*' -o -name '*.pem'")
-    check(listing == "", f"no .env or .pem file anywhere in the image ({listing!r})")
-    found = docker("run", "--rm", "--entrypoint", "grep", image, "-rl", SECRET, "/app", check_rc=False)
+    listing = docker(
+        "run",
+        "--rm",
+        "--user",
+        "root",
+        "--entrypoint",
+        "sh",
+        image,
+        "-c",
+        "find / -xdev -name '.env*'; find /app -name '*.pem' -o -name '*.key' -o -name '.netrc'",
+    )
+    check(listing == "", f"no .env file anywhere in the image, no key file under /app ({listing!r})")
+    found = docker(
+        "run", "--rm", "--user", "root", "--entrypoint", "grep", image, "-rl", SECRET, "/app", check_rc=False
+    )
     check(found == "", "the planted secret's text is nowhere under /app")
     check(
-        docker("run", "--rm", "--entrypoint", "sh", image, "-c", "ls /app/db/*.sqlite3 2>/dev/null || true") == "",
+        docker(
+            "run",
+            "--rm",
+            "--user",
+            "root",
+            "--entrypoint",
+            "sh",
+            image,
+            "-c",
+            "ls /app/db/*.sqlite3 2>/dev/null || true",
+        )
+        == "",
         "no local database copied in",
     )
 
