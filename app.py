@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import os
@@ -45,6 +46,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     epilog += (
         f"\n  {'HF_TOKEN':<30} Hugging Face token with write access to ARENA_DATASET_REPO (a Space secret)."
+        f"\n  {'HF_ENDPOINT':<30} The Hub's URL (default https://huggingface.co)."
         "\n  Model server URLs and keys come from the variables models.yaml names (e.g. BREEZE_URL)."
     )
     parser = argparse.ArgumentParser(
@@ -78,6 +80,30 @@ def database_url(settings: Settings) -> str:
         return settings.db
     name = "demo.sqlite3" if settings.demo else "arena.sqlite3"
     return f"sqlite:///{ROOT / 'db' / name}"
+
+
+def demo_apart(settings: Settings, *, db_flag: str | None) -> Settings:
+    """``--demo`` without ``--db``: keep demo votes out of the real arena's database, journal and backups.
+
+    The environment (DATABASE_URL, ARENA_JOURNAL_DIR, ARENA_DATASET_REPO, ARENA_SYNC_FOLDER) describes
+    the real arena, e.g. inside the Docker image. A demo started there uses ``demo.sqlite3`` next to
+    the real SQLite file (or under db/, or the temp folder when db/ is read-only), its own journal
+    folder, and no sync target. ``--db`` on the command line names the demo's database explicitly.
+    """
+    if not settings.demo or db_flag:
+        return settings
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.db) if settings.db else None
+    if url is not None and url.get_backend_name() == "sqlite" and url.database:
+        path = Path(url.database).with_name("demo.sqlite3")
+    elif os.access(ROOT / "db", os.W_OK):
+        path = ROOT / "db" / "demo.sqlite3"
+    else:
+        import tempfile
+
+        path = Path(tempfile.gettempdir()) / "arena-demo" / "demo.sqlite3"
+    return dataclasses.replace(settings, db=f"sqlite:///{path}", journal_dir="", dataset_repo="", sync_folder="")
 
 
 def journal_dir(settings: Settings, store_url: str) -> Path:
@@ -244,7 +270,7 @@ def _terminate(_signum: int, _frame: FrameType | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        settings = Settings.load(os.environ, **vars(args))
+        settings = demo_apart(Settings.load(os.environ, **vars(args)), db_flag=args.db)
     except ArenaError as e:
         return _fail(e)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -68,3 +68,37 @@ def test_start_up_errors_are_one_plain_line(case: str, fragment: str, tmp_path: 
     assert len(errors) == 1 and done.stderr.strip().splitlines()[-1] == errors[0], done.stderr
     assert fragment in errors[0]
     assert "Traceback" not in done.stderr
+
+
+def test_demo_without_db_keeps_out_of_the_real_arena_s_database_and_backups(tmp_path: Path) -> None:
+    """Inside the image DATABASE_URL, ARENA_JOURNAL_DIR (and on a Space the sync target) name the real arena."""
+    from gradio_client import Client
+
+    from arena.storage import Store
+    from tests.support.app_process import AppProcess
+
+    data = tmp_path / "data"
+    data.mkdir()
+    env = {
+        "DATABASE_URL": f"sqlite:///{data / 'arena.sqlite3'}",
+        "ARENA_JOURNAL_DIR": str(data / "sync"),
+        "ARENA_SYNC_FOLDER": str(tmp_path / "backups"),
+        "ARENA_MIN_READ_SECONDS": "0",
+        "ARENA_DEMO_TOKEN_RATE": "200",
+        "ARENA_DEMO_FIRST_TOKEN_DELAY": "0.01",
+    }
+    app = AppProcess(["--demo"], env=env, log_path=tmp_path / "app.log")
+    try:
+        app.wait_ready()
+        client = Client(app.url, verbose=False)
+        if "/accept_terms" in client.view_api(print_info=False, return_format="dict")["named_endpoints"]:
+            client.predict(api_name="/accept_terms")
+        client.predict("Dzień dobry!", api_name="/send")
+        client.predict(api_name="/vote_a")
+        client.close()
+    finally:
+        app.stop()
+    assert not (data / "arena.sqlite3").exists(), "the real database was not touched"
+    assert not (data / "sync").exists() and not (tmp_path / "backups").exists(), "nor its journal and backups"
+    with Store(f"sqlite:///{data / 'demo.sqlite3'}") as store:
+        assert store.vote_total(mode=None, exclude_flags=()) == 1  # the demo vote went next to it

@@ -21,7 +21,7 @@ from arena.storage.migrations import alembic_config, head
 from arena.storage.tables import Base
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLES = {"models", "battles", "messages", "votes", "named_prompts"}
+TABLES = {"models", "battles", "messages", "votes", "named_prompts", "sync_marks"}
 TABLES |= {"campaigns", "campaign_prompts", "campaign_answers", "campaign_votes"}  # evaluation campaigns
 
 

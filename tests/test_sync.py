@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import inspect
 import shutil
 import sqlite3
 import threading
 import time
 from pathlib import Path
 
-import pytest
 from gradio_client import Client
 
 from arena.domain import VoteRecord
-from arena.journal import SyncError
 from arena.storage import Store
-from arena.sync import FolderTarget, HubTarget, Sync, _scheduler_class, make_target
+from arena.sync import FolderTarget, Sync
 from tests.support.app_process import AppProcess
 from tests.test_journal import T0, play, vote_event
 
@@ -131,30 +128,6 @@ def test_copying_the_file_is_not_a_snapshot(tmp_path: Path) -> None:
     assert n < 5
     with Store(f"sqlite:///{tmp_path / 'snap.sqlite3'}") as snap:
         assert snap.vote_total() == 5
-
-
-def test_hub_target_configures_the_commit_scheduler(tmp_path: Path) -> None:
-    """Wiring only: the real Hub is not reachable from the tests (no network)."""
-    from huggingface_hub import CommitScheduler
-
-    target = make_target(
-        dataset_repo="someone/arena-votes",
-        dataset_path="/pl-arena/",
-        sync_folder="",
-        every=2.5,
-        environ={"HF_TOKEN": "hf_secret"},
-    )
-    assert isinstance(target, HubTarget)
-    options = target.scheduler_options(tmp_path)
-    assert options["folder_path"] == tmp_path and options["path_in_repo"] == "pl-arena"
-    assert options["every"] == 2.5 and options["repo_type"] == "dataset" and options["token"] == "hf_secret"
-    inspect.signature(CommitScheduler).bind(**options)  # every option is one CommitScheduler takes
-    scheduler = _scheduler_class()
-    assert issubclass(scheduler, CommitScheduler)
-    assert "hf_secret" not in repr(target)
-    with pytest.raises(SyncError, match="HF_TOKEN"):
-        make_target(dataset_repo="someone/arena-votes", dataset_path="", sync_folder="", every=5, environ={})
-    assert make_target(dataset_repo="", dataset_path="", sync_folder="", every=5, environ={}) is None
 
 
 def visitor(url: str) -> Client:

@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from arena.domain import WINNERS, BattleRecord, MessageRecord, PairCount, VoteRecord, Winner
 from arena.errors import ConfigError, StorageError, VoteRejected
-from arena.storage.tables import BattleRow, MessageRow, ModelRow, NamedPromptRow, VoteRow
+from arena.storage.tables import BattleRow, MessageRow, ModelRow, NamedPromptRow, SyncMarkRow, VoteRow
 
 log = logging.getLogger(__name__)
 
@@ -853,6 +853,32 @@ class Store:
             finally:
                 raw.close()
         partial.replace(dest)
+
+    def sync_marks(self) -> dict[str, int]:
+        """What the database holds of the sync folder: ``{name: lines}`` (see :class:`SyncMarkRow`)."""
+        with self._guard("reading the sync marks"), self._engine.connect() as conn:
+            return {r.name: int(r.lines) for r in conn.execute(sa.select(SyncMarkRow.name, SyncMarkRow.lines))}
+
+    def set_sync_marks(self, marks: Mapping[str, int]) -> None:
+        """Record sync marks; a mark never goes down (replicas may record the same file at once)."""
+        if not marks:
+            return
+        rows = [{"name": name, "lines": int(lines)} for name, lines in marks.items()]
+        with self._guard("writing the sync marks"), self._write("sync marks") as conn:
+            dialect = conn.dialect.name
+            if dialect == "postgresql":
+                pg = postgresql.insert(SyncMarkRow)
+                stmt: sa.Executable = pg.on_conflict_do_update(
+                    index_elements=["name"], set_={"lines": sa.func.greatest(SyncMarkRow.lines, pg.excluded.lines)}
+                )
+            elif dialect == "sqlite":
+                lite = sqlite.insert(SyncMarkRow)
+                stmt = lite.on_conflict_do_update(
+                    index_elements=["name"], set_={"lines": sa.func.max(SyncMarkRow.lines, lite.excluded.lines)}
+                )
+            else:  # pragma: no cover - make_engine only builds the two engines above
+                raise AssertionError(dialect)
+            conn.execute(stmt, rows)
 
     def merge_battles(
         self,

@@ -237,3 +237,19 @@ class CampaignVoteRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     propensity: Mapped[float | None] = mapped_column(Float)
     uniform_propensity: Mapped[float | None] = mapped_column(Float)
+
+
+class SyncMarkRow(Base):
+    """What this database already holds of the sync folder (arena/sync.py), so a restart replays only the rest.
+
+    ``journal/<file>.jsonl`` -> how many lines of that journal file the database holds;
+    ``bytes:journal/<file>.jsonl`` -> the file's size when the database held all of it;
+    ``snapshot/<id>`` -> 1 once that snapshot was merged into (or taken from) this database.
+    The marks live in the database, not beside it: a wiped or replaced database has none, and a
+    restore into it replays everything.
+    """
+
+    __tablename__ = "sync_marks"
+
+    name: Mapped[str] = mapped_column(String(300), primary_key=True)
+    lines: Mapped[int]
