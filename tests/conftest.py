@@ -20,6 +20,22 @@ def _pg_admin_conninfo() -> str:
 
 
 @pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """One headless Chromium per test module; fails (never skips) when Debian's chromium is missing."""
+    from tests.support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is missing: install Debian's package with `apt-get install chromium` (.ci/run does).")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
 def shared() -> Iterator[DemoServer]:
     """One fast demo server per test module (both protocols); use ``server`` for a reset one."""
     with DemoServer("demo/test-7b", token_rate=400, first_token_delay=0.01) as server:

@@ -277,7 +277,7 @@ XSS_PROMPT = (
 @pytest.mark.browser
 def test_html_and_scripts_in_prompts_and_answers_stay_inert(arena: tuple[AppProcess, list[str]]) -> None:
     """The prompt is shown back in the visitor's message and echoed inside both demo answers."""
-    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
+    from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 
     if not Path(CHROMIUM).exists():
         pytest.fail("Chromium is missing: install Debian's package with `apt-get install chromium`.")

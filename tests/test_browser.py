@@ -6,7 +6,6 @@ Screenshots go to test-artifacts/ (git-ignored) for a person to look at.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,22 +14,9 @@ import pytest
 from arena import i18n
 from arena.storage import Store
 from tests.support.app_process import AppProcess
+from tests.support.browser import ARTIFACTS, DESKTOP, PHONE
 
 ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 390, "height": 844}
-
 pytestmark = pytest.mark.browser
 
 
@@ -52,19 +38,6 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AppProcess, 
         yield proc, db
     finally:
         proc.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is missing: install Debian's package with `apt-get install chromium` (.ci/run does).")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 def _open(browser, url: str, locale: str, viewport: dict[str, int]):  # type: ignore[no-untyped-def]

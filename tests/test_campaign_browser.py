@@ -14,7 +14,7 @@ import pytest
 
 from arena import i18n
 from tests.support.app_process import AppProcess
-from tests.test_browser import ARTIFACTS, DESKTOP, PHONE, browser  # noqa: F401 - the shared browser fixture
+from tests.support.browser import ARTIFACTS, DESKTOP, PHONE
 
 pytestmark = pytest.mark.browser
 
@@ -43,7 +43,7 @@ def _open_tab(page, tab_id: str, label: str) -> None:  # type: ignore[no-untyped
 
 
 @pytest.mark.parametrize(("language", "size"), [("en", "desktop"), ("ja", "phone")])
-def test_judge_one_comparison_and_see_the_results(app: AppProcess, browser, language: str, size: str) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_judge_one_comparison_and_see_the_results(app: AppProcess, browser, language: str, size: str) -> None:  # type: ignore[no-untyped-def]
     t = lambda key: i18n.text(language, key)  # noqa: E731
     context = browser.new_context(viewport=DESKTOP if size == "desktop" else PHONE)
     page = context.new_page()

@@ -6,7 +6,6 @@ real app runs as a subprocess with a roster pointing at them.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +16,8 @@ from gradio_client import Client
 
 from arena.backends.demo import DemoServer
 from tests.support.app_process import AppProcess
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 LONG = "Please write a very long and detailed answer about the history of Kraków."
 
 
@@ -86,8 +85,6 @@ def test_visitor_closing_the_page_cancels_upstream_streams(app: AppProcess, serv
     if not Path(CHROMIUM).exists():
         pytest.fail("Chromium is missing: install Debian's package with `apt-get install chromium` (.ci/run does).")
     from playwright.sync_api import sync_playwright
-
-    from tests.test_browser import CHROMIUM_ARGS
 
     before = _disconnects(servers)
     with sync_playwright() as p:

@@ -319,7 +319,7 @@ class _Counter(http.server.BaseHTTPRequestHandler):
 
 @pytest.mark.browser
 def test_chat_text_loads_no_third_party_image_and_shows_no_form(app: AppProcess) -> None:
-    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
+    from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 
     if not Path(CHROMIUM).exists():
         pytest.fail("Chromium is missing: install Debian's package with `apt-get install chromium`.")

@@ -4,7 +4,6 @@ the visitor's language, the style-control switch; desktop and phone, English and
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -12,7 +11,7 @@ from arena import i18n
 from tests.support import planted
 from tests.support.app_process import AppProcess
 from tests.support.boards import store_board
-from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE
+from tests.support.browser import ARTIFACTS, DESKTOP, PHONE
 
 pytestmark = pytest.mark.browser
 
@@ -30,19 +29,6 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppProcess]:
         yield proc
     finally:
         proc.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is missing: install Debian's package with `apt-get install chromium` (.ci/run does).")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 @pytest.mark.parametrize(("language", "size"), [("en", "desktop"), ("pl", "phone")])
