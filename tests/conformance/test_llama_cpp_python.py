@@ -21,19 +21,22 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from arena.backends import GenerationRequest, make_backend
-from arena.backends.base import Timeouts
-from arena.errors import ContextExceeded
+from arena.backends import make_backend
 from arena.health import check_once
 from arena.registry import GenerationParams, ModelSpec
 from arena.storage import Store
+from tests.conformance.checks import (
+    SLOW,
+    continuation_battle,
+    stop_string_round_trip,
+    too_long_prompt_is_context_exceeded,
+)
 from tests.conformance.tiny_model import write_tiny_model
 from tests.support.app_process import free_port
 from tests.support.services import close, make_service, play
 
 N_CTX = 256
 # A loaded CI machine: the model is tiny but the server answers one request at a time.
-SLOW = Timeouts(connect=5.0, first_token=60.0, read=30.0, total=120.0)
 
 
 # The server lives in a virtual environment of its own (build_server.sh), so its dependencies never
@@ -89,12 +92,6 @@ def server(model_file: Path) -> Iterator[str]:
     yield url
     proc.terminate()
     proc.wait(10)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(f"sqlite:///{tmp_path / 'arena.sqlite3'}") as s:
-        yield s
 
 
 def spec(url: str, name: str = "tiny", **extra: object) -> ModelSpec:
@@ -201,72 +198,13 @@ def test_an_unguarded_probe_would_cut_an_answer_on_the_default_server(tmp_path: 
 
 def test_a_prompt_longer_than_n_ctx_is_context_exceeded(server: str) -> None:
     """llama-cpp-python answers it with an empty HTTP 200; the arena calls it ContextExceeded."""
-    model = spec(server)
-    backend = make_backend(model, SLOW, {})
-    request = GenerationRequest(
-        params=GenerationParams(max_new_tokens=8), messages=({"role": "user", "content": "river mountain " * 400},)
-    )
-
-    async def go() -> None:
-        try:
-            async for _ in backend.stream(request):
-                pass
-        finally:
-            await backend.aclose()
-
-    with pytest.raises(ContextExceeded):
-        asyncio.run(go())
+    too_long_prompt_is_context_exceeded(spec(server))
 
 
 def test_a_continuation_goes_through_v1_completions(server: str, store: Store) -> None:
     """A base model (raw text continued) and a chat model on the real server meet in a continuation battle."""
-    base = spec(server, "base").model_copy(update={"kind": "base"})
-    service = make_service([base, spec(server, "chat")], store, timeouts=SLOW)
-
-    async def go() -> object:
-        try:
-            session = service.new_session("visitor")
-            assert session.pairing.pool == "base"
-            views = await play(service, session, "Once upon a time")
-            return views[-1]
-        finally:
-            await close(service)
-
-    final = asyncio.run(go())
-    assert all(a.ok for a in final.answers), final.answers  # type: ignore[attr-defined]
-    assert final.notices[0].startswith("This round is a text continuation")  # type: ignore[attr-defined]
-
-
-def stop_string_round_trip(model: ModelSpec) -> None:
-    """Greedy answer once; then again with a word from its middle as stop string: cut there, ``stop``.
-
-    One side, streamed by the arena's own side runner (StopFilter included); greedy decoding on one
-    thread gives the same text both times.
-    """
-    from arena.domain import Answer
-    from arena.streaming import SideJob, _run_side
-
-    greedy = GenerationParams(max_new_tokens=40, temperature=0.0)
-    messages = ({"role": "user", "content": "Tell me about rivers"},)
-
-    async def answer(stop: tuple[str, ...]) -> Answer:
-        backend = make_backend(model.model_copy(update={"stop": stop}), SLOW, {})
-        job = SideJob(backend, GenerationRequest(params=greedy, messages=messages, stop=stop))
-        result = Answer()
-        try:
-            await _run_side(job, result, asyncio.Event(), asyncio.Event(), time.monotonic, 0.0)
-        finally:
-            await backend.aclose()
-        assert result.error is None, result.error
-        return result
-
-    full = asyncio.run(answer(()))
-    words = full.text.split()
-    assert full.finish_reason in ("eos", "length") and len(words) >= 4, full
-    word = words[len(words) // 2]
-    cut = asyncio.run(answer((word,)))
-    assert cut.finish_reason == "stop"
-    assert word not in cut.text and full.text.startswith(cut.text)
+    final = continuation_battle(spec(server, "base"), spec(server, "chat"), store)
+    assert final.notices[0].startswith("This round is a text continuation")
 
 
 def test_a_stop_string_ending_is_stop(server: str) -> None:

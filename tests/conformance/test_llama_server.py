@@ -17,17 +17,20 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from arena.backends import GenerationRequest, ServerInfo, make_backend
-from arena.backends.base import Timeouts
-from arena.errors import ContextExceeded
+from arena.backends import ServerInfo, make_backend
 from arena.registry import GenerationParams, ModelSpec
 from arena.storage import Store
+from tests.conformance.checks import (
+    SLOW,
+    continuation_battle,
+    stop_string_round_trip,
+    too_long_prompt_is_context_exceeded,
+)
 from tests.conformance.tiny_model import write_tiny_model
 from tests.support.app_process import free_port
 from tests.support.services import close, make_service, play
 
 N_CTX = 256
-SLOW = Timeouts(connect=5.0, first_token=60.0, read=30.0, total=120.0)
 BINARY = Path(os.environ.get("ARENA_CI_LLAMA_SERVER", "/var/cache/arena-ci/llama-server")) / "bin" / "llama-server"
 
 
@@ -64,12 +67,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(f"sqlite:///{tmp_path / 'arena.sqlite3'}") as s:
-        yield s
 
 
 def spec(url: str, name: str = "tiny", **extra: object) -> ModelSpec:
@@ -114,41 +111,14 @@ def test_a_battle_streams_with_the_servers_token_count(server: str, store: Store
 
 def test_a_prompt_longer_than_its_context_is_context_exceeded(server: str) -> None:
     """HTTP 400 exceed_context_size_error, mapped to the arena's own message."""
-    backend = make_backend(spec(server), SLOW, {})
-    request = GenerationRequest(
-        params=GenerationParams(max_new_tokens=8), messages=({"role": "user", "content": "river mountain " * 400},)
-    )
-
-    async def go() -> None:
-        try:
-            async for _ in backend.stream(request):
-                pass
-        finally:
-            await backend.aclose()
-
-    with pytest.raises(ContextExceeded):
-        asyncio.run(go())
+    too_long_prompt_is_context_exceeded(spec(server))
 
 
 def test_a_continuation_goes_through_v1_completions(server: str, store: Store) -> None:
-    base = spec(server, "base").model_copy(update={"kind": "base"})
-    service = make_service([base, spec(server, "chat")], store, timeouts=SLOW)
-
-    async def go() -> object:
-        try:
-            session = service.new_session("visitor")
-            assert session.pairing.pool == "base"
-            return (await play(service, session, "Once upon a time"))[-1]
-        finally:
-            await close(service)
-
-    final = asyncio.run(go())
-    assert all(a.ok for a in final.answers), final.answers  # type: ignore[attr-defined]
+    continuation_battle(spec(server, "base"), spec(server, "chat"), store)
 
 
 def test_a_stop_string_ending_is_stop(server: str) -> None:
     """llama-server says finish_reason "stop" for a stop string and for EOS alike (no stop_reason): the
     arena does not send it stop strings, cuts the stream itself and stores ``stop``."""
-    from tests.conformance.test_llama_cpp_python import stop_string_round_trip
-
     stop_string_round_trip(spec(server))
