@@ -305,6 +305,7 @@ def test_a_wiped_disk_downloads_the_snapshot_and_only_the_journal_tails(hub: Hub
         first.restore()
         first.start()
         play_votes(first, store, 0, 20)
+        whole = f"journal/{first.journal.path.name}"  # type: ignore[union-attr]
         assert first.close()  # snapshot holds all of the first journal
     with new_store(tmp_path / "b.sqlite3") as store:
         second = Sync(store, tmp_path / "sync-b", target(hub))
@@ -322,7 +323,11 @@ def test_a_wiped_disk_downloads_the_snapshot_and_only_the_journal_tails(hub: Hub
         assert store.vote_total(mode=None, exclude_flags=()) == 23
         assert restored.journal_lines == 6  # the second process's 3 battles and 3 votes, not the first's 40 lines
     downloaded = {j: hub.count("GET", f"/resolve/main/{j}$") - gets_before[j] for j in journals}
-    assert sorted(downloaded.values()) == [0, 1], downloaded  # the journal the snapshot holds whole: skipped
+    (tail,) = set(journals) - {whole}
+    assert downloaded[whole] == 0, downloaded  # the journal the snapshot holds whole: never fetched
+    # The tail is fetched; a second GET is a retry (huggingface_hub closes its shared client on any
+    # connection error, so a stray thread of an earlier test can break one download mid-way).
+    assert downloaded[tail] >= 1, downloaded
 
 
 # -- the settings -------------------------------------------------------------------------------
