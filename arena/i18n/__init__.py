@@ -20,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from arena.messages import Message
+
 __all__ = [
     "DEFAULT_LANGUAGE",
     "LANGUAGES",
@@ -29,6 +31,7 @@ __all__ = [
     "negotiate",
     "note_keys",
     "placeholders",
+    "render",
     "text",
     "translate_message",
     "translate_note",
@@ -87,6 +90,23 @@ def text(language: str, key: str, /, **values: object) -> str:
     chosen = catalog(language) if language in LANGUAGES else reference
     template = chosen.get(key, reference[key])
     return template.format(**values) if values else template
+
+
+def render(message: Message, language: str) -> str:
+    """A :class:`~arena.messages.Message` in ``language`` (English where the language lacks the key).
+
+    Parameters that are messages are rendered in the same language; a tuple of messages is joined
+    with the language's ``format.list_separator``.
+    """
+    values: dict[str, object] = {}
+    for name, value in message.params.items():
+        if isinstance(value, tuple):
+            values[name] = text(language, "format.list_separator").join(render(m, language) for m in value)
+        elif isinstance(value, Message):
+            values[name] = render(value, language)
+        else:
+            values[name] = value
+    return text(language, message.key, **values)
 
 
 def placeholders(template: str) -> set[str]:
