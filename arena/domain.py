@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, TypedDict
 
+from arena import messages
+
 Role = Literal["system", "user", "assistant"]
 Side = Literal["a", "b"]
 FinishReason = Literal["length", "eos", "stop"]
@@ -30,7 +32,7 @@ class Answer:
     generated_tokens: int | None = None
     ttft: float | None = None  # seconds from request to first token
     total_time: float | None = None  # seconds from request to the end
-    error: str | None = None  # plain-language message shown to the visitor
+    error: messages.Message | None = None  # what the visitor is told (rendered in their language)
     error_kind: str | None = None  # exception class name, for operators
     done: bool = False
 

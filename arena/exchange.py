@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from arena.domain import WINNERS, BattleRecord, MessageRecord, VoteRecord
+from arena.errors import ImportFormatError
 from arena.storage.store import BattleExport, ImportResult, Store
 
 if TYPE_CHECKING:
@@ -156,10 +157,6 @@ _LANGUAGE_NAMES = {
     "romanian": "ro",
     "bulgarian": "bg",
 }
-
-
-class ImportFormatError(ValueError):
-    """A battle file cannot be read; the message names the file, the line and what to fix."""
 
 
 # --- cells ------------------------------------------------------------------------------------

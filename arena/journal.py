@@ -29,7 +29,7 @@ from typing import Any
 
 from arena.campaigns.model import CampaignVote
 from arena.domain import BattleRecord, MessageRecord, VoteRecord
-from arena.errors import ArenaError, StorageError
+from arena.errors import StorageError, SyncError
 from arena.storage import Store
 
 __all__ = ["Journal", "JournalBatch", "SyncError", "journal_name", "read_journal"]
@@ -37,16 +37,6 @@ __all__ = ["Journal", "JournalBatch", "SyncError", "journal_name", "read_journal
 log = logging.getLogger(__name__)
 
 _STOP = object()
-
-
-class SyncError(ArenaError):
-    """A journal, snapshot or sync target cannot be read or written; start-up stops with advice.
-
-    (Defined here rather than in arena.errors while that module is being edited elsewhere; it
-    belongs under ArenaError there.)
-    """
-
-    user_message = "The arena cannot reach its backup store. Please tell its operator."
 
 
 def journal_name(now: datetime | None = None) -> str:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from arena.errors import UnknownSlice
 from arena.ratings import (
     DEFAULT_LEVEL,
     DEFAULT_MIN_VOTES,
@@ -44,6 +45,7 @@ __all__ = [
     "LeaderboardView",
     "Slice",
     "SliceInfo",
+    "UnknownSlice",
     "available_slices",
     "fit_slice",
     "heatmap_data",
@@ -108,11 +110,11 @@ def parse_slice(name: str) -> Slice:
 
     Raises
     ------
-    ValueError
-        For an unknown name; the message lists the forms that exist.
+    UnknownSlice
+        For an unknown name; the detail lists the forms that exist.
     """
     if len(name) > MAX_SLICE_NAME:
-        raise ValueError(f"Unknown slice (a name of {len(name)} characters): slice names are short, e.g. lang:pl.")
+        raise UnknownSlice(f"Unknown slice (a name of {len(name)} characters): slice names are short, e.g. lang:pl.")
     name = name.strip()
     if name == "overall":
         return Slice(name, "anonymous")
@@ -125,7 +127,7 @@ def parse_slice(name: str) -> Slice:
         return Slice(name, "anonymous", language=value)
     if sep and value and kind == "cat" and "," not in value:
         return Slice(name, "anonymous", category=value)
-    raise ValueError(
+    raise UnknownSlice(
         f"Unknown slice {name!r}: use overall, named, pool:chat, pool:base, lang:<code> (e.g. lang:pl, lang:zh-Hant) "
         "or cat:<category> (e.g. cat:code)."
     )
@@ -336,7 +338,7 @@ class LeaderboardCache:
 
         Raises
         ------
-        ValueError
+        UnknownSlice
             For an unknown slice name, or a language or category without counted votes (before any fit).
         StorageError
             When the database cannot be read.
@@ -344,7 +346,7 @@ class LeaderboardCache:
         sl = parse_slice(slice_name)
         groups = self._groups(store)
         if sl.name not in _FIXED_SLICES and not any(sl.matches(g) and g.votes for g in groups):
-            raise ValueError(f"No counted votes in slice {sl.name!r}.")
+            raise UnknownSlice(f"No counted votes in slice {sl.name!r}.")
         state = _slice_state(groups, sl)
         with self._guard:
             lock = self._locks.setdefault(sl.name, threading.Lock())
@@ -367,7 +369,7 @@ class LeaderboardCache:
 
         Raises
         ------
-        ValueError
+        UnknownSlice
             For an unknown slice name.
         StorageError
             When the database cannot be read.
@@ -438,7 +440,7 @@ def summary(result: RatingsResult, *, updated_at: datetime | None = None, slice_
     text = " · ".join(parts)
     if any(r.preliminary for r in result.rows):
         text += f"\n\n*preliminary*: fewer than {result.min_votes} votes, the rating may still move a lot."
-    notes = " ".join(result.notes)
+    notes = " ".join(str(note) for note in result.notes)
     return text + (f"\n\n{notes}" if notes else "")
 
 

@@ -10,6 +10,8 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from arena.messages import Message
+
 __all__ = ["Limit", "check_limit", "client_ip"]
 
 
@@ -55,18 +57,22 @@ def _header_items(headers: Mapping[str, str]) -> list[tuple[str, str]]:
 
 @dataclass(frozen=True)
 class Limit:
-    """At most ``count`` events per ``window`` seconds; ``count == 0`` means no limit."""
+    """At most ``count`` events per ``window`` seconds; ``count == 0`` means no limit.
+
+    ``refusal`` is the catalog key of what a visitor over the limit is told; it fills ``{count}``
+    (``msg.limit_battles``, ``msg.limit_votes``).
+    """
 
     count: int
     window: float
-    what: str  # "new battles" / "votes", for the message
-    per: str  # "minute" / "hour"
+    refusal: str
+
+    def __post_init__(self) -> None:
+        Message(self.refusal, {"count": self.count})  # an unknown key fails where the limit is made
 
 
-def check_limit(limit: Limit, used: int) -> str | None:
+def check_limit(limit: Limit, used: int) -> Message | None:
     """None when one more event is allowed after ``used`` in the window, else the visitor's message."""
     if limit.count <= 0 or used < limit.count:
         return None
-    return (
-        f"You have reached the limit of {limit.count} {limit.what} per {limit.per}. Please wait a little and try again."
-    )
+    return Message(limit.refusal, {"count": limit.count})

@@ -61,7 +61,7 @@ from numpy.typing import NDArray
 from scipy.special import expit, ndtr
 
 from arena.domain import PairCount
-from arena.errors import ArenaError
+from arena.errors import NotEnoughModels
 from arena.ratings import SCALE, RatingsResult
 from arena.registry import ModelSpec
 
@@ -90,10 +90,6 @@ DEFAULT_WARMUP_BOOST = 4.0
 _UNKNOWN_SD = 2.0
 
 Float = NDArray[np.float64]
-
-
-class NotEnoughModels(ArenaError):
-    user_message = "Fewer than two models are online right now. Please try again later."
 
 
 @dataclass(frozen=True)

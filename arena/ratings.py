@@ -121,6 +121,7 @@ from numpy.typing import NDArray
 from scipy.special import bdtrc, expit, ndtri
 
 from arena.domain import WINNERS, PairCount
+from arena.messages import Message
 
 if TYPE_CHECKING:
     from scipy import sparse
@@ -216,7 +217,7 @@ class RatingsResult:
     min_votes: int
     anchor: tuple[str, float] | None
     components: tuple[tuple[str, ...], ...]
-    notes: tuple[str, ...]
+    notes: tuple[Message, ...]  # why the table looks as it does; str(note) is English
     win_rate: Float = field(repr=False)
     battle_count: NDArray[np.int64] = field(repr=False)
     predicted: Float = field(repr=False)
@@ -264,7 +265,7 @@ class RatingsResult:
             "min_votes": self.min_votes,
             "anchor": list(self.anchor) if self.anchor is not None else None,
             "components": [list(c) for c in self.components],
-            "notes": list(self.notes),
+            "notes": [str(note) for note in self.notes],
             "win_rate": matrix(self.win_rate),
             "battle_count": matrix(self.battle_count),
             "predicted": matrix(self.predicted),
@@ -366,7 +367,7 @@ def fit_ratings(
         raise ValueError(f"scale must be a positive number of points per log-odds unit, not {scale!r}.")
     z = float(ndtri(0.5 + float(level) / 2.0))
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    notes: list[str] = []
+    notes: list[Message] = []
     raw = _tally(counts, models, notes, weights)
     # Excluded kinds keep their counts (votes, records) but weigh nothing in the fit; what is left
     # is fitted with the "half" rule, so each kind's policy applies on its own.
@@ -382,17 +383,17 @@ def fit_ratings(
     rated_idx = np.flatnonzero(rated_mask)
     unrated = [names[i] for i in np.flatnonzero(~rated_mask)]
     if unrated:
-        why = "no battles" if requested_policy == "half" else "no decisive battles (ties are excluded)"
-        notes.append(f"Not rated, {why}: {', '.join(unrated)}.")
+        why = "note.unrated_no_battles" if requested_policy == "half" else "note.unrated_no_decisive"
+        notes.append(Message(why, {"models": ", ".join(unrated)}))
 
     groups = _components(played, rated_idx)
     if len(groups) > 1:
         # Numbered from 1, as the group column of the tables and ratings.csv.
-        listing = "; ".join(f"group {k + 1}: {', '.join(names[i] for i in g)}" for k, g in enumerate(groups))
-        notes.append(
-            f"The models form {len(groups)} groups that never met each other, so ratings are only "
-            f"comparable within a group ({listing})."
+        listing = tuple(
+            Message("note_part.group", {"k": k + 1, "models": ", ".join(names[i] for i in g)})
+            for k, g in enumerate(groups)
         )
+        notes.append(Message("note.groups", {"n": len(groups), "listing": listing}))
 
     theta = np.full(n_all, np.nan)
     sandwich_sd = np.full(n_all, np.nan)
@@ -401,9 +402,8 @@ def fit_ratings(
     for k, g in enumerate(groups):
         component_of[g] = k
         sub_y = y[np.ix_(g, g)]
-        th, a_used, note = _fit_group(sub_y, alpha, [names[i] for i in g])
-        if note:
-            notes.append(note)
+        th, a_used, group_notes = _fit_group(sub_y, alpha, [names[i] for i in g])
+        notes.extend(group_notes)
         alphas.append(a_used)
         theta[g] = th
 
@@ -411,17 +411,14 @@ def fit_ratings(
     if anchor is not None:
         k = int(component_of[anchor_idx])
         if len(groups) > 1:
-            notes.append(f"The anchor {anchor[0]} fixes the scale of group {k + 1} only; other groups keep mean 1000.")
+            notes.append(Message("note.anchor_group", {"model": anchor[0], "k": k + 1}))
 
     for k, g in enumerate(groups):
         pin = _local_index(g, anchor_idx)
         var = _sandwich_covariance(theta[g], *_sandwich_inputs(tally, g), tie_policy, alphas[k])
         sandwich_sd[g] = np.sqrt(np.maximum(_contrast_variances(var, pin), 0.0))
         if alphas[k] > 0 and _one_sided(y[np.ix_(g, g)]):
-            notes.append(
-                f"The sandwich intervals of group {k + 1} rest on the alpha={alphas[k]:g} pull that keeps "
-                "an unbeaten (or winless) model finite, so they are too narrow; prefer the bootstrap ones."
-            )
+            notes.append(Message("note.sandwich_narrow", {"k": k + 1, "alpha": f"{alphas[k]:g}"}))
 
     ratings = np.full(n_all, np.nan)
     for g in groups:
@@ -436,8 +433,10 @@ def fit_ratings(
         boot_lo, boot_hi = lo, hi
         if fallback_rounds:
             notes.append(
-                f"{fallback_rounds} of {bootstrap_rounds} bootstrap rounds drew a sample in which some model "
-                f"never lost or never won; those rounds used alpha={FALLBACK_ALPHA:g}."
+                Message(
+                    "note.bootstrap_fallback",
+                    {"n": fallback_rounds, "rounds": bootstrap_rounds, "alpha": f"{FALLBACK_ALPHA:g}"},
+                )
             )
 
     sand_lo = ratings - z * scale * sandwich_sd
@@ -451,11 +450,7 @@ def fit_ratings(
         "sandwich": _widen(sand_lo, sand_hi, ratings, half, rated_idx),
     }[interval]
     if widened:
-        listing = ", ".join(sorted(names[i] for i in widened))
-        notes.append(
-            f"The intervals of {listing} were widened to the least width their number of votes allows: "
-            "the fitted ones were narrower, which so few votes cannot support."
-        )
+        notes.append(Message("note.widened", {"models": ", ".join(sorted(names[i] for i in widened))}))
     shown_lo, shown_hi = (boot_lo, boot_hi) if interval == "bootstrap" else (sand_lo, sand_hi)
     may_outrank = _may_outrank(y, tally.wins, groups)
     # A preliminary model gets no rank ("—"), nor does it push anyone else down.
@@ -467,11 +462,7 @@ def fit_ratings(
     for k, g in enumerate(ranked_groups):
         held = [names[i] for i in g if ranks[i] != by_intervals[i]]
         if held:
-            notes.append(
-                f"Ranks of {', '.join(sorted(held))} are shared with every model of another part of their group "
-                "that they did not clearly beat or lose to head to head (exact sign test, 5%): exact ratings "
-                f"would be infinite there, so the intervals between those parts rest on the alpha={alphas[k]:g} pull."
-            )
+            notes.append(Message("note.ranks_shared", {"models": ", ".join(sorted(held)), "alpha": f"{alphas[k]:g}"}))
 
     order = sorted(rated_idx.tolist(), key=lambda i: (-ratings[i], names[i]))
     rows = tuple(
@@ -497,11 +488,11 @@ def fit_ratings(
     )
     prelim = [r.model for r in rows if r.preliminary]
     if prelim:
-        notes.append(f"Preliminary (fewer than {min_votes} votes): {', '.join(prelim)}.")
+        notes.append(Message("note.preliminary", {"n": min_votes, "models": ", ".join(prelim)}))
     if tally.n_battles == 0:
-        notes.append("No votes yet: nothing to rate.")
+        notes.append(Message("note.no_votes"))
     elif not rows:
-        notes.append("No model has a counted battle against another model: nothing to rate.")
+        notes.append(Message("note.nothing_to_rate"))
 
     perm = np.array(order + np.flatnonzero(~rated_mask).tolist(), dtype=np.int64)
     matrices = _matrices(tally, theta, component_of, perm)
@@ -560,7 +551,10 @@ def _check_parameters(tie_policy: str, alpha: float, interval: str, rounds: int,
 
 
 def _tally(
-    counts: Sequence[PairCount], models: Sequence[str] | None, notes: list[str], weights: Sequence[float] | None = None
+    counts: Sequence[PairCount],
+    models: Sequence[str] | None,
+    notes: list[Message],
+    weights: Sequence[float] | None = None,
 ) -> _Tally:
     if weights is not None and len(weights) != len(counts):
         raise ValueError(
@@ -608,7 +602,7 @@ def _tally(
             tied_w[a, b] += w
             tied_w[b, a] += w
     if self_battles:
-        notes.append(f"Ignored {self_battles} battles of a model against itself (they say nothing about strength).")
+        notes.append(Message("note.self_battles", {"n": self_battles}))
     n_battles = int(wins.sum() + np.triu(ties).sum() + np.triu(bothbad).sum())
     return _Tally(tuple(names), wins, ties, bothbad, n_battles, *cells)
 
@@ -708,38 +702,32 @@ def _choix_fit(y: Float, alpha: float, tol: float, init: Float | None = None) ->
     return np.asarray(th - th.mean(), dtype=np.float64)
 
 
-def _fit_group(y: Float, alpha: float, names: list[str]) -> tuple[Float, float, str | None]:
-    """Fit one connected group; returns centred theta, the alpha used, and a note if it changed."""
-    note = None
+def _fit_group(y: Float, alpha: float, names: list[str]) -> tuple[Float, float, list[Message]]:
+    """Fit one connected group; returns centred theta, the alpha used, and notes if it changed."""
+    notes: list[Message] = []
     a = alpha
     if a == 0 and not _strongly_connected(y):
         a = FALLBACK_ALPHA
         wins, losses = y.sum(1), y.sum(0)
         unbeaten = [m for m, lo in zip(names, losses, strict=True) if lo == 0]
         winless = [m for m, w in zip(names, wins, strict=True) if w == 0]
-        who = []
+        who: list[Message] = []
         if unbeaten:
-            who.append(f"never lost: {', '.join(unbeaten)}")
+            who.append(Message("note_part.never_lost", {"models": ", ".join(unbeaten)}))
         if winless:
-            who.append(f"never won: {', '.join(winless)}")
-        detail = "; ".join(who) if who else "some models never lost to the rest"
-        note = (
-            f"Exact ratings would be infinite ({detail}), so this group was fitted with alpha={a:g}, "
-            "a weak pull towards the average that keeps them finite and in the same order."
-        )
+            who.append(Message("note_part.never_won", {"models": ", ".join(winless)}))
+        detail = tuple(who) or (Message("note_part.some_never_lost"),)
+        notes.append(Message("note.infinite", {"detail": detail, "alpha": f"{a:g}"}))
     th = _choix_fit(y, a, _FIT_TOL)
     if th is not None:
-        return th, a, note
+        return th, a, notes
     for bigger in ALPHA_LADDER:
         if bigger <= a:
             continue
         th = _choix_fit(y, bigger, _FIT_TOL)
         if th is not None:
-            msg = (
-                f"The fit of {', '.join(names)} did not converge with alpha={a:g}; "
-                f"it was refitted with alpha={bigger:g}."
-            )
-            return th, bigger, msg if note is None else f"{note} {msg}"
+            refitted = {"models": ", ".join(names), "alpha": f"{a:g}", "bigger": f"{bigger:g}"}
+            return th, bigger, [*notes, Message("note.refitted", refitted)]
     raise RuntimeError(
         f"Bradley-Terry fit failed for {', '.join(names)} even with alpha={ALPHA_LADDER[-1]:g}. "
         "Check the counts for absurd values and report them."

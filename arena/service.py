@@ -22,13 +22,15 @@ import numpy as np
 from arena import templates
 from arena.backends.base import Backend, ServerInfo
 from arena.config import Settings
-from arena.domain import Answer, BattleRecord, Message, MessageRecord, Mode, Side, VoteRecord, Winner
-from arena.errors import ArenaError, ContextExceeded, PromptRejected, RateLimited, StorageError, VoteRejected
+from arena.domain import Answer, BattleRecord, MessageRecord, Mode, Side, VoteRecord, Winner
+from arena.domain import Message as ChatMessage
+from arena.errors import ContextExceeded, PromptRejected, RateLimited, StorageError, VoteRejected
 from arena.health import HealthChecker, HealthTracker, ModelHealth
 from arena.identity import IdentityMatcher
 from arena.language import detect_language
 from arena.leaderboard import FitParams, LeaderboardCache, LeaderboardView
 from arena.limits import Limit, check_limit, client_ip
+from arena.messages import Message
 from arena.pairing import Pairing, PairSampler, unpairable
 from arena.ratings import fit_ratings
 from arena.registry import ModelSpec, Registry
@@ -39,7 +41,7 @@ from arena.streaming import SideJob, UpdateBudget, stream_pair
 if TYPE_CHECKING:
     from arena.style import StyleResult
 
-__all__ = ["CONTINUATION_NOTICE", "FLAG_NOTES", "ArenaService", "BattleSession", "Reveal", "TurnView"]
+__all__ = ["CONTINUATION_NOTICE", "FLAG_NOTES", "Allowed", "ArenaService", "BattleSession", "Reveal", "TurnView"]
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,7 @@ class BattleSession:
     battle_id: str | None = None
     turn: int = 0  # number of finished or running turns
     regenerations: int = 0  # of this battle's turns, however many
-    history: tuple[list[Message], list[Message]] = field(default_factory=lambda: ([], []))
+    history: tuple[list[ChatMessage], list[ChatMessage]] = field(default_factory=lambda: ([], []))
     answers: tuple[Answer, Answer] | None = None
     status: Status = "new"
     winner: Winner | None = None
@@ -80,14 +82,36 @@ class BattleSession:
 
 
 @dataclass(frozen=True)
-class TurnView:
-    """What the page shows while a turn streams: both conversations, and what may be clicked."""
+class Allowed:
+    """What a visitor may do now in a battle session; the page enables exactly these controls.
 
-    history: tuple[list[Message], list[Message]]
+    Computed by :meth:`ArenaService.allowed` from the session's state and the battle limits, so a
+    control is enabled only when the service would accept its action. (Starting a new round is
+    always allowed, and the rate limits are checked when the action comes: they need the database.)
+    """
+
+    vote: bool = False
+    send: bool = False  # type a prompt (the first or a follow-up) and send it
+    regenerate: bool = False
+
+
+NOTHING = Allowed()
+"""While a turn streams or a vote is being saved: nothing until it ends."""
+
+
+@dataclass(frozen=True)
+class TurnView:
+    """What the page shows while a turn streams: both conversations, notices, and what may be clicked."""
+
+    history: tuple[list[ChatMessage], list[ChatMessage]]
     answers: tuple[Answer, Answer]
     streaming: bool
-    can_vote: bool
-    notices: tuple[str, ...] = ()
+    allowed: Allowed = NOTHING
+    notices: tuple[Message, ...] = ()
+
+    @property
+    def can_vote(self) -> bool:
+        return self.allowed.vote
 
 
 @dataclass(frozen=True)
@@ -128,17 +152,14 @@ _SIDES: tuple[Side, Side] = ("a", "b")
 _PURGE_EVERY = 200  # side-by-side prompts stored between two purges of those past the replay window
 _ABANDONED_KEPT = 10_000  # abandoned anonymous battles remembered (ids), for the replay refusal
 
-CONTINUATION_NOTICE = (
-    "This round is a text continuation: both models continue your text as written, without chatting. "
-    "Write the beginning of a text."
-)
+CONTINUATION_NOTICE = Message("msg.continuation")
 """Told with the first turn of a continuation battle (pool ``base``), to the page and API clients alike."""
 
-BROKEN_TEXT = "Your text contains broken characters that cannot be stored. Please type it again."
+BROKEN_TEXT = Message("msg.broken_text")
 # What the visitor reads when the database fails, by what they were doing (StorageError's own
-# text is about votes).
-PROMPT_NOT_SAVED = "Your message could not be saved just now, so it was not sent. Please try again in a moment."
-ANSWERS_NOT_SAVED = "The answers could not be saved just now, so this round cannot be voted. Press “New round”."
+# message is about votes).
+PROMPT_NOT_SAVED = Message("msg.prompt_not_saved")
+ANSWERS_NOT_SAVED = Message("msg.answers_not_saved")
 
 
 # Characters that draw nothing although Unicode does not call them format or space characters.
@@ -165,12 +186,12 @@ def clean_prompt(text: str, max_chars: int) -> str:
     if len(text) > max_chars:
         raise PromptRejected(
             f"prompt of {len(text)} characters",
-            user_message=f"Your message is {len(text)} characters long; the limit is {max_chars}. Please shorten it.",
+            message=Message("msg.prompt_chars", {"length": len(text), "limit": max_chars}),
         )
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise PromptRejected("lone surrogate in prompt", user_message=BROKEN_TEXT) from None
+        raise PromptRejected("lone surrogate in prompt", message=BROKEN_TEXT) from None
     kept = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
     kept = kept.strip()
     if not any(_visible(ch) for ch in kept):
@@ -257,8 +278,8 @@ class ArenaService:
         # Answers streaming now, per model: the health checks leave a model alone while it streams.
         self._streaming: dict[str, int] = {}
         self._warn_roster()
-        self._battle_limit = Limit(settings.battles_per_minute, 60.0, "new battles", "minute")
-        self._vote_limit = Limit(settings.votes_per_hour, 3600.0, "votes", "hour")
+        self._battle_limit = Limit(settings.battles_per_minute, 60.0, "msg.limit_battles")
+        self._vote_limit = Limit(settings.votes_per_hour, 3600.0, "msg.limit_votes")
 
     def _warn_roster(self) -> None:
         """Log what the roster asks that cannot happen: models no pool can pair, settings a server ignores."""
@@ -345,21 +366,14 @@ class ArenaService:
         playable = {m.name: m for m in self.playable_models()}
         first, second = models
         if first == second or first not in playable or second not in playable:
-            raise PromptRejected(
-                f"cannot pair {models}", user_message="Please pick two different models from the list."
-            )
+            raise PromptRejected(f"cannot pair {models}", message=Message("msg.pick_two"))
         a, b = playable[first], playable[second]
         if a.kind == b.kind:
             pool = a.kind
         elif a.plays_continuation and b.plays_continuation:
             pool = "base"  # a base model against a chat model: a continuation battle
         else:
-            raise PromptRejected(
-                "mixed kinds",
-                user_message=(
-                    "These two models cannot meet: a base model only continues text, and the other one cannot."
-                ),
-            )
+            raise PromptRejected("mixed kinds", message=Message("msg.cannot_meet"))
         pairing = Pairing(first, second, pool, propensity=1.0)
         return BattleSession(pairing=pairing, client_hash=client, mode="named")
 
@@ -379,9 +393,9 @@ class ArenaService:
             return max(1, info.max_total_tokens - answer)
         return None
 
-    def _jobs(self, session: BattleSession) -> tuple[tuple[SideJob, SideJob], tuple[str, ...]]:
+    def _jobs(self, session: BattleSession) -> tuple[tuple[SideJob, SideJob], tuple[Message, ...]]:
         jobs: list[SideJob] = []
-        notices: list[str] = []
+        notices: list[Message] = []
         cap = self.settings.max_new_tokens or None
         dropped = False
         for name, history in zip(session.models, session.history, strict=True):
@@ -399,10 +413,26 @@ class ArenaService:
             notices.insert(0, CONTINUATION_NOTICE)
         if dropped:
             # Side-neutral before the vote: which side, or how many turns, would tell whose context is shorter.
-            notices.append(
-                "The conversation is getting long: its oldest turns were left out of what at least one model sees."
-            )
+            notices.append(Message("msg.context_dropped"))
         return (jobs[0], jobs[1]), tuple(notices)
+
+    def allowed(self, session: BattleSession | None) -> Allowed:
+        """What the visitor may do now in ``session`` (``None``: no battle yet, so only send).
+
+        The same conditions as the refusals of :meth:`send`, :meth:`regenerate` and :meth:`vote`
+        (rate limits aside), so the page never offers what the service would refuse.
+        """
+        if session is None:
+            return Allowed(send=True)
+        status, turn = session.status, session.turn
+        return Allowed(
+            vote=status == "ready" and turn > 0 and session.battle_id is not None,
+            send=status in ("new", "ready") and turn < self.settings.max_turns,
+            regenerate=status in ("ready", "failed")
+            and turn > 0
+            and session.battle_id is not None
+            and session.regenerations < self.settings.max_regenerations,
+        )
 
     async def send(self, session: BattleSession, prompt: str) -> AsyncIterator[TurnView]:
         """Send a prompt (first or follow-up) to both models and stream their answers.
@@ -417,20 +447,16 @@ class ArenaService:
             When the battle cannot be recorded.
         """
         if session.status in ("streaming", "voting"):
-            raise PromptRejected("busy", user_message="Please wait until both answers have finished.")
+            raise PromptRejected("busy", message=Message("msg.wait"))
         if session.status == "voted":
-            raise PromptRejected("voted", user_message="This round is over. Press “New round” to start another.")
+            raise PromptRejected("voted", message=Message("msg.round_over"))
         if session.status == "failed":
             if session.unsaved:
-                raise PromptRejected("unsaved", user_message=ANSWERS_NOT_SAVED)
-            raise PromptRejected("failed", user_message="A model failed in this round. Press “New round” to continue.")
+                raise PromptRejected("unsaved", message=ANSWERS_NOT_SAVED)
+            raise PromptRejected("failed", message=Message("msg.round_failed"))
         text = clean_prompt(prompt, self.settings.max_prompt_chars)
         if session.turn >= self.settings.max_turns:
-            n = self.settings.max_turns
-            raise PromptRejected(
-                "turn limit",
-                user_message=f"This battle has reached its limit of {n} turns. Vote, or start a new round.",
-            )
+            raise PromptRejected("turn limit", message=Message("msg.turn_limit", {"n": self.settings.max_turns}))
         # Claimed before the first await, so a second request on this session (double click, a raw
         # API call) is refused above instead of running alongside.
         previous, session.status = session.status, "streaming"
@@ -449,7 +475,7 @@ class ArenaService:
             storing = await self._start_battle(session, text) if session.battle_id is None else None
         except StorageError as e:
             undo()
-            raise StorageError(str(e), user_message=PROMPT_NOT_SAVED) from e
+            raise StorageError(str(e), message=PROMPT_NOT_SAVED) from e
         except BaseException:
             undo()
             raise
@@ -461,7 +487,7 @@ class ArenaService:
             if session.battle_id is None:  # the battle itself could not be stored: as if never sent
                 session.turn -= 1
                 undo()
-                raise StorageError(str(e), user_message=PROMPT_NOT_SAVED) from e
+                raise StorageError(str(e), message=PROMPT_NOT_SAVED) from e
             raise
 
     def abandon(self, session: BattleSession | None) -> None:
@@ -495,7 +521,7 @@ class ArenaService:
             )
             refusal = check_limit(self._battle_limit, used)
             if refusal:
-                raise RateLimited(f"client {session.client_hash[:8]} started {used} battles", user_message=refusal)
+                raise RateLimited(f"client {session.client_hash[:8]} started {used} battles", message=refusal)
         battle = BattleRecord(
             id=uuid.uuid4().hex,
             model_a=session.pairing.model_a,
@@ -558,8 +584,7 @@ class ArenaService:
         if replayed:
             raise PromptRejected(
                 f"client {session.client_hash[:8]} replayed an open anonymous prompt",
-                user_message="You sent this prompt in an anonymous battle that is not voted yet. "
-                "Vote there first, then compare the models side by side.",
+                message=Message("msg.replay_open"),
             )
         await asyncio.to_thread(self.store.add_named_prompt, session.client_hash, fingerprint(text), now)
         self._named_since_purge += 1
@@ -580,14 +605,10 @@ class ArenaService:
     async def regenerate(self, session: BattleSession) -> AsyncIterator[TurnView]:
         """Re-run the last turn on both sides (only before the vote)."""
         if session.status not in ("ready", "failed") or session.turn == 0 or session.battle_id is None:
-            raise PromptRejected("nothing to regenerate", user_message="There is no answer to regenerate yet.")
+            raise PromptRejected("nothing to regenerate", message=Message("msg.nothing_to_regenerate"))
         if session.regenerations >= self.settings.max_regenerations:
-            n = self.settings.max_regenerations
             raise PromptRejected(
-                "regeneration limit",
-                user_message=(
-                    f"This battle's answers were regenerated as often as allowed ({n}). Vote, or start a new round."
-                ),
+                "regeneration limit", message=Message("msg.regeneration_limit", {"n": self.settings.max_regenerations})
             )
         session.regenerations += 1
         for history in session.history:
@@ -601,7 +622,7 @@ class ArenaService:
         self,
         session: BattleSession,
         jobs: tuple[SideJob, SideJob],
-        notices: tuple[str, ...],
+        notices: tuple[Message, ...],
         *,
         replace: bool,
         storing: asyncio.Task[None] | None = None,
@@ -630,7 +651,7 @@ class ArenaService:
                         storing = None
                     session.answers = answers
                     if not all(a.done for a in answers):
-                        yield TurnView(session.history, answers, streaming=True, can_vote=False, notices=notices)
+                        yield TurnView(session.history, answers, streaming=True, notices=notices)
         except BaseException:
             # Cancelled (visitor left): the turn never finished, so it cannot be voted.
             session.status = "failed"
@@ -659,14 +680,14 @@ class ArenaService:
         session.finished_at = self._clock()
         final_notices = list(notices)
         if empty:
-            final_notices.append("Both models gave an empty answer, so this round cannot be voted. Press “New round”.")
+            final_notices.append(Message("msg.both_empty"))
         # Side-neutral before the vote (a model's own length limit is a property of the model); the
         # reveal says which side was cut off.
         cut = sum(answer.finish_reason == "length" for answer in answers)
         if cut == 1:
-            final_notices.append("One answer was cut off at its length limit.")
+            final_notices.append(Message("msg.cut_off"))
         elif cut == 2:
-            final_notices.append("Both answers were cut off at their length limit.")
+            final_notices.append(Message("msg.cut_off_both"))
         rows = self._turn_rows(session, answers)
         battle_id = session.battle_id
         assert battle_id is not None  # send() creates the battle before its first turn streams
@@ -677,10 +698,13 @@ class ArenaService:
                 await asyncio.to_thread(self.store.add_messages, rows)
         except StorageError as e:
             session.status, session.unsaved = "failed", True
-            raise StorageError(str(e), user_message=ANSWERS_NOT_SAVED) from e
-        yield TurnView(
-            session.history, answers, streaming=False, can_vote=ok and not empty, notices=tuple(final_notices)
-        )
+            raise StorageError(str(e), message=ANSWERS_NOT_SAVED) from e
+        allowed = self.allowed(session)
+        if allowed.vote and not allowed.send:  # say why the prompt is locked
+            final_notices.append(Message("msg.turn_limit", {"n": self.settings.max_turns}))
+        if replace and allowed.vote and not allowed.regenerate:
+            final_notices.append(Message("msg.regeneration_limit", {"n": self.settings.max_regenerations}))
+        yield TurnView(session.history, answers, streaming=False, allowed=allowed, notices=tuple(final_notices))
 
     def _turn_rows(self, session: BattleSession, answers: tuple[Answer, Answer]) -> list[MessageRecord]:
         assert session.battle_id is not None
@@ -716,19 +740,17 @@ class ArenaService:
             The database is unavailable; nothing was written.
         """
         if session is None or session.battle_id is None:
-            raise VoteRejected("no battle", user_message="There is nothing to vote on yet. Send a prompt first.")
+            raise VoteRejected("no battle", message=Message("msg.nothing_to_vote"))
         if session.status == "voted":
-            raise VoteRejected("already voted", user_message="You have already voted in this round.")
+            raise VoteRejected("already voted", message=Message("msg.already_voted"))
         if session.status == "voting":
-            raise VoteRejected("vote in flight", user_message="Your vote is being saved.")
+            raise VoteRejected("vote in flight", message=Message("msg.vote_in_flight"))
         if session.status == "streaming":
-            raise VoteRejected("streaming", user_message="Please wait until both answers have finished.")
+            raise VoteRejected("streaming", message=Message("msg.wait"))
         if session.status == "failed" and session.unsaved:
-            raise VoteRejected("turn not stored", user_message=ANSWERS_NOT_SAVED)
+            raise VoteRejected("turn not stored", message=ANSWERS_NOT_SAVED)
         if session.status != "ready":
-            raise VoteRejected(
-                "battle failed", user_message="This round cannot be voted because a model failed. Press “New round”."
-            )
+            raise VoteRejected("battle failed", message=Message("msg.vote_failed_round"))
         # Claimed before the first await: a second click, a second request or a raw API call on this
         # session is refused above; across processes the database's UNIQUE(battle_id) decides.
         session.status = "voting"
@@ -771,7 +793,7 @@ class ArenaService:
             )
             refusal = check_limit(self._vote_limit, used)
             if refusal:
-                raise RateLimited(f"client {session.client_hash[:8]} cast {used} votes", user_message=refusal)
+                raise RateLimited(f"client {session.client_hash[:8]} cast {used} votes", message=refusal)
         flags: list[str] = []
         for name, history in zip(session.models, session.history, strict=True):
             said = "\n".join(m["content"] for m in history if m["role"] == "assistant")
@@ -818,8 +840,8 @@ class ArenaService:
 
         Raises
         ------
-        ValueError
-            For an unknown slice name.
+        UnknownSlice
+            For an unknown slice name, or a language or category without counted votes.
         StorageError
             When the database cannot be read.
         """
@@ -831,16 +853,9 @@ class ArenaService:
 
         Raises
         ------
-        ValueError
-            For an unknown slice name.
+        UnknownSlice
+            For an unknown slice name, or a language or category without counted votes.
         StorageError
             When the database cannot be read.
         """
         return await asyncio.to_thread(self._leaderboard.style, self.store, slice_name)
-
-
-def user_text(error: BaseException) -> str:
-    """The plain-language text a visitor sees for ``error`` (never a trace, URL or model name)."""
-    if isinstance(error, ArenaError):
-        return error.user_message
-    return ArenaError.user_message

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from arena.backends.base import Backend, GenerationRequest
 from arena.domain import Answer
 from arena.errors import BackendError, BackendFailed
+from arena.messages import Message
 from arena.templates import StopFilter
 
 __all__ = ["SideJob", "UpdateBudget", "stream_pair"]
@@ -59,12 +60,12 @@ async def _run_side(
             answer.finish_reason = "stop"
     except BackendError as e:
         log.warning("backend %s failed: %s: %s", job.backend.spec.name, type(e).__name__, e)
-        answer.error, answer.error_kind = e.user_message, type(e).__name__
+        answer.error, answer.error_kind = e.message, type(e).__name__
     except asyncio.CancelledError:
         raise
     except Exception as e:  # a bug in a backend must not take down the other side
         log.exception("unexpected failure streaming from %s", job.backend.spec.name)
-        answer.error, answer.error_kind = BackendFailed.user_message, type(e).__name__
+        answer.error, answer.error_kind = Message(BackendFailed.key), type(e).__name__
     finally:
         answer.total_time = clock() - start
         answer.done = True

@@ -30,8 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from arena.errors import ArenaError
-from arena.journal import Journal, SyncError, _count_lines, journal_name, read_journal
+from arena.errors import ArenaError, SyncError
+from arena.journal import Journal, _count_lines, journal_name, read_journal
 from arena.storage import Store
 from arena.storage.campaigns import CampaignStore
 

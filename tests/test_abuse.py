@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from arena import i18n
 from arena.backends.demo import DemoServer
 from arena.domain import WINNERS
 from arena.errors import PromptRejected, RateLimited, VoteRejected
 from arena.limits import Limit, check_limit, client_ip
+from arena.messages import Message
 from arena.registry import ModelSpec
-from arena.service import clean_prompt
+from arena.service import Allowed, clean_prompt
 from arena.storage import Store
 from tests.support.services import battle, close, make_service, play, tgi_spec
 
@@ -65,10 +67,14 @@ def test_client_ip_joins_repeated_headers() -> None:
 
 
 def test_limit_message_names_the_limit() -> None:
-    limit = Limit(3, 60, "new battles", "minute")
+    limit = Limit(3, 60, "msg.limit_battles")
     assert check_limit(limit, 2) is None
-    assert "3 new battles per minute" in (check_limit(limit, 3) or "")
-    assert check_limit(Limit(0, 60, "votes", "hour"), 10_000) is None
+    refusal = check_limit(limit, 3)
+    assert refusal is not None and refusal.key == "msg.limit_battles" and refusal.params == {"count": 3}
+    assert "3 new battles per minute" in str(refusal)
+    assert check_limit(Limit(0, 60, "msg.limit_votes"), 10_000) is None
+    with pytest.raises(KeyError, match=r"en\.yaml"):  # a refusal nobody can translate cannot even be made
+        Limit(3, 60, "msg.no_such_refusal")
 
 
 # -- votes -----------------------------------------------------------------------------------
@@ -131,7 +137,7 @@ def test_double_send_is_refused_while_streaming(server: DemoServer, tmp_path: Pa
                 await anext(first)
                 with pytest.raises(PromptRejected) as info:
                     await anext(service.send(session, "again"))
-                assert "wait until both answers have finished" in info.value.user_message
+                assert "wait until both answers have finished" in str(info.value.message)
                 async for _ in first:
                     pass
                 assert store.battle_count() == 1 and session.turn == 1
@@ -149,20 +155,32 @@ def test_turns_and_regenerations_per_battle_are_capped(server: DemoServer, tmp_p
             service = make_service(specs(server.url), store, settings={"max_turns": 2, "max_regenerations": 1})
             try:
                 session = service.new_session("10.1.1.5")
-                await play(service, session, PROMPT)
-                [_ async for _ in service.regenerate(session)]
+                assert service.allowed(session) == Allowed(send=True)
+                first = await play(service, session, PROMPT)
+                assert first[0].allowed == Allowed()  # nothing may be clicked while the turn streams
+                assert first[-1].allowed == Allowed(vote=True, send=True, regenerate=True)
+                regenerated = [view async for view in service.regenerate(session)]
+                # The service says the regeneration limit is reached, and why, before the visitor clicks.
+                assert regenerated[-1].allowed == service.allowed(session) == Allowed(vote=True, send=True)
+                assert Message("msg.regeneration_limit", {"n": 1}) in regenerated[-1].notices
                 with pytest.raises(PromptRejected) as info:
                     [_ async for _ in service.regenerate(session)]
-                assert "regenerated as often as allowed (1)" in info.value.user_message
-                await play(service, session, "And the second tallest?")
+                assert info.value.message == Message("msg.regeneration_limit", {"n": 1})
+                assert "regenerated as often as allowed (1)" in str(info.value.message)
+                assert "najwyżej 1 " in i18n.render(info.value.message, "pl")
+                second = await play(service, session, "And the second tallest?")
+                assert second[-1].allowed == service.allowed(session) == Allowed(vote=True)
+                assert Message("msg.turn_limit", {"n": 2}) in second[-1].notices
                 with pytest.raises(PromptRejected) as info:
                     await play(service, session, "And the third?")
-                assert "limit of 2 turns" in info.value.user_message
+                assert "limit of 2 turns" in str(info.value.message)
+                assert service.allowed(session) == Allowed(vote=True)
                 # Refused before anything was sent: the battle is intact and can still be voted.
                 assert session.turn == 2 and session.status == "ready"
                 assert [m["role"] for m in session.history[0]] == ["user", "assistant"] * 2
                 await service.vote(session, "model_a")
                 assert store.vote_total() == 1
+                assert service.allowed(session) == Allowed()  # voted: only a new round
             finally:
                 await close(service)
 
@@ -211,7 +229,8 @@ def test_battle_and_vote_rate_limits_hold_across_replicas(server: DemoServer, db
                 refused = two.new_session("10.2.0.1")
                 with pytest.raises(RateLimited) as info:
                     await play(two, refused, PROMPT)
-                assert "3 new battles per minute" in info.value.user_message
+                assert info.value.message == Message("msg.limit_battles", {"count": 3})
+                assert "3 new battles per minute" in str(info.value.message)
                 assert refused.status == "new" and refused.history == ([], [])  # nothing half-done
                 assert store.battle_count() == 3
                 # Another visitor is not affected.
@@ -222,7 +241,7 @@ def test_battle_and_vote_rate_limits_hold_across_replicas(server: DemoServer, db
                 session, _, _ = await battle(two, "10.2.0.1", PROMPT, winner=None)
                 with pytest.raises(RateLimited) as vote_info:
                     await two.vote(session, "tie")
-                assert "4 votes per hour" in vote_info.value.user_message
+                assert "4 votes per hour" in str(vote_info.value.message)
                 assert session.status == "ready"  # may vote later
                 clock[0] += timedelta(hours=1)
                 await two.vote(session, "tie")
@@ -257,13 +276,13 @@ def test_raw_ips_are_never_stored(server: DemoServer, tmp_path: Path) -> None:
 def test_empty_prompts_are_refused(prompt: str) -> None:
     with pytest.raises(PromptRejected) as info:
         clean_prompt(prompt, 100)
-    assert info.value.user_message == "Please type a message first."
+    assert str(info.value.message) == "Please type a message first."
 
 
 def test_long_prompt_shows_the_limit() -> None:
     with pytest.raises(PromptRejected) as info:
         clean_prompt("x" * 101, 100)
-    assert "the limit is 100" in info.value.user_message and "101" in info.value.user_message
+    assert "the limit is 100" in str(info.value.message) and "101" in str(info.value.message)
 
 
 def test_control_characters_are_stripped_but_text_is_kept() -> None:

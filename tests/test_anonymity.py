@@ -340,7 +340,7 @@ def test_notices_before_the_vote_do_not_single_out_a_side(tmp_path: Path) -> Non
                         session = service.new_session("10.9.0.2", models=order)
                         for turn in range(4):
                             async for view in service.send(session, f"Turn {turn}: " + "tell me more " * 60):
-                                seen.extend(view.notices)
+                                seen.extend(str(notice) for notice in view.notices)
                     assert any("oldest turns were left out" in n for n in seen), seen
                     assert any("One answer was cut off" in n for n in seen), seen
                     for notice in seen:

@@ -269,7 +269,7 @@ def test_faults_map_to_errors_within_the_timeouts(
     if error is BackendTimeout:
         assert elapsed >= 0.25
     assert type(caught.value) is error
-    assert server.url not in caught.value.user_message and "demo" not in caught.value.user_message
+    assert server.url not in str(caught.value.message) and "demo" not in str(caught.value.message)
 
 
 def closed_port_url() -> str:

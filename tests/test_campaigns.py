@@ -426,7 +426,7 @@ def test_quick_votes_are_flagged_and_the_vote_limit_is_shared(db_url: str, tmp_p
     third = service.next_comparison("demo-bilingual", "10.0.0.2")
     with pytest.raises(RateLimited) as refused:
         asyncio.run(service.vote(third, "model_a"))
-    assert "limit of 2 votes per hour" in refused.value.user_message
+    assert "limit of 2 votes per hour" in str(refused.value.message)
     assert third.status == "ready"  # nothing written: the judge may try again later
 
 

@@ -56,7 +56,7 @@ def test_locked_sqlite_fails_clearly_then_recovers(server: DemoServer, tmp_path:
                 with exclusive_lock(path):
                     with pytest.raises(StorageError) as info:
                         await service.vote(session, "model_a")
-                    assert "could not be saved" in info.value.user_message
+                    assert "could not be saved" in str(info.value.message)
                     assert session.status == "ready"  # the visitor may try again
                     # A new battle cannot start either, and leaves nothing behind.
                     other = service.new_session("10.3.0.1")

@@ -45,7 +45,7 @@ def test_the_length_is_checked_before_the_characters_are_scanned() -> None:
     # the length check, done first, names the length.
     with pytest.raises(PromptRejected) as info:
         clean_prompt("\x00" * 5000, 4000)
-    assert "5000 characters" in info.value.user_message and "4000" in info.value.user_message
+    assert "5000 characters" in str(info.value.message) and "4000" in str(info.value.message)
 
 
 @pytest.mark.parametrize(
@@ -55,7 +55,7 @@ def test_the_length_is_checked_before_the_characters_are_scanned() -> None:
 def test_prompts_of_only_invisible_characters_are_refused(prompt: str) -> None:
     with pytest.raises(PromptRejected) as info:
         clean_prompt(prompt, 4000)
-    assert info.value.user_message == "Please type a message first."
+    assert str(info.value.message) == "Please type a message first."
 
 
 @pytest.mark.parametrize("prompt", ["\ufeffHello", "e\u0301", "👍🏽", "ok\u200b"])
@@ -67,7 +67,7 @@ def test_visible_text_with_invisible_characters_is_kept(prompt: str) -> None:
 def test_lone_surrogates_get_a_plain_message(prompt: str) -> None:
     with pytest.raises(PromptRejected) as info:
         clean_prompt(prompt, 4000)
-    assert info.value.user_message == BROKEN_TEXT
+    assert info.value.message == BROKEN_TEXT
 
 
 def test_a_lone_surrogate_never_reaches_the_database(server: DemoServer, tmp_path: Path) -> None:
@@ -78,7 +78,7 @@ def test_a_lone_surrogate_never_reaches_the_database(server: DemoServer, tmp_pat
                 session = service.new_session("10.6.0.1")
                 with pytest.raises(PromptRejected) as info:
                     await play(service, session, "broken \ud800 text")
-                assert info.value.user_message == BROKEN_TEXT
+                assert info.value.message == BROKEN_TEXT
                 assert session.status == "new" and store.battle_count() == 0
                 await play(service, session, PROMPT)  # and the visitor can go on
             finally:
@@ -170,8 +170,8 @@ def test_a_prompt_that_cannot_be_stored_says_so(server: DemoServer, tmp_path: Pa
                 session = service.new_session("10.6.0.3")
                 with exclusive_lock(path), pytest.raises(StorageError) as info:
                     await play(service, session, PROMPT)
-                assert info.value.user_message == PROMPT_NOT_SAVED
-                assert "vote" not in info.value.user_message
+                assert info.value.message == PROMPT_NOT_SAVED
+                assert "vote" not in str(info.value.message)
                 await play(service, session, PROMPT)  # the same prompt goes through afterwards
             finally:
                 await close(service)
@@ -192,14 +192,14 @@ def test_answers_that_cannot_be_stored_make_a_round_that_says_so(server: DemoSer
                 with exclusive_lock(path), pytest.raises(StorageError) as info:
                     async for _ in views:
                         pass
-                assert info.value.user_message == ANSWERS_NOT_SAVED
+                assert info.value.message == ANSWERS_NOT_SAVED
                 with pytest.raises(VoteRejected) as vote:
                     await service.vote(session, "model_a")
-                assert vote.value.user_message == ANSWERS_NOT_SAVED
-                assert "model failed" not in vote.value.user_message
+                assert vote.value.message == ANSWERS_NOT_SAVED
+                assert "model failed" not in str(vote.value.message)
                 with pytest.raises(PromptRejected) as again:
                     await play(service, session, "and then?")
-                assert again.value.user_message == ANSWERS_NOT_SAVED
+                assert again.value.message == ANSWERS_NOT_SAVED
                 await battle(service, "10.6.0.4", PROMPT)  # a new round works
             finally:
                 await close(service)

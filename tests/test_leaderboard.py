@@ -13,6 +13,7 @@ import pytest
 
 from arena.config import Settings
 from arena.domain import BattleRecord, VoteRecord
+from arena.errors import UnknownSlice
 from arena.leaderboard import (
     COLUMNS,
     FitParams,
@@ -95,7 +96,7 @@ def test_table_rows_and_summary(store: Store) -> None:
     text = summary(view.result, updated_at=view.updated_at, slice_label=view.slice.label)
     assert f"{view.votes} votes" in text and "UTC" in text
     assert summary(fit_ratings([])).startswith("No votes yet")
-    with pytest.raises(ValueError):  # a language without votes is no slice: nothing is fitted or cached
+    with pytest.raises(UnknownSlice):  # a language without votes is no slice: nothing is fitted or cached
         LeaderboardCache(PARAMS).view(store, "lang:xx")
 
 
@@ -192,7 +193,7 @@ def test_service_leaderboard_is_cached_and_runs_off_the_event_loop(tmp_path: Pat
         assert cache.fits == 2
         assert a.result is b.result and c.result is not a.result  # type: ignore[attr-defined]
         assert c.result.bootstrap_rounds == 20  # type: ignore[attr-defined]
-        with pytest.raises(ValueError, match="Unknown slice"):
+        with pytest.raises(UnknownSlice, match="Unknown slice"):
             asyncio.run(service.leaderboard("everything"))
     finally:
         s.dispose()

@@ -165,4 +165,4 @@ def test_the_interval_floor_leaves_the_real_board_to_its_votes() -> None:
         assert half > floor * (1 + 1e-9), r.model  # the fitted width stands
         old_floor_wider += Z95 * SCALE * (k - 1) / k * 2 / math.sqrt(r.votes) > half
     assert len(result.rows) == 13 and old_floor_wider == 9
-    assert not [n for n in result.notes if "widened" in n]
+    assert not [n for n in result.notes if n.key == "note.widened"]

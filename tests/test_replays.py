@@ -75,7 +75,7 @@ def test_replays_across_replicas_are_refused_or_flagged(pg_database: Callable[[]
                 asked_before = sum(len(s.requests) for s in servers)
                 with pytest.raises(PromptRejected) as refused:
                     await _named(two, "10.1.0.1", prompt + " Please.", ("alpha-7b", "beta-7b"))
-                assert "Vote there first" in refused.value.user_message
+                assert "Vote there first" in str(refused.value.message)
                 assert sum(len(s.requests) for s in servers) == asked_before
                 # Another visitor (another address) sending the same prompt is not refused.
                 other = await _named(two, "10.1.0.2", prompt, ("alpha-7b", "beta-7b"))

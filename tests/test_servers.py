@@ -294,7 +294,7 @@ def test_both_empty_answers_cannot_be_voted(store: Store) -> None:
         view, _ = asyncio.run(go())
         assert all(a.ok and not a.text.strip() for a in view.answers)  # type: ignore[attr-defined]
         assert not view.can_vote  # type: ignore[attr-defined]
-        assert any("empty answer" in n for n in view.notices)  # type: ignore[attr-defined]
+        assert any("empty answer" in str(n) for n in view.notices)  # type: ignore[attr-defined]
 
 
 def test_continuation_battles_send_raw_text_to_every_kind_of_server(store: Store) -> None:
@@ -319,7 +319,7 @@ def test_continuation_battles_send_raw_text_to_every_kind_of_server(store: Store
                 views = await play(service, session, "Once upon a time")
                 if session.pairing.pool == "base":
                     assert "base" in session.models
-                    assert views[-1].notices[0].startswith("This round is a text continuation")
+                    assert str(views[-1].notices[0]).startswith("This round is a text continuation")
                     assert views[-1].can_vote
             return pools
 

@@ -156,7 +156,7 @@ def test_second_vote_on_a_battle_is_rejected(store: Store) -> None:
     store.record_vote(vote(b.id, "model_a"))
     with pytest.raises(VoteRejected) as info:
         store.record_vote(vote(b.id, "model_b"))
-    assert "already" in info.value.user_message
+    assert "already" in str(info.value.message)
     assert store.get_vote(b.id) == vote(b.id, "model_a")
     assert count_rows(store, "votes") == 1
 
@@ -164,7 +164,7 @@ def test_second_vote_on_a_battle_is_rejected(store: Store) -> None:
 def test_vote_on_a_missing_battle_is_rejected(store: Store) -> None:
     with pytest.raises(VoteRejected) as info:
         store.record_vote(vote(str(uuid.uuid4())))
-    assert "not found" in info.value.user_message
+    assert "not found" in str(info.value.message)
     assert count_rows(store, "votes") == 0
 
 
@@ -390,7 +390,7 @@ def test_locked_database_raises_storage_error_then_recovers(db_url: str, locker:
         lock()
         with pytest.raises(StorageError) as info:
             store.add_messages(turn_messages(b.id, 0, "p", "a", "b"))
-        assert "could not be saved" in info.value.user_message
+        assert "could not be saved" in str(info.value.message)
         with pytest.raises(StorageError):
             store.record_vote(vote(b.id))
         with pytest.raises(StorageError):
@@ -412,7 +412,7 @@ def test_unreachable_postgresql_raises_storage_error() -> None:
     store = Store("postgresql+psycopg://postgres@127.0.0.1:1/arena", connect_timeout=1)
     with store, pytest.raises(StorageError) as info:
         store.record_vote(vote(str(uuid.uuid4())))
-    assert "127.0.0.1" not in info.value.user_message
+    assert "127.0.0.1" not in str(info.value.message)
 
 
 def test_unopenable_sqlite_file_raises_storage_error(tmp_path: Path) -> None:

@@ -65,7 +65,7 @@ def test_a_failing_side_never_stops_the_other(servers: tuple[DemoServer, DemoSer
     servers[0].fault = "status:500"
     final_a, final_b = asyncio.run(_collect(_jobs(servers)))[-1]
     assert final_a.done and final_a.error and not final_a.ok
-    assert "http" not in final_a.error.lower() and "demo" not in final_a.error.lower()
+    assert "http" not in str(final_a.error).lower() and "demo" not in str(final_a.error).lower()
     assert final_b.ok and final_b.text
 
 

@@ -26,8 +26,9 @@ from arena.campaigns.model import Campaign, CampaignAnswer, CampaignPrompt, Camp
 from arena.campaigns.results import SliceResult, fit_slice, head_to_head
 from arena.config import Settings
 from arena.domain import Winner
-from arena.errors import ArenaError, RateLimited, VoteRejected
+from arena.errors import CampaignDone, NoCampaign, RateLimited, VoteRejected
 from arena.limits import Limit, check_limit
+from arena.messages import Message
 from arena.ratings import fit_ratings
 from arena.service import ArenaService
 from arena.storage import Store
@@ -36,14 +37,6 @@ from arena.storage.campaigns import CampaignStore
 __all__ = ["CampaignDone", "CampaignReveal", "CampaignService", "Comparison", "NoCampaign"]
 
 Status = Literal["ready", "voting", "voted"]
-
-
-class NoCampaign(ArenaError):
-    user_message = "There is no campaign to judge right now."
-
-
-class CampaignDone(ArenaError):
-    user_message = "You have judged every comparison of this campaign. Thank you!"
 
 
 @dataclass
@@ -116,7 +109,7 @@ class CampaignService:
         self._loaded: dict[str, _Loaded] = {}
         self._lock = threading.Lock()
         settings = arena.settings
-        self._vote_limit = Limit(settings.votes_per_hour, 3600.0, "votes", "hour")
+        self._vote_limit = Limit(settings.votes_per_hour, 3600.0, "msg.limit_votes")
         self._results: dict[tuple[str, str], tuple[tuple[int, datetime | None], SliceResult]] = {}
 
     # -- what can be judged ---------------------------------------------------------------------
@@ -233,13 +226,11 @@ class CampaignService:
             The database is unavailable; nothing was written.
         """
         if comparison is None:
-            raise VoteRejected(
-                "no comparison", user_message="There is nothing to vote on yet. Press “Next comparison”."
-            )
+            raise VoteRejected("no comparison", message=Message("msg.campaign_nothing"))
         if comparison.status == "voted":
-            raise VoteRejected("already voted", user_message="You have already voted in this round.")
+            raise VoteRejected("already voted", message=Message("msg.already_voted"))
         if comparison.status == "voting":
-            raise VoteRejected("vote in flight", user_message="Your vote is being saved.")
+            raise VoteRejected("vote in flight", message=Message("msg.vote_in_flight"))
         comparison.status = "voting"
         try:
             vote = await self._vote_record(comparison, winner, reason)
@@ -269,7 +260,7 @@ class CampaignService:
             used += await asyncio.to_thread(self.arena.store.votes_since, comparison.client_hash, since)
             refusal = check_limit(self._vote_limit, used)
             if refusal:
-                raise RateLimited(f"client {comparison.client_hash[:8]} cast {used} votes", user_message=refusal)
+                raise RateLimited(f"client {comparison.client_hash[:8]} cast {used} votes", message=refusal)
         c = comparison.choice
         reason = (reason or "").strip()[: self.arena.settings.max_reason_chars] or None
         return CampaignVote(

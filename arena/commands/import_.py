@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from arena.exchange import ImportFormatError, import_file
+    from arena.exchange import import_file
 
     def progress(inserted: int, skipped: int) -> None:
         print(f"imported {inserted}, skipped {skipped} ...", file=sys.stderr, flush=True)
@@ -35,11 +35,7 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.load(os.environ, db=args.db)
     with Store(settings.db or default_url()) as store:
         store.create_schema()
-        try:
-            result = import_file(store, args.file, fmt=args.format, progress=progress)
-        except ImportFormatError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+        result = import_file(store, args.file, fmt=args.format, progress=progress)  # ImportFormatError: exit 2
     print(
         f"imported {result.inserted} battles, skipped {result.skipped} already stored, into {store.url}",
         file=sys.stderr,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from arena.errors import ConfigError
 from arena.simulate import SimulationConfig, format_report, run_simulation, write_plot
 
 NAME = "simulate"
@@ -72,8 +73,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg.check()
     except ValueError as e:
-        print(f"error: {e}")
-        return 2
+        raise ConfigError(str(e)) from None
     start = time.perf_counter()
     result = run_simulation(cfg)
     lines = format_report(result)

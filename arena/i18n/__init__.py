@@ -1,13 +1,12 @@
-"""Interface translations: the catalogs in arena/i18n/*.yaml, language negotiation, service messages.
+"""Interface translations: the catalogs in arena/i18n/*.yaml, language negotiation, rendering messages.
 
 Each catalog is a flat mapping ``key -> text`` with ``{name}`` placeholders; ``en.yaml`` is the
-reference and every other file has exactly its keys (tests check this). Keys starting with
-``msg.`` translate the plain-language English messages the service raises (``user_message``)
-or reports (notices): :func:`translate_message` recognises the English text, placeholders
-included, and returns the same message in another language. ``note.`` keys do the same for the
-notes of a ratings fit (:func:`translate_note`).
+reference and every other file has exactly its keys and placeholders (``tests/test_i18n.py``).
+What the service says to a visitor (errors, notices, limits' refusals, the notes of a ratings fit)
+arrives here as a :class:`~arena.messages.Message` (``msg.*``, ``note.*`` keys and parameters),
+never as an English sentence, and :func:`render` puts it in the visitor's language.
 
-No Gradio here: the UI calls :func:`text` and :func:`translate_message` at its edge.
+No Gradio here: the UI calls :func:`text` and :func:`render` at its edge.
 """
 
 from __future__ import annotations
@@ -26,15 +25,10 @@ __all__ = [
     "DEFAULT_LANGUAGE",
     "LANGUAGES",
     "catalog",
-    "message_key",
-    "message_patterns",
     "negotiate",
-    "note_keys",
     "placeholders",
     "render",
     "text",
-    "translate_message",
-    "translate_note",
 ]
 
 CATALOG_DIR = Path(__file__).resolve().parent
@@ -155,92 +149,3 @@ def negotiate(accept_language: str | None, default: str = DEFAULT_LANGUAGE) -> s
         if code is not None and weight > 0:
             ranked.append((-weight, i, code))
     return sorted(ranked)[0][2] if ranked else default
-
-
-def _pattern_source(template: str) -> str:
-    """A regex matching ``template`` with each ``{name}`` as a lazy named group (no anchors)."""
-    regex = ""
-    for literal, name, _, _ in string.Formatter().parse(template):
-        regex += re.escape(literal)
-        if name:
-            regex += f"(?P<{name}>.+?)"
-    return regex
-
-
-@cache
-def _patterns(prefix: str) -> tuple[tuple[re.Pattern[str], re.Pattern[str], str], ...]:
-    """(anchored regex, unanchored regex, key) of every English template under ``prefix``, longest first."""
-    found = []
-    for key, template in catalog(REFERENCE).items():
-        if key.startswith(prefix):
-            source = _pattern_source(template)
-            found.append((re.compile(source + r"\Z", re.DOTALL), re.compile(source, re.DOTALL), key))
-    found.sort(key=lambda p: -len(p[0].pattern))
-    return tuple(found)
-
-
-def message_patterns() -> tuple[tuple[re.Pattern[str], str], ...]:
-    """(regex of an English service message, its ``msg.`` key), longest templates first."""
-    return tuple((anchored, key) for anchored, _, key in _patterns("msg."))
-
-
-def message_key(message: str, prefix: str = "msg.") -> tuple[str, dict[str, str]] | None:
-    """The key (under ``prefix``) and placeholder values of a known English message."""
-    message = message.strip()
-    for pattern, _, key in _patterns(prefix):
-        match = pattern.match(message)
-        if match:
-            return key, match.groupdict()
-    return None
-
-
-def translate_message(language: str, message: str) -> str:
-    """A service message (English ``user_message`` or notice) in ``language``; unknown ones unchanged."""
-    found = message_key(message)
-    if found is None:
-        return message
-    key, values = found
-    return text(language, key, **values)
-
-
-# --- the notes of a ratings fit (arena/ratings.py) ---------------------------------------------
-#
-# ``note.`` keys hold the English sentences of ``RatingsResult.notes`` with their values as
-# placeholders. A value that lists pieces joined by "; " ("never lost: a; never won: b",
-# "group 0: a, b; group 1: c") is translated piece by piece with the ``note_part.`` keys. One note
-# may be two known sentences joined by a space (an alpha fallback followed by a refit).
-
-
-def note_keys(note: str) -> list[tuple[str, dict[str, str]]] | None:
-    """The ``note.`` keys and values of the sentences that make up ``note``; ``None`` if unknown."""
-    note = note.strip()
-    whole = message_key(note, "note.")
-    if whole is not None:
-        return [whole]
-    for _, pattern, key in _patterns("note."):
-        match = pattern.match(note)
-        if match and note[match.end() :].startswith(" "):
-            rest = note_keys(note[match.end() :])
-            if rest is not None:
-                return [(key, match.groupdict()), *rest]
-    return None
-
-
-def _note_value(language: str, value: str) -> str:
-    pieces = [message_key(piece, "note_part.") for piece in value.split("; ")]
-    if any(p is None for p in pieces):
-        return value  # model names and numbers: kept as they are
-    return text(language, "format.list_separator").join(
-        text(language, key, **values) for key, values in (p for p in pieces if p is not None)
-    )
-
-
-def translate_note(language: str, note: str) -> str:
-    """One note of a ratings fit in ``language``; an unknown note is returned unchanged (English)."""
-    found = note_keys(note)
-    if found is None:
-        return note
-    return " ".join(
-        text(language, key, **{name: _note_value(language, value) for name, value in values.items()})
-        for key, values in found
-    )

@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from arena.campaigns.model import Campaign, CampaignAnswer, CampaignPrompt, CampaignVote
 from arena.domain import WINNERS, PairCount, Winner
 from arena.errors import StorageError, VoteRejected
+from arena.messages import Message
 from arena.storage.store import DEFAULT_EXCLUDED_FLAGS, Store, _clean_text, _describe, _join_flags, _split_flags
 from arena.storage.tables import CampaignAnswerRow, CampaignPromptRow, CampaignRow, CampaignVoteRow
 
@@ -285,7 +286,7 @@ class CampaignStore:
             except exc.IntegrityError as e:
                 raise VoteRejected(
                     f"campaign vote {v.id}: comparison {v.pair_key} already judged by this visitor",
-                    user_message="You have already voted in this round.",
+                    message=Message("msg.already_voted"),
                 ) from e
 
     def merge_votes(self, votes: Iterable[CampaignVote]) -> int:

@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from arena.domain import WINNERS, BattleRecord, MessageRecord, PairCount, VoteRecord, Winner
 from arena.errors import ConfigError, StorageError, VoteRejected
+from arena.messages import Message
 from arena.storage.tables import BattleRow, MessageRow, ModelRow, NamedPromptRow, SyncMarkRow, VoteRow
 
 log = logging.getLogger(__name__)
@@ -485,12 +486,10 @@ class Store:
 
     def _vote_rejected(self, battle_id: str) -> VoteRejected:
         if self.get_battle(battle_id) is None:
-            return VoteRejected(
-                f"no battle {battle_id!r}", user_message="This round was not found. Please start a new round."
-            )
+            return VoteRejected(f"no battle {battle_id!r}", message=Message("msg.round_not_found"))
         return VoteRejected(
             f"battle {battle_id!r} already has a vote",
-            user_message="This round already has a vote. Please start a new round.",
+            message=Message("msg.round_has_vote"),
         )
 
     # -- side-by-side replays (arena/replays.py) ---------------------------------------------------

@@ -18,7 +18,7 @@ import gradio as gr
 
 from arena import exchange, i18n
 from arena.audit import AuditResult
-from arena.errors import ArenaError
+from arena.errors import ArenaError, UnknownSlice
 from arena.leaderboard import (
     DEFAULT_SLICE,
     NO_RANK,
@@ -143,18 +143,8 @@ def summary(language: str, result: RatingsResult, *, updated_at: datetime, sl: S
 
 
 def fit_notes(language: str, result: RatingsResult) -> list[str]:
-    """The fit's notes in ``language``, less those the summary already says.
-
-    A note of a kind the catalogs do not know stays in English (``tests/test_i18n.py`` fails for
-    every note ``arena/ratings.py`` can write without a ``note.`` key, so this is a last resort).
-    """
-    shown = []
-    for note in result.notes:
-        keys = i18n.note_keys(note)
-        if keys is not None and len(keys) == 1 and keys[0][0] in _SAID_NOTES:
-            continue
-        shown.append(i18n.translate_note(language, note))
-    return shown
+    """The fit's notes in ``language``, less those the summary already says."""
+    return [i18n.render(note, language) for note in result.notes if note.key not in _SAID_NOTES]
 
 
 def ratings_chart(language: str, result: RatingsResult) -> Any:
@@ -334,7 +324,7 @@ def build_leaderboard_tab(service: ArenaService, texts: Texts, visitor: gr.State
     async def load(slice_name: str | None, styled: bool | None, who: Visitor) -> dict[Any, Any]:
         try:
             view = await view_of(slice_name)
-        except ValueError:
+        except UnknownSlice:
             view = await view_of(DEFAULT_SLICE)
         except ArenaError as e:
             return {
@@ -392,7 +382,7 @@ def build_leaderboard_tab(service: ArenaService, texts: Texts, visitor: gr.State
         # cost one export, one file (a fresh export per call once took a battle from 2.5 to 102 s).
         try:
             view = await view_of(slice_name)
-        except ValueError:
+        except UnknownSlice:
             view = await view_of(DEFAULT_SLICE)
         except ArenaError as e:
             warning(who.language, message(who.language, e))

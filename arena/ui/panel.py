@@ -12,10 +12,10 @@ from typing import Any, Literal
 
 import gradio as gr
 
-from arena import i18n
+from arena import i18n, messages
 from arena.domain import Answer, Message, Winner
-from arena.errors import ArenaError
-from arena.service import CONTINUATION_NOTICE, ArenaService, BattleSession, Reveal, SideStats, TurnView
+from arena.errors import ArenaError, PromptRejected
+from arena.service import CONTINUATION_NOTICE, Allowed, ArenaService, BattleSession, Reveal, SideStats, TurnView
 from arena.ui.markup import inert
 from arena.ui.texts import Texts, Visitor, error, message, refusal
 
@@ -56,7 +56,7 @@ def _chat(history: list[Message], answer: Answer | None, language: str) -> list[
         messages.append({"role": "assistant", "content": inert(answer.text)})
     if answer.error and messages and messages[-1]["role"] == "assistant":
         shown = messages[-1]["content"]
-        warning = i18n.translate_message(language, answer.error)
+        warning = i18n.render(answer.error, language)
         messages[-1]["content"] = (shown + "\n\n" if shown else "") + f"⚠️ {warning}"
     return messages
 
@@ -265,12 +265,15 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
     control_outputs = [prompt, panel.send, panel.regenerate, panel.notice, panel.reason, *votes]
     pickers = list(panel.pickers or ())
 
-    def controls(*, can_vote: bool, can_send: bool, can_regenerate: bool) -> dict[Any, Any]:
-        update: dict[Any, Any] = {b: gr.update(interactive=can_vote) for b in votes}
-        update[panel.reason] = gr.update(interactive=can_vote)
+    def controls(who: Visitor, session: BattleSession | None) -> dict[Any, Any]:
+        """The controls as the service allows them in ``session`` (typing also needs the terms accepted)."""
+        allowed: Allowed = service.allowed(session)
+        can_send = allowed.send and who.accepted_terms
+        update: dict[Any, Any] = {b: gr.update(interactive=allowed.vote) for b in votes}
+        update[panel.reason] = gr.update(interactive=allowed.vote)
         update[prompt] = gr.update(interactive=can_send)
         update[panel.send] = gr.update(interactive=can_send)
-        update[panel.regenerate] = gr.update(interactive=can_regenerate)
+        update[panel.regenerate] = gr.update(interactive=allowed.regenerate)
         return update
 
     # Locking the controls while a turn streams runs in the browser: no server event, so the turn's
@@ -279,16 +282,8 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
     lock_js = "() => [" + ", ".join(["{__type__: 'update', interactive: false}"] * len(lock_outputs)) + "]"
 
     def settle(who: Visitor, session: BattleSession | None, ended: str | None) -> dict[Any, Any]:
-        """The controls once a turn ended, or was refused (then ``ended`` is None), from the session."""
-        if session is None:
-            update = controls(can_vote=False, can_send=who.accepted_terms, can_regenerate=False)
-        else:
-            status = session.status
-            update = controls(
-                can_vote=status == "ready" and session.turn > 0,
-                can_send=status in ("new", "ready"),
-                can_regenerate=status in ("ready", "failed") and session.turn > 0,
-            )
+        """The controls once a turn ended, or was refused (then ``ended`` is None), as the service allows."""
+        update = controls(who, session)
         if ended is not None:
             update[panel.notice] = ended
             update[prompt] = {**update[prompt], "value": ""}
@@ -306,7 +301,7 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
             chat_b: _chat(view.history[1], view.answers[1], language),
         }
         if not view.streaming:
-            done = "\n\n".join(f"ℹ️ {i18n.translate_message(language, n)}" for n in view.notices)
+            done = "\n\n".join(f"ℹ️ {i18n.render(n, language)}" for n in view.notices)
             update[panel.notice] = done
         update[outcome] = done
         return update
@@ -331,8 +326,8 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
     def start(request: gr.Request, chosen: tuple[str, str] | None) -> BattleSession:
         if panel.mode == "named":
             if chosen is None or not all(chosen):
-                # Same text as the service's own refusal, so it is translated the same way.
-                raise ArenaError("no models picked", user_message=i18n.text(i18n.REFERENCE, "msg.pick_two"))
+                # The service's own refusal for a pair it cannot make.
+                raise PromptRejected("no models picked", message=messages.Message("msg.pick_two"))
             return service.new_session(client_key(service, request), models=chosen)
         return service.new_session(client_key(service, request))
 
@@ -375,7 +370,7 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
                 result: Reveal = await service.vote(session, winner, reason=reason)
             except ArenaError as e:
                 raise error(who.language, e) from None
-            update = controls(can_vote=False, can_send=False, can_regenerate=False)
+            update = controls(who, session)
             update[state] = session
             update[panel.reveal] = reveal_markdown(who.language, result)
             update[panel.notice] = ""
@@ -392,7 +387,7 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
         keep_prompt: bool = False,
     ) -> dict[Any, Any]:
         service.abandon(old)  # an API client's running turn stops too (the page cancels its own event)
-        update = controls(can_vote=False, can_send=who.accepted_terms, can_regenerate=False)
+        update = controls(who, None)
         update.update(
             {
                 chat_a: [],
@@ -411,7 +406,7 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
             update[panel.notice] = f"⚠️ {message(who.language, e)}"
         else:
             if update[state].pairing.pool == "base":  # say it before the visitor writes, not only after
-                update[panel.notice] = f"ℹ️ {i18n.translate_message(who.language, CONTINUATION_NOTICE)}"
+                update[panel.notice] = f"ℹ️ {i18n.render(CONTINUATION_NOTICE, who.language)}"
         return update
 
     def on_new_round(who: Visitor, old: BattleSession | None, request: gr.Request) -> dict[Any, Any]:

@@ -16,7 +16,7 @@ import gradio as gr
 from gradio.blocks import Block
 
 from arena import i18n
-from arena.service import user_text
+from arena.errors import message_of
 
 __all__ = ["Texts", "Visitor", "error", "message", "refusal", "warning"]
 
@@ -81,8 +81,8 @@ def _key_renderer(key: str) -> Render:
 
 
 def message(language: str, error: BaseException) -> str:
-    """The visitor-facing text of ``error`` in ``language``."""
-    return i18n.translate_message(language, user_text(error))
+    """The visitor-facing text of ``error`` in ``language`` (its :class:`~arena.messages.Message` rendered)."""
+    return i18n.render(message_of(error), language)
 
 
 def error(language: str, err: BaseException) -> gr.Error:
