@@ -11,11 +11,11 @@ import gradio as gr
 import pytest
 
 from arena import i18n
-from arena.service import ArenaService, Reveal, SideStats
+from arena.service import Allowed, ArenaService, Reveal, SideStats
 from arena.storage import Store
 from arena.ui.app import build_page
 from arena.ui.panel import LATEX, reveal_markdown
-from tests.support.services import make_service, tgi_spec
+from tests.support.services import close, make_service, tgi_spec
 
 CONTRACT_IDS = ["prompt", "send", "chat_a", "chat_b", "vote_a", "vote_b", "vote_tie", "vote_bothbad", "regenerate"]
 CONTRACT_IDS += ["new_round", "reveal", "reason", "accept_terms", "language"]
@@ -265,3 +265,70 @@ def test_every_toast_the_page_raises_has_a_translated_title() -> None:
             ):
                 untitled.append(f"{path.relative_to(root).as_posix()}:{node.lineno}")
     assert untitled == [], "use arena.ui.texts.refusal/warning (they pass a translated title)"
+
+
+# --- the controls follow what the service allows (issue 19, item 6) -------------------------------------
+
+
+def _handler(demo: gr.Blocks, name: str, elem_id: str) -> Any:
+    """The event function ``name`` of the panel whose inputs or outputs include the component ``elem_id``."""
+    found = {
+        f.fn: f  # one function may run after several events (settle: after Send and after Regenerate)
+        for f in demo.fns.values()
+        if f.fn is not None
+        and f.fn.__name__ == name
+        and any(getattr(c, "elem_id", None) == elem_id for c in [*f.inputs, *f.outputs])
+    }
+    (fn,) = found.values()
+    return fn
+
+
+def test_the_controls_come_back_disabled_after_the_turn_and_regeneration_limits(tmp_path: Path) -> None:
+    from arena.backends.demo import DemoServer
+    from arena.ui.texts import Visitor
+
+    with DemoServer("demo/controls-7b", token_rate=500, first_token_delay=0.01) as server:
+        specs = [tgi_spec(name, server.url) for name in ("alpha", "beta")]
+        store = Store(f"sqlite:///{tmp_path / 'arena.sqlite3'}")
+        service = make_service(specs, store, settings={"max_turns": 2, "max_regenerations": 1})
+        demo, _ = _build(service)
+        send = _handler(demo, "on_send", "chat_a")
+        regenerate = _handler(demo, "on_regenerate", "chat_a")
+        settle = _handler(demo, "settle", "send")
+        ids = {c: getattr(c, "elem_id", None) for c in settle.outputs}
+        who = Visitor("pl", accepted_terms=True)
+
+        async def turn(handler: Any, *args: Any) -> tuple[Any, dict[str, bool]]:
+            """Run one streamed event and the settling event after it: (session, interactive by element id)."""
+            updates = [u async for u in handler.fn(*args)]
+            state, outcome = [c for c in handler.outputs if isinstance(c, gr.State)]  # the session, the notice
+            session = updates[-1][state]
+            settled = settle.fn(who, session, updates[-1].get(outcome))
+            shown = {ids[c]: u["interactive"] for c, u in settled.items() if isinstance(u, dict) and "interactive" in u}
+            notice = settled.get(next(c for c in settle.outputs if ids[c] == "notice"), "")
+            return session, {**shown, "notice": notice}
+
+        async def scenario() -> None:
+            try:
+                await limits()
+            finally:
+                await close(service)
+
+        async def limits() -> None:
+            session, shown = await turn(send, "What is the tallest mountain in Poland?", who, None, None)
+            assert shown["send"] and shown["prompt"] and shown["regenerate"] and shown["vote_a"] and shown["reason"]
+            session, shown = await turn(regenerate, who, session)
+            # One regeneration allowed: Regenerate comes back disabled, the rest as before, and says why.
+            assert not shown["regenerate"] and shown["send"] and shown["vote_a"], shown
+            assert i18n.text("pl", "msg.regeneration_limit", n=1) in shown["notice"]
+            session, shown = await turn(send, "And the second tallest?", who, session, None)
+            # Two turns allowed: the prompt and Send come back disabled; voting stays possible.
+            assert not shown["send"] and not shown["prompt"] and not shown["regenerate"], shown
+            assert shown["vote_a"] and shown["vote_tie"] and shown["reason"]
+            assert i18n.text("pl", "msg.turn_limit", n=2) in shown["notice"]
+            assert service.allowed(session) == Allowed(vote=True)
+
+        try:
+            asyncio.run(scenario())
+        finally:
+            store.dispose()
