@@ -24,6 +24,7 @@ from typing import Any
 import gradio as gr
 
 from arena import i18n
+from arena.messages import Message
 from arena.ui.guard import SessionBinding
 
 __all__ = ["MAX_CHOICE_CHARS", "MAX_OTHER_BYTES", "make_input_check"]
@@ -32,31 +33,22 @@ MAX_CHOICE_CHARS = 200  # a model or slice name, a language code: anything picke
 MAX_OTHER_BYTES = 2048  # the JSON of any other argument (a browser-stored language choice)
 
 
-class Refused(Exception):
-    """An event's arguments are not what the page sends; ``key`` names the visitor's message."""
-
-    def __init__(self, key: str, **values: object) -> None:
-        super().__init__(key)
-        self.key = key
-        self.values = values
-
-
-def _text_problem(value: Any, limit: int) -> Refused | None:
+def _text_problem(value: Any, limit: int) -> Message | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        return Refused("msg.bad_request")
+        return Message("msg.bad_request")
     if len(value) > limit:
-        return Refused("msg.prompt_chars", length=len(value), limit=limit)
+        return Message("msg.prompt_chars", {"length": len(value), "limit": limit})
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        return Refused("msg.broken_text")
+        return Message("msg.broken_text")
     return None
 
 
-def check_argument(block: Any, value: Any) -> Refused | None:
-    """Why ``value`` cannot be an argument for ``block``, or None."""
+def check_argument(block: Any, value: Any) -> Message | None:
+    """Why ``value`` cannot be an argument for ``block`` (what the visitor is told), or None."""
     if getattr(block, "stateful", False):
         return None  # Gradio ignores what is sent for a gr.State and uses the session's own
     if isinstance(block, gr.Textbox):
@@ -66,22 +58,22 @@ def check_argument(block: Any, value: Any) -> Refused | None:
     try:
         size = len(json.dumps(value, ensure_ascii=True))
     except (TypeError, ValueError):
-        return Refused("msg.bad_request")
+        return Message("msg.bad_request")
     if size > MAX_OTHER_BYTES:
-        return Refused("msg.bad_request")
+        return Message("msg.bad_request")
     if _has_surrogate(value):
-        return Refused("msg.broken_text")
+        return Message("msg.broken_text")
     return None
 
 
-def _choice_problem(block: gr.Dropdown, value: Any) -> Refused | None:
+def _choice_problem(block: gr.Dropdown, value: Any) -> Message | None:
     """A dropdown takes one of its choices (any short text where custom values are allowed)."""
     if value is None:
         return None
     if not isinstance(value, str) or len(value) > MAX_CHOICE_CHARS:
-        return Refused("msg.bad_request")
+        return Message("msg.bad_request")
     if not block.allow_custom_value and value not in {choice[1] for choice in block.choices}:
-        return Refused("msg.bad_request")
+        return Message("msg.bad_request")
     return _text_problem(value, MAX_CHOICE_CHARS)
 
 
@@ -105,9 +97,9 @@ def make_input_check(
     each session to the visitor that first used it.
     """
 
-    def refuse(problem: Refused, state: Any, request: Any) -> gr.Error:
+    def refuse(problem: Message, state: Any, request: Any) -> gr.Error:
         language = language_of(state, request)
-        text = i18n.text(language, problem.key, **problem.values)
+        text = i18n.render(problem, language)
         return gr.Error(text, title=i18n.text(language, "app.error_title"), print_exception=False)
 
     def check(fn: Any, inputs: list[Any], state: Any, request: Any) -> None:
@@ -116,10 +108,10 @@ def make_input_check(
             client = getattr(request, "client", None)
             peer = getattr(client, "host", None)
             if session and not binding.claim(session, visitor_key(peer, request.headers)):
-                raise refuse(Refused("msg.other_connection"), state, request)
+                raise refuse(Message("msg.other_connection"), state, request)
         blocks = list(getattr(fn, "inputs", []) or [])
         if len(inputs) < len(blocks):
-            raise refuse(Refused("msg.bad_request"), state, request)
+            raise refuse(Message("msg.bad_request"), state, request)
         for block, value in zip(blocks, inputs, strict=False):
             problem = check_argument(block, value)
             if problem is not None:
