@@ -7,10 +7,10 @@ the catalogs' parity test makes every key exist in all five languages, so a mess
 visitor untranslated.
 
     >>> str(Message("msg.turn_limit", {"n": 5}))
-    'This battle has reached its limit of 5 turns. Vote, or start a new round.'
+    'This battle has reached its limit of turns (5). Vote, or start a new round.'
     >>> from arena import i18n
     >>> i18n.render(Message("msg.turn_limit", {"n": 5}), "pl")
-    'Ta runda osiągnęła limit 5 tur. Oddaj głos albo zacznij nową rundę.'
+    'Ta runda osiągnęła limit tur (5). Oddaj głos albo zacznij nową rundę.'
 
 Parameters are plain values (numbers, model or slice names) or messages themselves (rendered in
 the same language), or tuples of messages (joined with the language's list separator).
