@@ -114,13 +114,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy.special import bdtrc, expit, ndtri
 
-from arena.domain import WINNERS, PairCount
+from arena.domain import WINNERS, IntervalMethod, PairCount, TiePolicy
 
 if TYPE_CHECKING:
     from scipy import sparse
@@ -141,8 +141,6 @@ __all__ = [
     "fit_ratings",
 ]
 
-TiePolicy = Literal["half", "exclude"]
-IntervalMethod = Literal["bootstrap", "sandwich"]
 TIE_POLICIES: tuple[TiePolicy, ...] = ("half", "exclude")
 INTERVAL_METHODS: tuple[IntervalMethod, ...] = ("bootstrap", "sandwich")
 

@@ -217,10 +217,10 @@ class ArenaService:
         self.journal = journal  # called with each stored battle and vote (the append-only log)
         self._leaderboard = LeaderboardCache(
             FitParams(
-                tie_policy=settings.tie_policy,  # type: ignore[arg-type]
-                bothbad_policy=settings.bothbad_policy or None,  # type: ignore[arg-type]
+                tie_policy=settings.tie_policy,
+                bothbad_policy=settings.bothbad_policy or None,
                 alpha=settings.alpha,
-                interval=settings.interval,  # type: ignore[arg-type]
+                interval=settings.interval,
                 bootstrap_rounds=settings.bootstrap_rounds,
                 min_votes=settings.min_votes,
                 ipw=settings.ipw,
@@ -228,7 +228,7 @@ class ArenaService:
             now=now,
         )
         self.sampler = PairSampler(
-            settings.pairing,  # type: ignore[arg-type]
+            settings.pairing,
             floor=settings.pairing_floor,
             min_votes=settings.pairing_warmup_votes,
         )
@@ -501,7 +501,7 @@ class ArenaService:
             model_a=session.pairing.model_a,
             model_b=session.pairing.model_b,
             mode=session.mode,
-            pool=session.pairing.pool,  # type: ignore[arg-type]
+            pool=session.pairing.pool,
             created_at=now,
             client_hash=session.client_hash,
             language=detect_language(text),
@@ -805,7 +805,7 @@ class ArenaService:
         try:
             self._votes_since_refresh = 0
             counts = self.store.pair_counts()
-            result = fit_ratings(counts, tie_policy=self.settings.tie_policy, interval="sandwich", bootstrap_rounds=0)  # type: ignore[arg-type]
+            result = fit_ratings(counts, tie_policy=self.settings.tie_policy, interval="sandwich", bootstrap_rounds=0)
             self.sampler.update(result if result.rows else None, counts)
         finally:
             self._refreshing.release()

@@ -844,7 +844,9 @@ class Store:
             try:
                 target = sqlite3.connect(partial)
                 try:
-                    raw.driver_connection.backup(target)  # type: ignore[union-attr]
+                    driver = raw.driver_connection
+                    assert isinstance(driver, sqlite3.Connection)  # the dialect is SQLite (checked above)
+                    driver.backup(target)
                 finally:
                     target.close()
             except sqlite3.Error as e:
