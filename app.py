@@ -241,12 +241,13 @@ async def _probe(
 
 def _preload(service: ArenaService) -> None:
     """Load the language model and render each model's template once (chat templates import transformers)."""
+    from arena.backends import backend_class
     from arena.language import preload
     from arena.templates import render_prompt
 
     preload()
     for spec in service.registry.enabled:
-        if spec.backend != "tgi":  # OpenAI-compatible servers apply their own template
+        if backend_class(spec.backend).renders_own_prompt:  # e.g. OpenAI-compatible servers
             continue
         try:
             render_prompt(spec, [{"role": "user", "content": "Hello"}])

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from arena import templates
+from arena.backends import backend_class
 from arena.backends.base import Backend, ServerInfo
 from arena.config import Settings
 from arena.domain import Answer, BattleRecord, Message, MessageRecord, Mode, Side, VoteRecord, Winner
@@ -272,7 +273,7 @@ class ArenaService:
                 partner,
             )
         for spec in models:
-            ignored = templates.unsent_params(spec)
+            ignored = backend_class(spec.backend).unsent_params(spec)
             if ignored:
                 log.warning(
                     "model %s: its server (%s) does not read %s; they are not sent (set them on the server, "

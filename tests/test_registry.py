@@ -36,7 +36,7 @@ def test_missing_variable_is_named() -> None:
     ("change", "fragment"),
     [
         ({"temprature": 0.5}, r"model #1 \('alpha'\): field 'temprature': unknown key"),
-        ({"backend": "grpc"}, r"field 'backend'"),
+        ({"backend": "grpc"}, r"field 'backend': unknown backend 'grpc'; the known kinds are tgi, openai$"),
         ({"url": "127.0.0.1:8081"}, r"field 'url'.*http://"),
         ({"params": {"top_p": 1.5}}, r"field 'params.top_p'"),
         ({"params": {"temprature": 1}}, r"field 'params.temprature': unknown key"),
