@@ -76,6 +76,17 @@ def default_url(*, demo: bool = False) -> str:
     return f"sqlite:///{DB_DIR / ('demo.sqlite3' if demo else 'arena.sqlite3')}"
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The database file a SQLite URL names; None for any other database."""
+    parsed = sa.make_url(url)
+    return Path(parsed.database) if parsed.get_backend_name() == "sqlite" and parsed.database else None
+
+
+def masked_url(url: str) -> str:
+    """``url`` with any password masked: safe for logs, and the same string for the same database."""
+    return sa.make_url(url).render_as_string(hide_password=True)
+
+
 def make_engine(
     url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
 ) -> sa.Engine:
