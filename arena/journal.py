@@ -20,7 +20,7 @@ import logging
 import queue
 import secrets
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -273,8 +273,3 @@ def _campaign_vote(event: dict[str, Any]) -> CampaignVote:
         uniform_propensity=event.get("uniform_propensity"),
         turns=int(event.get("turns") or 1),
     )
-
-
-def events_in(paths: Iterable[Path]) -> int:
-    """How many complete lines the files hold (for logs and tests)."""
-    return sum(_count_lines(p) for p in paths)

@@ -168,11 +168,6 @@ class ModelSpec(BaseModel):
             found += [self.model, self.model.rsplit("/", 1)[-1]]
         return tuple(dict.fromkeys(s for s in found if s))
 
-    @property
-    def identity_strings(self) -> tuple[str, ...]:
-        """Every string that would reveal this model on the wire: :attr:`identity_names` and the URL."""
-        return (*self.identity_names, self.url)
-
 
 class _RosterFile(BaseModel):
     model_config = ConfigDict(extra="forbid")

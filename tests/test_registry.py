@@ -24,7 +24,6 @@ def test_expansion_and_defaults() -> None:
     assert reg["beta"].url == "https://beta.example/v1"
     assert [m.name for m in reg.enabled] == ["alpha", "beta"]
     assert reg["beta"].identity_names == ("beta", "org/beta")
-    assert reg["beta"].identity_strings == ("beta", "org/beta", "https://beta.example/v1")
 
 
 def test_missing_variable_is_named() -> None:
