@@ -27,6 +27,7 @@ from arena.domain import Answer, BattleRecord, Message, MessageRecord, Mode, Sid
 from arena.errors import ArenaError, ContextExceeded, PromptRejected, RateLimited, StorageError, VoteRejected
 from arena.health import HealthChecker, HealthTracker, ModelHealth
 from arena.identity import IdentityMatcher
+from arena.journal import message_json
 from arena.language import detect_language
 from arena.leaderboard import FitParams, LeaderboardCache, LeaderboardView
 from arena.limits import Limit, check_limit, client_ip
@@ -34,7 +35,7 @@ from arena.pairing import Pairing, PairSampler, unpairable
 from arena.ratings import fit_ratings
 from arena.registry import ModelSpec, Registry
 from arena.replays import fingerprint, matches_any
-from arena.storage import Store
+from arena.storage import Store, as_stored
 from arena.streaming import SideJob, UpdateBudget, stream_pair
 
 if TYPE_CHECKING:
@@ -74,6 +75,9 @@ class BattleSession:
     started_at: datetime | None = None  # when the battle was stored (the replay window is counted from it)
     stop: asyncio.Event | None = None  # set to abandon the turn that is streaming
     unsaved: bool = False  # failed because the database could not store a turn (not a model's fault)
+    # Each turn's messages as the database holds them: the vote's journal line carries them, so the
+    # journal need not read back what was just written.
+    stored: dict[int, list[MessageRecord]] = field(default_factory=dict)
 
     @property
     def models(self) -> tuple[str, str]:
@@ -679,6 +683,7 @@ class ArenaService:
         except StorageError as e:
             session.status, session.unsaved = "failed", True
             raise StorageError(str(e), user_message=ANSWERS_NOT_SAVED) from e
+        session.stored[session.turn] = [as_stored(row) for row in rows]
         yield TurnView(
             session.history, answers, streaming=False, can_vote=ok and not empty, notices=tuple(final_notices)
         )
@@ -752,6 +757,7 @@ class ArenaService:
                     "reason": record.reason,  # trimmed as stored: the journal keeps what the database keeps
                     "flags": list(record.flags),
                     "tstamp": record.created_at.isoformat(),
+                    "messages": [message_json(m) for turn in sorted(session.stored) for m in session.stored[turn]],
                 }
             )
         if self.sampler.strategy == "active":

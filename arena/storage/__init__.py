@@ -5,9 +5,19 @@ from arena.storage.store import (
     DEFAULT_EXCLUDED_FLAGS,
     BattleExport,
     Store,
+    as_stored,
     default_url,
     masked_url,
     sqlite_file,
 )
 
-__all__ = ["DB_DIR", "DEFAULT_EXCLUDED_FLAGS", "BattleExport", "Store", "default_url", "masked_url", "sqlite_file"]
+__all__ = [
+    "DB_DIR",
+    "DEFAULT_EXCLUDED_FLAGS",
+    "BattleExport",
+    "Store",
+    "as_stored",
+    "default_url",
+    "masked_url",
+    "sqlite_file",
+]

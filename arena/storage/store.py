@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -161,6 +162,11 @@ def _require_aware(value: datetime, what: str) -> None:
 def _clean_text(text: str | None) -> str | None:
     # PostgreSQL text cannot hold NUL; replace it on every backend so both store the same thing.
     return None if text is None else text.replace("\x00", "\ufffd")
+
+
+def as_stored(m: MessageRecord) -> MessageRecord:
+    """``m`` exactly as :meth:`Store.messages` will return it once stored (text made NUL-free)."""
+    return dataclasses.replace(m, content=m.content.replace("\x00", "\ufffd"), error=_clean_text(m.error))
 
 
 def _join_flags(flags: Iterable[str]) -> str:
