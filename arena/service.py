@@ -41,20 +41,11 @@ from arena.streaming import SideJob, UpdateBudget, stream_pair
 if TYPE_CHECKING:
     from arena.style import StyleResult
 
-__all__ = ["CONTINUATION_NOTICE", "FLAG_NOTES", "ArenaService", "BattleSession", "Reveal", "TurnView"]
+__all__ = ["CONTINUATION_NOTICE", "ArenaService", "BattleSession", "Reveal", "TurnView"]
 
 log = logging.getLogger(__name__)
 
 Status = Literal["new", "streaming", "ready", "failed", "voting", "voted"]
-
-FLAG_NOTES: dict[str, str] = {
-    "identity_leak": "One of the answers named its own model, so this vote is saved but will not count in the ratings.",
-    "too_fast": "This vote came very quickly after the answers finished, so it is saved but will not count "
-    "in the ratings. Take your time to read both answers next round.",
-    "replayed": "You also sent this prompt in side-by-side mode, where the models are named, so this vote is "
-    "saved but will not count in the ratings.",
-}
-"""What a visitor is told after voting, for each flag that keeps a vote out of the ratings."""
 
 
 @dataclass
@@ -111,12 +102,7 @@ class Reveal:
     model_b: str
     winner: Winner
     sides: tuple[SideStats, SideStats] | None = None
-    flags: tuple[str, ...] = ()
-
-    @property
-    def notes(self) -> tuple[str, ...]:
-        """Plain-language sentences for the flags (why this vote will not count), for the page."""
-        return tuple(FLAG_NOTES[f] for f in self.flags if f in FLAG_NOTES)
+    flags: tuple[str, ...] = ()  # why the vote will not count: the page says it with the catalog's flag.<name>
 
 
 def side_stats(model: str, answer: Answer | None) -> SideStats:

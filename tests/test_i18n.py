@@ -157,13 +157,6 @@ def test_every_service_message_has_a_translation(where_text: tuple[str, str]) ->
         assert i18n.translate_message(language, english) != english, (where, language)
 
 
-def test_every_vote_flag_has_a_note() -> None:
-    from arena.service import FLAG_NOTES
-
-    for flag in FLAG_NOTES:
-        assert f"flag.{flag}" in i18n.catalog("en"), flag
-
-
 # --- every note a ratings fit can write ------------------------------------------------------------
 
 # Names in ratings.py that hold (part of) a note before it is appended to ``notes``.
