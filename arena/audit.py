@@ -290,7 +290,8 @@ def fit_batch(y: Float, nn: Float, theta0: Float | None = None, ridge: float = _
 
 
 def fit_one(y: Float, nn: Float, theta0: Float | None = None) -> Float:
-    return fit_batch(y[None], nn[None], None if theta0 is None else theta0[None])[0]
+    theta: Float = fit_batch(y[None], nn[None], None if theta0 is None else theta0[None])[0]
+    return theta
 
 
 def _fit_position(board: Board, n: int) -> tuple[Float, float, float]:
@@ -358,7 +359,7 @@ def _fit_rao_kupper(board: Board, n: int, theta0: Float) -> Float:
     x0 = np.concatenate([theta0, [math.log(0.5)]])
     res = minimize(nll, x0, jac=True, method="L-BFGS-B", options={"maxiter": 500})
     th = np.asarray(res.x[:n], dtype=np.float64)
-    return th - th.mean()
+    return np.asarray(th - th.mean(), dtype=np.float64)
 
 
 def _components(nn: Float) -> list[Int]:

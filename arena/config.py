@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
+from arena.domain import IntervalMethod, PairingStrategy, TiePolicy
 from arena.errors import ConfigError
 from arena.i18n import LANGUAGES
 
@@ -134,10 +135,10 @@ class Settings:
     demo_first_token_delay: float = _setting(
         0.2, "ARENA_DEMO_FIRST_TOKEN_DELAY", "Seconds before the demo model servers send their first token."
     )
-    tie_policy: str = _setting(
+    tie_policy: TiePolicy = _setting(
         "half", "ARENA_TIE_POLICY", "How ties and both-bad votes enter the fit: half (half a win each way) or exclude."
     )
-    bothbad_policy: str = _setting(
+    bothbad_policy: Literal["", TiePolicy] = _setting(
         "",
         "ARENA_BOTHBAD_POLICY",
         "How 'both bad' votes enter the fit, apart from ties: half or exclude; empty: as ARENA_TIE_POLICY.",
@@ -145,7 +146,7 @@ class Settings:
     alpha: float = _setting(
         0.0, "ARENA_ALPHA", "choix regularisation strength for the Bradley-Terry fit (0: plain maximum likelihood)."
     )
-    interval: str = _setting(
+    interval: IntervalMethod = _setting(
         "bootstrap",
         "ARENA_INTERVAL",
         "Which 95% interval the leaderboard shows and ranks by: bootstrap (over battles) or sandwich (robust, "
@@ -159,7 +160,7 @@ class Settings:
     )
     min_votes: int = _setting(30, "ARENA_MIN_VOTES", "Models with fewer votes in a leaderboard are marked preliminary.")
     log_level: str = _setting("INFO", "ARENA_LOG_LEVEL", "Logging level: DEBUG, INFO, WARNING or ERROR.")
-    pairing: str = _setting(
+    pairing: PairingStrategy = _setting(
         "uniform",
         "ARENA_PAIRING",
         "How the next pair is chosen: uniform, weighted (by models.yaml weight) or active (pairs whose order "
@@ -309,7 +310,7 @@ class Settings:
         return settings
 
     def _validate(self) -> None:
-        if self.pairing not in ("uniform", "weighted", "active"):
+        if self.pairing not in get_args(PairingStrategy):
             raise ConfigError(f"ARENA_PAIRING must be 'uniform', 'weighted' or 'active', not {self.pairing!r}.")
         if not 0 <= self.pairing_floor <= 1:
             raise ConfigError("ARENA_PAIRING_FLOOR must be between 0 and 1 (a share of the draws).")
@@ -317,14 +318,14 @@ class Settings:
             raise ConfigError("ARENA_PAIRING_WARMUP_VOTES must be 0 or more.")
         if self.campaign_choice not in ("top", "uniform"):
             raise ConfigError(f"ARENA_CAMPAIGN_CHOICE must be 'top' or 'uniform', not {self.campaign_choice!r}.")
-        if self.tie_policy not in ("half", "exclude"):
+        if self.tie_policy not in get_args(TiePolicy):
             raise ConfigError(f"ARENA_TIE_POLICY must be 'half' or 'exclude', not {self.tie_policy!r}.")
-        if self.bothbad_policy not in ("", "half", "exclude"):
+        if self.bothbad_policy not in ("", *get_args(TiePolicy)):
             raise ConfigError(
                 "ARENA_BOTHBAD_POLICY must be 'half', 'exclude' or empty (as ARENA_TIE_POLICY), "
                 f"not {self.bothbad_policy!r}."
             )
-        if self.interval not in ("bootstrap", "sandwich"):
+        if self.interval not in get_args(IntervalMethod):
             raise ConfigError(f"ARENA_INTERVAL must be 'bootstrap' or 'sandwich', not {self.interval!r}.")
         if self.bootstrap_rounds < 0 or self.min_votes < 0:
             raise ConfigError("ARENA_BOOTSTRAP_ROUNDS and ARENA_MIN_VOTES must be 0 or more.")
@@ -384,7 +385,7 @@ def _env_name(name: str) -> str:
 
 
 def _coerce(f: dataclasses.Field[Any], raw: Any, source: str) -> Any:
-    kind = type(f.default)
+    kind: type[Any] = type(f.default)
     if isinstance(raw, kind) and not (kind is int and isinstance(raw, bool)):
         return raw
     text = str(raw).strip()

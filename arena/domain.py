@@ -14,6 +14,10 @@ FinishReason = Literal["length", "eos", "stop"]
 Winner = Literal["model_a", "model_b", "tie", "tie (bothbad)"]
 Mode = Literal["anonymous", "named"]
 Pool = Literal["chat", "base"]
+# Settings' choices, each spelled once here (config validates against them, the modules using them import them).
+TiePolicy = Literal["half", "exclude"]  # how ties (and both-bad votes) enter the ratings fit
+IntervalMethod = Literal["bootstrap", "sandwich"]  # which 95% interval ranks the leaderboard
+PairingStrategy = Literal["uniform", "weighted", "active"]  # how the next pair is drawn
 
 WINNERS: tuple[Winner, ...] = ("model_a", "model_b", "tie", "tie (bothbad)")
 

@@ -40,7 +40,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
-from arena.domain import WINNERS, BattleRecord, MessageRecord, VoteRecord
+from arena.domain import WINNERS, BattleRecord, MessageRecord, Pool, Role, Side, VoteRecord
+from arena.domain import Message as ConversationMessage
 from arena.errors import ImportFormatError
 from arena.storage.store import BattleExport, ImportResult, Store
 
@@ -110,8 +111,9 @@ CONVERSATION_COLUMNS: tuple[str, ...] = ("conversation_a", "conversation_b", "re
 """The visitors' own words: the conversations and the vote's optional "why?" (written only on request)."""
 
 _FORMULA_START = frozenset("=+-@\t\r")
+_POOLS: dict[str, Pool] = {"chat": "chat", "base": "base"}
 # Role names used by other public conversation datasets, folded into ours.
-_ROLES = {
+_ROLES: dict[str, Role] = {
     "user": "user",
     "human": "user",
     "assistant": "assistant",
@@ -465,7 +467,7 @@ def _language(value: str | None) -> str | None:
     return _LANGUAGE_NAMES.get(value.lower(), value)[:_LANGUAGE_LIMIT]
 
 
-def _conversation_in(value: Any, what: str, where: str) -> list[dict[str, str]] | None:
+def _conversation_in(value: Any, what: str, where: str) -> list[ConversationMessage] | None:
     if value is None or value == "":
         return None
     if isinstance(value, str):
@@ -475,7 +477,7 @@ def _conversation_in(value: Any, what: str, where: str) -> list[dict[str, str]] 
             raise ImportFormatError(f"{where}: {what} is not a JSON list ({e}).") from None
     if not isinstance(value, list) or not all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in value):
         raise ImportFormatError(f'{where}: {what} must be a list of {{"role", "content"}} objects.')
-    out = []
+    out: list[ConversationMessage] = []
     for m in value:
         role = _ROLES.get(str(m.get("role", "")).lower())
         if role is None:
@@ -484,13 +486,13 @@ def _conversation_in(value: Any, what: str, where: str) -> list[dict[str, str]] 
     return out
 
 
-def _messages(battle_id: str, side: str, conversation: list[dict[str, str]]) -> list[MessageRecord]:
+def _messages(battle_id: str, side: Side, conversation: list[ConversationMessage]) -> list[MessageRecord]:
     rows: list[MessageRecord] = []
     turn = 0
     for m in conversation:
         if m["role"] == "user":
             turn += 1
-        rows.append(MessageRecord(battle_id, side, turn, m["role"], m["content"]))  # type: ignore[arg-type]
+        rows.append(MessageRecord(battle_id, side, turn, m["role"], m["content"]))
     return rows
 
 
@@ -608,9 +610,10 @@ def parse_battle(row: Mapping[str, Any], where: str) -> BattleExport:
     anony = _bool(row.get("anony"), where)
     judge = _text(row, "judge") or _text(row, "judge_hash") or ""
     language = _language(_text(row, "language"))
-    pool = _text(row, "pool") or "chat"
-    if pool not in ("chat", "base"):
-        raise ImportFormatError(f"{where}: pool must be chat or base, not {pool!r}.")
+    pool_text = _text(row, "pool") or "chat"
+    pool = _POOLS.get(pool_text)
+    if pool is None:
+        raise ImportFormatError(f"{where}: pool must be chat or base, not {pool_text!r}.")
     flags_value = row.get("flags")
     if isinstance(flags_value, list):
         flags = tuple(str(f).strip() for f in flags_value if str(f).strip())
@@ -631,7 +634,7 @@ def parse_battle(row: Mapping[str, Any], where: str) -> BattleExport:
         model_a=model_a,
         model_b=model_b,
         mode="anonymous" if anony else "named",
-        pool=pool,  # type: ignore[arg-type]
+        pool=pool,
         created_at=when,
         client_hash=_short(judge, _JUDGE_LIMIT),
         language=language,

@@ -20,7 +20,7 @@ import logging
 import queue
 import secrets
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,7 +32,7 @@ from arena.domain import BattleRecord, MessageRecord, VoteRecord
 from arena.errors import StorageError, SyncError
 from arena.storage import Store
 
-__all__ = ["Journal", "JournalBatch", "SyncError", "journal_name", "read_journal"]
+__all__ = ["Journal", "JournalBatch", "SyncError", "journal_name", "message_json", "read_journal"]
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +113,10 @@ class Journal:
                 log.error("journal: could not write a %s event (%s: %s)", item.get("event"), type(e).__name__, e)
 
     def _write(self, event: dict[str, Any]) -> None:
-        if event.get("event") == "vote" and self._store is not None:
-            event["messages"] = [_message_json(m) for m in self._store.messages(str(event["battle_id"]))]
+        # The service hands a vote over with the conversation it stored (message_json); an event
+        # without one gets it from the database.
+        if event.get("event") == "vote" and "messages" not in event and self._store is not None:
+            event["messages"] = [message_json(m) for m in self._store.messages(str(event["battle_id"]))]
         line = json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n"
         with self._lock:
             self._file.write(line)
@@ -129,7 +131,8 @@ def _count_lines(path: Path) -> int:
         return sum(1 for line in f if line.endswith(b"\n"))
 
 
-def _message_json(m: MessageRecord) -> dict[str, Any]:
+def message_json(m: MessageRecord) -> dict[str, Any]:
+    """A stored message as a vote line carries it (see :func:`arena.storage.as_stored`)."""
     return {
         "side": m.side,
         "turn": m.turn,
@@ -263,8 +266,3 @@ def _campaign_vote(event: dict[str, Any]) -> CampaignVote:
         uniform_propensity=event.get("uniform_propensity"),
         turns=int(event.get("turns") or 1),
     )
-
-
-def events_in(paths: Iterable[Path]) -> int:
-    """How many complete lines the files hold (for logs and tests)."""
-    return sum(_count_lines(p) for p in paths)

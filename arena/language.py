@@ -120,4 +120,4 @@ def detect_language(text: str) -> str | None:
         return chinese_script(sample)
     if label in ("zxx", "und") or confidence < MIN_CONFIDENCE:
         return None
-    return _FOLD.get(label, label)
+    return str(_FOLD.get(label, label))

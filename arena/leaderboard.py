@@ -54,7 +54,6 @@ __all__ = [
     "parse_slice",
     "ratings_figure",
     "ratings_plot_data",
-    "summary",
 ]
 
 COLUMNS = ("Rank", "Model", "Rating", "95% interval", "Votes", "Win rate", "Note")
@@ -422,26 +421,6 @@ def leaderboard_rows(result: RatingsResult) -> list[list[object]]:
             ]
         )
     return rows
-
-
-def summary(result: RatingsResult, *, updated_at: datetime | None = None, slice_label: str | None = None) -> str:
-    """Markdown saying what the table rests on: votes, method, update time, and the fit's notes."""
-    if not result.rows:
-        return "No votes yet. Battle and vote, and the ranking appears here."
-    parts = [
-        f"**{result.n_battles} votes**",
-        f"Bradley-Terry ratings with 95% {result.interval_method} intervals",
-        f"ties count {'half a win each way' if result.tie_policy == 'half' else 'as excluded'}",
-    ]
-    if slice_label:
-        parts.insert(0, slice_label)
-    if updated_at is not None:
-        parts.append(f"updated {updated_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC")
-    text = " · ".join(parts)
-    if any(r.preliminary for r in result.rows):
-        text += f"\n\n*preliminary*: fewer than {result.min_votes} votes, the rating may still move a lot."
-    notes = " ".join(str(note) for note in result.notes)
-    return text + (f"\n\n{notes}" if notes else "")
 
 
 # --- plots ------------------------------------------------------------------------------------

@@ -54,13 +54,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy.special import expit, ndtr
 
-from arena.domain import PairCount
+from arena.domain import PairCount, PairingStrategy, Pool
 from arena.errors import NotEnoughModels
 from arena.ratings import SCALE, RatingsResult
 from arena.registry import ModelSpec
@@ -80,7 +79,7 @@ __all__ = [
     "unpairable",
 ]
 
-Strategy = Literal["uniform", "weighted", "active"]
+Strategy = PairingStrategy
 STRATEGIES: tuple[Strategy, ...] = ("uniform", "weighted", "active")
 DEFAULT_FLOOR = 0.1
 DEFAULT_WARMUP_BOOST = 4.0
@@ -96,19 +95,19 @@ Float = NDArray[np.float64]
 class Pairing:
     model_a: str
     model_b: str
-    pool: str
+    pool: Pool
     propensity: float  # probability that this unordered pair was drawn
     # What uniform pairing would have given it (1 / eligible pairs of all pools): the battle's
     # inverse-propensity weight is ``uniform_propensity / propensity`` (see :func:`ipw_weights`).
     uniform_propensity: float | None = None
 
 
-def _pools(models: Iterable[ModelSpec]) -> dict[str, list[ModelSpec]]:
+def _pools(models: Iterable[ModelSpec]) -> dict[Pool, list[ModelSpec]]:
     """Each pool's members (see the module docstring); a pool without a possible pair is left out."""
     models = list(models)
     chat = [m for m in models if m.kind == "chat"]
     base = [m for m in models if m.plays_continuation]
-    pools: dict[str, list[ModelSpec]] = {}
+    pools: dict[Pool, list[ModelSpec]] = {}
     if len(chat) >= 2:
         pools["chat"] = chat
     if sum(m.kind == "base" for m in base) >= 1 and len(base) >= 2:
@@ -116,7 +115,7 @@ def _pools(models: Iterable[ModelSpec]) -> dict[str, list[ModelSpec]]:
     return pools
 
 
-def _pairs(pool: str, members: Sequence[ModelSpec]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+def _pairs(pool: Pool, members: Sequence[ModelSpec]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """The pool's possible pairs ``(members[iu[k]], members[ju[k]])``: in ``base``, only pairs with a base model."""
     iu, ju = _triu(len(members))
     if pool == "base":
@@ -126,7 +125,7 @@ def _pairs(pool: str, members: Sequence[ModelSpec]) -> tuple[NDArray[np.int64], 
     return iu, ju
 
 
-def _eligible_pools(models: Sequence[ModelSpec], available: frozenset[str] | None) -> dict[str, list[ModelSpec]]:
+def _eligible_pools(models: Sequence[ModelSpec], available: frozenset[str] | None) -> dict[Pool, list[ModelSpec]]:
     eligible = [m for m in models if m.enabled and (available is None or m.name in available)]
     pools = _pools(eligible)
     if not pools:
@@ -241,7 +240,7 @@ class _State:
 
 @dataclass
 class _Pool:
-    name: str
+    name: Pool
     members: tuple[str, ...]
     iu: NDArray[np.int64]
     ju: NDArray[np.int64]

@@ -114,13 +114,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy.special import bdtrc, expit, ndtri
 
-from arena.domain import WINNERS, PairCount
+from arena.domain import WINNERS, IntervalMethod, PairCount, TiePolicy
 from arena.messages import Message
 
 if TYPE_CHECKING:
@@ -142,8 +142,6 @@ __all__ = [
     "fit_ratings",
 ]
 
-TiePolicy = Literal["half", "exclude"]
-IntervalMethod = Literal["bootstrap", "sandwich"]
 TIE_POLICIES: tuple[TiePolicy, ...] = ("half", "exclude")
 INTERVAL_METHODS: tuple[IntervalMethod, ...] = ("bootstrap", "sandwich")
 
@@ -357,14 +355,7 @@ def fit_ratings(
     ``battle_count``) stay raw counts.
     """
     _check_parameters(tie_policy, alpha, interval, bootstrap_rounds, min_votes)
-    if bothbad_policy is None:
-        bothbad_policy = tie_policy
-    if bothbad_policy not in TIE_POLICIES:
-        raise ValueError(f"bothbad_policy must be one of {TIE_POLICIES}, not {bothbad_policy!r}.")
-    if not (isinstance(level, float | int) and 0.5 <= float(level) < 1.0):
-        raise ValueError(f"level must be a number in [0.5, 1), e.g. 0.95, not {level!r}.")
-    if not (isinstance(scale, float | int) and math.isfinite(scale) and scale > 0):
-        raise ValueError(f"scale must be a positive number of points per log-odds unit, not {scale!r}.")
+    bothbad_policy = _check_shape_parameters(tie_policy, bothbad_policy, level, scale)
     z = float(ndtri(0.5 + float(level) / 2.0))
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     notes: list[Message] = []
@@ -395,17 +386,8 @@ def fit_ratings(
         )
         notes.append(Message("note.groups", {"n": len(groups), "listing": listing}))
 
-    theta = np.full(n_all, np.nan)
-    sandwich_sd = np.full(n_all, np.nan)
-    component_of = np.full(n_all, -1, dtype=np.int64)
-    alphas: list[float] = []
-    for k, g in enumerate(groups):
-        component_of[g] = k
-        sub_y = y[np.ix_(g, g)]
-        th, a_used, group_notes = _fit_group(sub_y, alpha, [names[i] for i in g])
-        notes.extend(group_notes)
-        alphas.append(a_used)
-        theta[g] = th
+    theta, component_of, alphas, fit_notes = _fit_components(y, groups, alpha, names)
+    notes.extend(fit_notes)
 
     anchor_idx = _anchor_index(anchor, names, rated_mask)
     if anchor is not None:
@@ -413,22 +395,29 @@ def fit_ratings(
         if len(groups) > 1:
             notes.append(Message("note.anchor_group", {"model": anchor[0], "k": k + 1}))
 
+    sandwich_sd = _sandwich_sds(tally, groups, theta, alphas, anchor_idx, tie_policy)
     for k, g in enumerate(groups):
-        pin = _local_index(g, anchor_idx)
-        var = _sandwich_covariance(theta[g], *_sandwich_inputs(tally, g), tie_policy, alphas[k])
-        sandwich_sd[g] = np.sqrt(np.maximum(_contrast_variances(var, pin), 0.0))
         if alphas[k] > 0 and _one_sided(y[np.ix_(g, g)]):
             notes.append(Message("note.sandwich_narrow", {"k": k + 1, "alpha": f"{alphas[k]:g}"}))
 
-    ratings = np.full(n_all, np.nan)
-    for g in groups:
-        ratings[g] = _to_rating(theta[g], _local_index(g, anchor_idx), anchor, scale)
+    ratings = _component_ratings(theta, groups, anchor_idx, anchor, scale)
 
     boot_lo = np.full(n_all, np.nan)
     boot_hi = np.full(n_all, np.nan)
     if bootstrap_rounds > 0 and groups:
         lo, hi, fallback_rounds = _bootstrap(
-            tally, tie_policy, groups, theta, alphas, alpha, anchor_idx, anchor, bootstrap_rounds, rng, level, scale
+            tally,
+            tie_policy=tie_policy,
+            groups=groups,
+            theta=theta,
+            alphas=alphas,
+            alpha=alpha,
+            anchor_idx=anchor_idx,
+            anchor=anchor,
+            rounds=bootstrap_rounds,
+            rng=rng,
+            level=level,
+            scale=scale,
         )
         boot_lo, boot_hi = lo, hi
         if fallback_rounds:
@@ -465,26 +454,17 @@ def fit_ratings(
             notes.append(Message("note.ranks_shared", {"models": ", ".join(sorted(held)), "alpha": f"{alphas[k]:g}"}))
 
     order = sorted(rated_idx.tolist(), key=lambda i: (-ratings[i], names[i]))
-    rows = tuple(
-        ModelRating(
-            model=names[i],
-            rating=float(ratings[i]),
-            ci_lower=float(shown_lo[i]),
-            ci_upper=float(shown_hi[i]),
-            bootstrap_lower=float(boot_lo[i]),
-            bootstrap_upper=float(boot_hi[i]),
-            sandwich_lower=float(sand_lo[i]),
-            sandwich_upper=float(sand_hi[i]),
-            rank=int(ranks[i]) if settled[i] else None,
-            votes=int(votes[i]),
-            wins=int(tally.wins[i].sum()),
-            losses=int(tally.wins[:, i].sum()),
-            ties=int(tally.ties[i].sum()),
-            bothbad=int(tally.bothbad[i].sum()),
-            preliminary=bool(votes[i] < min_votes),
-            component=int(component_of[i]),
-        )
-        for i in order
+    rows = _rating_rows(
+        order,
+        tally,
+        ratings=ratings,
+        shown=(shown_lo, shown_hi),
+        bootstrap=(boot_lo, boot_hi),
+        sandwich=(sand_lo, sand_hi),
+        ranks=ranks,
+        votes=votes,
+        min_votes=min_votes,
+        component_of=component_of,
     )
     prelim = [r.model for r in rows if r.preliminary]
     if prelim:
@@ -516,6 +496,107 @@ def fit_ratings(
         win_rate=matrices[0],
         battle_count=matrices[1],
         predicted=matrices[2],
+    )
+
+
+def _check_shape_parameters(
+    tie_policy: TiePolicy, bothbad_policy: TiePolicy | None, level: float, scale: float
+) -> TiePolicy:
+    """Check ``bothbad_policy`` (returned, ``tie_policy`` when None), ``level`` and ``scale``."""
+    if bothbad_policy is None:
+        bothbad_policy = tie_policy
+    if bothbad_policy not in TIE_POLICIES:
+        raise ValueError(f"bothbad_policy must be one of {TIE_POLICIES}, not {bothbad_policy!r}.")
+    if not (isinstance(level, float | int) and 0.5 <= float(level) < 1.0):
+        raise ValueError(f"level must be a number in [0.5, 1), e.g. 0.95, not {level!r}.")
+    if not (isinstance(scale, float | int) and math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a positive number of points per log-odds unit, not {scale!r}.")
+    return bothbad_policy
+
+
+def _fit_components(
+    y: Float, groups: list[NDArray[np.int64]], alpha: float, names: Sequence[str]
+) -> tuple[Float, NDArray[np.int64], list[float], list[Message]]:
+    """Fit each connected group on its own: strengths (NaN outside any group), each model's group
+    (-1 outside any), the alpha each group needed, and the notes of the groups that needed one."""
+    n_all = len(names)
+    theta = np.full(n_all, np.nan)
+    component_of = np.full(n_all, -1, dtype=np.int64)
+    alphas: list[float] = []
+    notes: list[Message] = []
+    for k, g in enumerate(groups):
+        component_of[g] = k
+        th, a_used, group_notes = _fit_group(y[np.ix_(g, g)], alpha, [names[i] for i in g])
+        notes.extend(group_notes)
+        alphas.append(a_used)
+        theta[g] = th
+    return theta, component_of, alphas, notes
+
+
+def _sandwich_sds(
+    tally: _Tally,
+    groups: list[NDArray[np.int64]],
+    theta: Float,
+    alphas: list[float],
+    anchor_idx: int | None,
+    tie_policy: TiePolicy,
+) -> Float:
+    """Each rated model's sandwich standard error (theta units; against the anchor in its group)."""
+    sandwich_sd = np.full(theta.shape[0], np.nan)
+    for k, g in enumerate(groups):
+        var = _sandwich_covariance(theta[g], *_sandwich_inputs(tally, g), tie_policy, alphas[k])
+        sandwich_sd[g] = np.sqrt(np.maximum(_contrast_variances(var, _local_index(g, anchor_idx)), 0.0))
+    return sandwich_sd
+
+
+def _component_ratings(
+    theta: Float,
+    groups: list[NDArray[np.int64]],
+    anchor_idx: int | None,
+    anchor: tuple[str, float] | None,
+    scale: float,
+) -> Float:
+    """Strengths as ratings, each group centred on 1000 (or pinned to the anchor, in its group)."""
+    ratings = np.full(theta.shape[0], np.nan)
+    for g in groups:
+        ratings[g] = _to_rating(theta[g], _local_index(g, anchor_idx), anchor, scale)
+    return ratings
+
+
+def _rating_rows(
+    order: list[int],
+    tally: _Tally,
+    *,
+    ratings: Float,
+    shown: tuple[Float, Float],
+    bootstrap: tuple[Float, Float],
+    sandwich: tuple[Float, Float],
+    ranks: NDArray[np.int64],
+    votes: NDArray[np.int64],
+    min_votes: int,
+    component_of: NDArray[np.int64],
+) -> tuple[ModelRating, ...]:
+    """One table row per rated model, in ``order``; a preliminary model (fewer votes) has no rank."""
+    return tuple(
+        ModelRating(
+            model=tally.names[i],
+            rating=float(ratings[i]),
+            ci_lower=float(shown[0][i]),
+            ci_upper=float(shown[1][i]),
+            bootstrap_lower=float(bootstrap[0][i]),
+            bootstrap_upper=float(bootstrap[1][i]),
+            sandwich_lower=float(sandwich[0][i]),
+            sandwich_upper=float(sandwich[1][i]),
+            rank=int(ranks[i]) if votes[i] >= min_votes else None,
+            votes=int(votes[i]),
+            wins=int(tally.wins[i].sum()),
+            losses=int(tally.wins[:, i].sum()),
+            ties=int(tally.ties[i].sum()),
+            bothbad=int(tally.bothbad[i].sum()),
+            preliminary=bool(votes[i] < min_votes),
+            component=int(component_of[i]),
+        )
+        for i in order
     )
 
 
@@ -928,6 +1009,7 @@ def _scatter(
 
 def _bootstrap(
     tally: _Tally,
+    *,
     tie_policy: TiePolicy,
     groups: list[NDArray[np.int64]],
     theta: Float,

@@ -43,9 +43,11 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    backend: Literal["tgi", "openai"]
+    # A backend kind: a key of arena.backends.BACKEND_KINDS (tgi, openai).
+    backend: str
     # Which server answers (its quirks: parameter names, stop reasons, usage, context errors, health);
-    # None: "tgi" for backend tgi, "openai" (a generic OpenAI-compatible server) for backend openai.
+    # None: the backend's default_server ("tgi" for backend tgi, "openai", a generic OpenAI-compatible
+    # server, for backend openai).
     server: Server | None = None
     url: str = Field(min_length=1)
     model: str | None = None
@@ -81,6 +83,15 @@ class ModelSpec(BaseModel):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        from arena.backends import BACKEND_KINDS  # the backends import this module
+
+        if value not in BACKEND_KINDS:
+            raise ValueError(f"unknown backend {value!r}; the known kinds are {', '.join(BACKEND_KINDS)}")
+        return value
+
     @field_validator("template")
     @classmethod
     def _known_template(cls, value: str | None) -> str | None:
@@ -103,19 +114,19 @@ class ModelSpec(BaseModel):
 
     @model_validator(mode="after")
     def _backend_needs(self) -> ModelSpec:
-        if self.backend == "openai" and not self.model:
-            raise ValueError("an openai model needs 'model' (the id the server serves)")
+        from arena.backends import backend_class  # the backends import this module
+
+        backend_class(self.backend).check_spec(self)
         formats = [k for k in ("template", "chat_template", "tokenizer") if getattr(self, k)]
         if len(formats) > 1:
             raise ValueError(f"give only one of template, chat_template, tokenizer (got {formats})")
         if "{prompt}" not in self.base_prompt:
             raise ValueError("base_prompt must contain {prompt}")
-        if self.backend == "tgi" and self.server not in (None, "tgi"):
-            raise ValueError(f"backend tgi speaks TGI's native protocol; server {self.server!r} needs backend openai")
-        if self.backend == "openai" and self.server == "tgi":
-            raise ValueError("server tgi with backend openai is TGI's Messages API: write server: tgi-messages")
-        if self.continuation and self.server_kind == "tgi-messages":
-            raise ValueError("continuation needs raw-text completion, which TGI's Messages API does not offer")
+        if self.continuation and not self.completes_raw_text:
+            raise ValueError(
+                f"continuation needs raw-text completion, which server {self.server_kind} does not offer "
+                "(TGI's Messages API is only a chat route)"
+            )
         if self.kind == "base" and self.continuation is False:
             raise ValueError("a base model only plays continuation battles; continuation: false would bench it")
         return self
@@ -125,15 +136,19 @@ class ModelSpec(BaseModel):
         """The server flavour, with the backend's default filled in."""
         if self.server is not None:
             return self.server
-        return "tgi" if self.backend == "tgi" else "openai"
+        from arena.backends import backend_class  # the backends import this module
+
+        return backend_class(self.backend).default_server
 
     @property
     def completes_raw_text(self) -> bool:
         """Whether the server can continue raw text: TGI's native route, or ``/v1/completions``.
 
-        TGI's Messages API (``tgi-messages``) is only a chat route, so it cannot.
+        TGI's Messages API (``tgi-messages``) is only a chat route, so it cannot (the backend decides).
         """
-        return self.server_kind != "tgi-messages"
+        from arena.backends import backend_class  # the backends import this module
+
+        return backend_class(self.backend).completes_raw_text(self)
 
     @property
     def plays_continuation(self) -> bool:
@@ -152,11 +167,6 @@ class ModelSpec(BaseModel):
         if self.model:
             found += [self.model, self.model.rsplit("/", 1)[-1]]
         return tuple(dict.fromkeys(s for s in found if s))
-
-    @property
-    def identity_strings(self) -> tuple[str, ...]:
-        """Every string that would reveal this model on the wire: :attr:`identity_names` and the URL."""
-        return (*self.identity_names, self.url)
 
 
 class _RosterFile(BaseModel):
@@ -219,6 +229,8 @@ def _describe(error: ValidationError) -> str:
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check its spelling against docs/configuration.md)"
+        elif e["type"] == "value_error":  # our own validators' sentences, without pydantic's "Value error, "
+            msg = str(e.get("ctx", {}).get("error", msg))
         parts.append(f"field '{loc}': {msg}")
     return "; ".join(parts)
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from arena import templates
+from arena.backends import backend_class
 from arena.backends.base import Backend, ServerInfo
 from arena.config import Settings
 from arena.domain import Answer, BattleRecord, MessageRecord, Mode, Side, VoteRecord, Winner
@@ -27,6 +28,7 @@ from arena.domain import Message as ChatMessage
 from arena.errors import ContextExceeded, PromptRejected, RateLimited, StorageError, VoteRejected
 from arena.health import HealthChecker, HealthTracker, ModelHealth
 from arena.identity import IdentityMatcher
+from arena.journal import message_json
 from arena.language import detect_language
 from arena.leaderboard import FitParams, LeaderboardCache, LeaderboardView
 from arena.limits import Limit, check_limit, client_ip
@@ -35,26 +37,17 @@ from arena.pairing import Pairing, PairSampler, unpairable
 from arena.ratings import fit_ratings
 from arena.registry import ModelSpec, Registry
 from arena.replays import fingerprint, matches_any
-from arena.storage import Store
+from arena.storage import Store, as_stored
 from arena.streaming import SideJob, UpdateBudget, stream_pair
 
 if TYPE_CHECKING:
     from arena.style import StyleResult
 
-__all__ = ["CONTINUATION_NOTICE", "FLAG_NOTES", "Allowed", "ArenaService", "BattleSession", "Reveal", "TurnView"]
+__all__ = ["CONTINUATION_NOTICE", "Allowed", "ArenaService", "BattleSession", "Reveal", "TurnView"]
 
 log = logging.getLogger(__name__)
 
 Status = Literal["new", "streaming", "ready", "failed", "voting", "voted"]
-
-FLAG_NOTES: dict[str, str] = {
-    "identity_leak": "One of the answers named its own model, so this vote is saved but will not count in the ratings.",
-    "too_fast": "This vote came very quickly after the answers finished, so it is saved but will not count "
-    "in the ratings. Take your time to read both answers next round.",
-    "replayed": "You also sent this prompt in side-by-side mode, where the models are named, so this vote is "
-    "saved but will not count in the ratings.",
-}
-"""What a visitor is told after voting, for each flag that keeps a vote out of the ratings."""
 
 
 @dataclass
@@ -75,6 +68,9 @@ class BattleSession:
     started_at: datetime | None = None  # when the battle was stored (the replay window is counted from it)
     stop: asyncio.Event | None = None  # set to abandon the turn that is streaming
     unsaved: bool = False  # failed because the database could not store a turn (not a model's fault)
+    # Each turn's messages as the database holds them: the vote's journal line carries them, so the
+    # journal need not read back what was just written.
+    stored: dict[int, list[MessageRecord]] = field(default_factory=dict)
 
     @property
     def models(self) -> tuple[str, str]:
@@ -130,12 +126,7 @@ class Reveal:
     model_b: str
     winner: Winner
     sides: tuple[SideStats, SideStats] | None = None
-    flags: tuple[str, ...] = ()
-
-    @property
-    def notes(self) -> tuple[str, ...]:
-        """Plain-language sentences for the flags (why this vote will not count), for the page."""
-        return tuple(FLAG_NOTES[f] for f in self.flags if f in FLAG_NOTES)
+    flags: tuple[str, ...] = ()  # why the vote will not count: the page says it with the catalog's flag.<name>
 
 
 def side_stats(model: str, answer: Answer | None) -> SideStats:
@@ -238,10 +229,10 @@ class ArenaService:
         self.journal = journal  # called with each stored battle and vote (the append-only log)
         self._leaderboard = LeaderboardCache(
             FitParams(
-                tie_policy=settings.tie_policy,  # type: ignore[arg-type]
-                bothbad_policy=settings.bothbad_policy or None,  # type: ignore[arg-type]
+                tie_policy=settings.tie_policy,
+                bothbad_policy=settings.bothbad_policy or None,
                 alpha=settings.alpha,
-                interval=settings.interval,  # type: ignore[arg-type]
+                interval=settings.interval,
                 bootstrap_rounds=settings.bootstrap_rounds,
                 min_votes=settings.min_votes,
                 ipw=settings.ipw,
@@ -249,7 +240,7 @@ class ArenaService:
             now=now,
         )
         self.sampler = PairSampler(
-            settings.pairing,  # type: ignore[arg-type]
+            settings.pairing,
             floor=settings.pairing_floor,
             min_votes=settings.pairing_warmup_votes,
         )
@@ -293,7 +284,7 @@ class ArenaService:
                 partner,
             )
         for spec in models:
-            ignored = templates.unsent_params(spec)
+            ignored = backend_class(spec.backend).unsent_params(spec)
             if ignored:
                 log.warning(
                     "model %s: its server (%s) does not read %s; they are not sent (set them on the server, "
@@ -527,7 +518,7 @@ class ArenaService:
             model_a=session.pairing.model_a,
             model_b=session.pairing.model_b,
             mode=session.mode,
-            pool=session.pairing.pool,  # type: ignore[arg-type]
+            pool=session.pairing.pool,
             created_at=now,
             client_hash=session.client_hash,
             language=detect_language(text),
@@ -699,6 +690,7 @@ class ArenaService:
         except StorageError as e:
             session.status, session.unsaved = "failed", True
             raise StorageError(str(e), message=ANSWERS_NOT_SAVED) from e
+        session.stored[session.turn] = [as_stored(row) for row in rows]
         allowed = self.allowed(session)
         if allowed.vote and not allowed.send:  # say why the prompt is locked
             final_notices.append(Message("msg.turn_limit", {"n": self.settings.max_turns}))
@@ -773,6 +765,7 @@ class ArenaService:
                     "reason": record.reason,  # trimmed as stored: the journal keeps what the database keeps
                     "flags": list(record.flags),
                     "tstamp": record.created_at.isoformat(),
+                    "messages": [message_json(m) for turn in sorted(session.stored) for m in session.stored[turn]],
                 }
             )
         if self.sampler.strategy == "active":
@@ -827,7 +820,7 @@ class ArenaService:
         try:
             self._votes_since_refresh = 0
             counts = self.store.pair_counts()
-            result = fit_ratings(counts, tie_policy=self.settings.tie_policy, interval="sandwich", bootstrap_rounds=0)  # type: ignore[arg-type]
+            result = fit_ratings(counts, tie_policy=self.settings.tie_policy, interval="sandwich", bootstrap_rounds=0)
             self.sampler.update(result if result.rows else None, counts)
         finally:
             self._refreshing.release()

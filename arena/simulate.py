@@ -149,8 +149,11 @@ def _rows(
         rows.append(PairCount(names[i], names[j], "model_a", int(wins[i, j])))
         weights.append(float(weight_sums[0][i, j]))
     iu, ju = np.triu_indices(n, k=1)
-    for matrix, w_matrix, winner in ((ties, weight_sums[1], "tie"), (bad, weight_sums[2], "tie (bothbad)")):
-        kind: Winner = winner  # type: ignore[assignment]
+    tie_kinds: tuple[tuple[NDArray[np.int64], Float, Winner], ...] = (
+        (ties, weight_sums[1], "tie"),
+        (bad, weight_sums[2], "tie (bothbad)"),
+    )
+    for matrix, w_matrix, kind in tie_kinds:
         for i, j in zip(iu.tolist(), ju.tolist(), strict=True):
             if matrix[i, j]:
                 rows.append(PairCount(names[i], names[j], kind, int(matrix[i, j])))
@@ -197,7 +200,7 @@ def roster(n: int) -> list[ModelSpec]:
 
 def race(
     cfg: SimulationConfig,
-    strategy: str,
+    strategy: Strategy,
     truth: Float,
     rng: np.random.Generator,
     samplers: Sequence[Sampler] | None = None,
@@ -221,8 +224,7 @@ def race(
     ties_w = np.zeros((s_count, n, n))
     bad_w = np.zeros((s_count, n, n))
     if samplers is None:
-        policy: Strategy = strategy  # type: ignore[assignment]
-        samplers = [PairSampler(policy, floor=cfg.floor, min_votes=cfg.min_votes) for _ in range(s_count)]
+        samplers = [PairSampler(strategy, floor=cfg.floor, min_votes=cfg.min_votes) for _ in range(s_count)]
     n_checks = cfg.max_votes // cfg.refit_every
     checkpoints = cfg.refit_every * np.arange(1, n_checks + 1)
     spearman = np.zeros((s_count, n_checks))

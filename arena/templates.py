@@ -32,6 +32,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from arena.backends import backend_class
 from arena.backends.base import GenerationRequest
 from arena.domain import Message
 from arena.errors import ConfigError, PromptTooLong, TemplateError
@@ -47,15 +48,10 @@ __all__ = [
     "count_tokens",
     "estimate_tokens",
     "neutralise",
-    "openai_body",
     "prepare",
     "render_prompt",
-    "sends_stop_strings",
     "special_tokens",
     "stop_strings",
-    "tgi_body",
-    "tgi_parameters",
-    "unsent_params",
 ]
 
 ZWSP = "\u200b"
@@ -530,8 +526,10 @@ def check_spec(spec: ModelSpec) -> None:
         {"role": "assistant", "content": "Hi"},
         {"role": "user", "content": "Bye"},
     ]
-    if spec.kind == "chat" and spec.backend == "tgi" and _format(spec) is None:
-        raise ConfigError(f"model {spec.name!r}: a tgi chat model needs template:, chat_template: or tokenizer:.")
+    if spec.kind == "chat" and not backend_class(spec.backend).renders_own_prompt and _format(spec) is None:
+        raise ConfigError(
+            f"model {spec.name!r}: a {spec.backend} chat model needs template:, chat_template: or tokenizer:."
+        )
     if spec.kind == "base" or _format(spec) is not None:
         try:
             render_prompt(spec, sample)
@@ -585,9 +583,10 @@ def prepare(
 
     The oldest user+assistant turns are dropped until the prompt fits the input limit
     (``max_input_tokens``, else ``spec.context_length`` minus the capped ``max_new_tokens``); the
-    system prompt is always kept. For tgi the request carries the rendered prompt without its leading
+    system prompt is always kept. For a backend that does not render its own prompt (tgi: see
+    ``Backend.renders_own_prompt``) the request carries the rendered prompt without its leading
     ``bos_token``, because TGI's tokenizer adds BOS itself (it tokenizes with special tokens on), so
-    the model sees exactly one. For openai it carries the role-mapped, neutralised messages.
+    the model sees exactly one. Otherwise (openai) it carries the role-mapped, neutralised messages.
 
     Raises
     ------
@@ -610,7 +609,8 @@ def prepare(
     parts = _split(spec, conversation)
     fmt = _format(spec)
     can_render = spec.kind == "base" or fmt is not None
-    if spec.backend == "tgi" and not can_render:
+    server_renders = backend_class(spec.backend).renders_own_prompt
+    if not server_renders and not can_render:
         _render_parts(spec, parts, 0)  # raises the ConfigError naming the missing format
     max_drop = 0 if spec.kind == "base" else len(parts.groups)
     for dropped in range(max_drop + 1):
@@ -625,7 +625,7 @@ def prepare(
             f"over the input limit of {limit}."
         )
     stop = stop_strings(spec)
-    if spec.backend == "tgi":
+    if not server_renders:
         assert text is not None
         bos = fmt.bos_token if fmt is not None else spec.bos_token
         prompt = text[len(bos) :] if bos and text.startswith(bos) else text
@@ -640,125 +640,6 @@ def prepare(
             messages = [{"role": user_role, "content": text}]
         request = GenerationRequest(params=params, messages=tuple(messages), stop=stop)
     return Prepared(request=request, dropped_turns=dropped, text=text, input_tokens=used)
-
-
-# ---------------------------------------------------------------------------------------------
-# Server parameters
-
-
-def tgi_parameters(params: GenerationParams) -> dict[str, Any]:
-    """Keyword arguments for ``text_generation`` that TGI accepts (it answers 422 otherwise).
-
-    TGI's rules: ``temperature`` > 0, ``0 < top_p < 1``, ``0 < typical_p < 1``, ``top_k`` > 0,
-    ``repetition_penalty`` > 0. Temperature 0 (or ``do_sample: false``) means greedy decoding:
-    ``do_sample=False`` and no sampling warpers at all (TGI samples whenever one is present).
-    ``top_p``/``typical_p`` of 1.0 mean "off" and are dropped.
-    """
-    out: dict[str, Any] = {}
-    greedy = params.temperature == 0 or params.do_sample is False
-    if greedy:
-        out["do_sample"] = False
-    else:
-        if params.do_sample:
-            out["do_sample"] = True
-        if params.temperature is not None:
-            out["temperature"] = params.temperature
-        if params.top_p is not None and params.top_p < 1:
-            out["top_p"] = params.top_p
-        if params.typical_p is not None and params.typical_p < 1:
-            out["typical_p"] = params.typical_p
-        if params.top_k is not None:
-            out["top_k"] = params.top_k
-    if params.repetition_penalty is not None:
-        out["repetition_penalty"] = params.repetition_penalty
-    if params.max_new_tokens is not None:
-        out["max_new_tokens"] = params.max_new_tokens
-    if params.seed is not None:
-        out["seed"] = params.seed
-    return out
-
-
-def tgi_body(request: GenerationRequest) -> dict[str, Any]:
-    """The JSON body TGI's ``/generate`` takes for ``request``."""
-    parameters = tgi_parameters(request.params)
-    if request.stop:
-        parameters["stop"] = list(request.stop)
-    return {"inputs": request.prompt, "parameters": parameters}
-
-
-# What each OpenAI-compatible server reads beyond the OpenAI fields, under its own names (the arena's
-# name -> the server's). A setting a server does not read is not sent (start-up warns: see
-# ``unsent_params``), so a card's value is never silently dropped without a word.
-_SERVER_PARAMS: dict[str, dict[str, str]] = {
-    "vllm": {"top_k": "top_k", "repetition_penalty": "repetition_penalty"},
-    "openai": {"top_k": "top_k", "repetition_penalty": "repetition_penalty"},
-    # llama.cpp (both servers) reads repeat_penalty; repetition_penalty is ignored without a word.
-    "llama-server": {"top_k": "top_k", "repetition_penalty": "repeat_penalty", "typical_p": "typical_p"},
-    "llama-cpp-python": {"top_k": "top_k", "repetition_penalty": "repeat_penalty", "typical_p": "typical_p"},
-    # Ollama's OpenAI API reads neither: set them in the Modelfile (PARAMETER top_k / repeat_penalty).
-    "ollama": {},
-    # TGI's Messages API has no top_k nor repetition_penalty (only frequency/presence penalties).
-    "tgi-messages": {},
-}
-
-
-def sends_stop_strings(spec: ModelSpec) -> bool:
-    """Whether stop strings are sent to the server (else the arena cuts the stream at them itself).
-
-    Only servers that say which stop string ended an answer (TGI's ``stop_sequence``, vLLM's
-    ``stop_reason``) get them: the others end with the same ``finish_reason: "stop"`` as at the end
-    of sequence, so the arena could not tell a stop-string ending from ``eos``.
-    """
-    return spec.server_kind in ("tgi", "vllm", "openai")
-
-
-def unsent_params(spec: ModelSpec) -> list[str]:
-    """The model's sampling settings its server does not read (for a start-up warning)."""
-    if spec.backend == "tgi":
-        return []
-    known = _SERVER_PARAMS.get(spec.server_kind, {})
-    set_here = spec.params.model_dump(exclude_none=True)
-    out: list[str] = [k for k in ("top_k", "repetition_penalty", "typical_p") if k in set_here and k not in known]
-    if spec.stop_token_ids and spec.server_kind not in ("vllm", "openai"):
-        out.append("stop_token_ids")
-    return out
-
-
-def openai_body(spec: ModelSpec, request: GenerationRequest) -> dict[str, Any]:
-    """The ``/v1/chat/completions`` body for ``request`` (``/v1/completions`` when it carries a raw
-    ``prompt``), without ``stream``, with the parameter names ``spec``'s server reads.
-
-    ``top_k``, ``repetition_penalty`` and ``stop_token_ids`` are vLLM extensions; llama.cpp reads
-    ``repeat_penalty`` (and ``typical_p``); Ollama's and TGI's OpenAI APIs read neither (see
-    ``_SERVER_PARAMS``). ``do_sample: false`` is sent as temperature 0. Stop strings are sent only
-    to servers that report which one matched (:func:`sends_stop_strings`).
-    """
-    params = request.params
-    body: dict[str, Any] = {"model": spec.model}
-    if request.messages or request.prompt is None:
-        body["messages"] = [dict(m) for m in request.messages]
-    else:
-        body["prompt"] = request.prompt
-    if request.stop and sends_stop_strings(spec):
-        body["stop"] = list(request.stop)
-    if params.do_sample is False:
-        body["temperature"] = 0.0
-    elif params.temperature is not None:
-        body["temperature"] = params.temperature
-    if params.top_p is not None:
-        body["top_p"] = params.top_p
-    if params.max_new_tokens is not None:
-        body["max_tokens"] = params.max_new_tokens
-    if params.seed is not None:
-        body["seed"] = params.seed
-    names = _SERVER_PARAMS.get(spec.server_kind, {})
-    for setting in ("top_k", "repetition_penalty", "typical_p"):
-        value = getattr(params, setting)
-        if value is not None and setting in names:
-            body[names[setting]] = value
-    if spec.stop_token_ids and spec.server_kind in ("vllm", "openai"):
-        body["stop_token_ids"] = list(spec.stop_token_ids)
-    return body
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""Importing the UI skips Gradio's stub rewriting, and Gradio works as before (fresh interpreters)."""
+"""Preparing the process skips Gradio's stub rewriting, and Gradio works as before (fresh interpreters).
+
+Importing arena.ui itself changes nothing (test_importing_the_ui_changes_nothing)."""
 
 from __future__ import annotations
 
@@ -15,9 +17,27 @@ def _run(code: str) -> str:
     return run.stdout.strip()
 
 
-def test_the_ui_package_skips_gradios_stub_writer() -> None:
+def test_importing_the_ui_changes_nothing() -> None:
     out = _run(
-        "import arena.ui, gradio.component_meta as cm, arena.ui.fast_import as f\n"
+        "import os, sys, pkgutil, importlib\n"
+        "environ, meta = dict(os.environ), list(sys.meta_path)\n"
+        "import arena.ui\n"
+        "for m in pkgutil.walk_packages(arena.ui.__path__, 'arena.ui.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "import gradio.component_meta as cm, arena.ui.fast_import as f\n"
+        "print(dict(os.environ) == environ, sys.meta_path == meta, 'matplotlib' in sys.modules)\n"
+        "print(cm.create_or_modify_pyi is f._skip_stub)\n"
+        "import gradio as gr\n"
+        "print(any('__signature__' in c.__init__.__wrapped__.__dict__ for c in (gr.Button, gr.Chatbot)))"
+    )
+    assert out.splitlines() == ["True True False", "False", "False"]
+
+
+def test_preparing_the_process_skips_gradios_stub_writer() -> None:
+    out = _run(
+        "from arena.ui.runtime import prepare_process\n"
+        "prepare_process()\n"
+        "import gradio.component_meta as cm, arena.ui.fast_import as f\n"
         "print(cm.create_or_modify_pyi is f._skip_stub)\n"
         "import gradio as gr\n"
         "with gr.Blocks() as demo:\n"
@@ -41,7 +61,8 @@ def test_a_missing_matplotlib_fails_at_once_and_gradio_events_still_run() -> Non
     out = _run(
         "import importlib.util, sys\n"
         "assert importlib.util.find_spec('matplotlib') is None, 'this test assumes matplotlib is not installed'\n"
-        "import arena.ui\n"
+        "from arena.ui.runtime import prepare_process\n"
+        "prepare_process()\n"
         "print(sys.modules['matplotlib'])\n"
         "try:\n"
         "    import matplotlib\n"
@@ -61,10 +82,11 @@ def test_component_signatures_are_computed_once_and_stay_the_same() -> None:
         "import inspect\n"
         "import gradio as gr\n"
         "before = {c: inspect.signature(c.__init__) for c in (gr.Button, gr.Chatbot, gr.Textbox, gr.Markdown)}\n"
-        "import arena.ui\n"
+        "from arena.ui.runtime import prepare_process\n"
+        "prepare_process()\n"
         "from arena.ui.fast_import import cache_signatures\n"
         "from gradio.blocks import Block\n"
-        "print(cache_signatures(Block))  # all done at import: nothing left\n"
+        "print(cache_signatures(Block))  # all done by prepare_process: nothing left\n"
         "print(all('__signature__' in c.__init__.__wrapped__.__dict__ for c in before))\n"
         "print(all(inspect.signature(c.__init__) == s for c, s in before.items()))\n"
         "print(inspect.getfullargspec(gr.Button.__init__.__wrapped__).args[:2])\n"
@@ -72,3 +94,19 @@ def test_component_signatures_are_computed_once_and_stay_the_same() -> None:
         "print(b.get_config()['interactive'])"
     )
     assert out.splitlines() == ["0", "True", "True", "['self', 'value']", "False"]
+
+
+def test_preparing_sets_the_analytics_defaults_and_the_environment_wins() -> None:
+    out = _run(
+        "import os\n"
+        "os.environ['GRADIO_ANALYTICS_MAX_EVENTS'] = '77'\n"
+        "os.environ.pop('GRADIO_ANALYTICS_CACHE_FREQUENCY', None)\n"
+        "from arena.ui.runtime import prepare_process\n"
+        "prepare_process()\n"
+        "import gradio as gr\n"
+        "with gr.Blocks() as demo:\n"
+        "    gr.Button()\n"
+        "demo.queue()\n"
+        "print(demo._queue.ANALYTICS_MAX_EVENTS, demo._queue.ANAYLTICS_CACHE_FREQUENCY)"
+    )
+    assert out == "77 1000"

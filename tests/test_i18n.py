@@ -193,13 +193,6 @@ def test_the_limits_refusals_render_in_every_language(key: str) -> None:
         assert rendered != english and "20" in rendered, (language, rendered)
 
 
-def test_every_vote_flag_has_a_note() -> None:
-    from arena.service import FLAG_NOTES
-
-    for flag in FLAG_NOTES:
-        assert f"flag.{flag}" in i18n.catalog("en"), flag
-
-
 # --- every note a ratings fit can write ------------------------------------------------------------
 
 

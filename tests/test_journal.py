@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from arena.backends.demo import DemoServer
 from arena.domain import BattleRecord, MessageRecord, VoteRecord
-from arena.journal import Journal, SyncError, read_journal
+from arena.journal import Journal, SyncError, message_json, read_journal
 from arena.storage import Store
+from tests.support import services
+from tests.support.services import close, make_service, tgi_spec
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -102,3 +106,32 @@ def test_a_broken_line_names_its_file_and_line(tmp_path: Path) -> None:
     path.write_text('{"event": "battle"}\n', encoding="utf-8")
     with pytest.raises(SyncError, match=r"j\.jsonl:1: not a journal event"):
         list(read_journal(path))
+
+
+def test_a_vote_line_carries_the_conversation_as_stored_without_reading_it_back(
+    server: DemoServer, tmp_path: Path
+) -> None:
+    """The service hands the journal the messages it stored (regenerated turn included): no read-back."""
+    store = Store(f"sqlite:///{tmp_path / 'arena.sqlite3'}")
+    service = make_service([tgi_spec("left", server.url), tgi_spec("right", server.url)], store)
+    journal = Journal(tmp_path / "journal.jsonl", store=None)  # no database to read from
+    service.journal = journal
+
+    async def scenario() -> str:
+        session = service.new_session("client-1")
+        await services.play(service, session, "First question\x00 with a NUL")
+        await services.play(service, session, "Second question")
+        [view async for view in service.regenerate(session)]
+        await service.vote(session, "model_b")
+        await close(service)
+        assert session.battle_id is not None
+        return session.battle_id
+
+    battle_id = asyncio.run(scenario())
+    journal.close()
+    lines = [json.loads(line) for line in (tmp_path / "journal.jsonl").read_text(encoding="utf-8").splitlines()]
+    vote = next(line for line in lines if line["event"] == "vote")
+    stored = store.messages(battle_id)
+    assert [m["turn"] for m in vote["messages"]] == [1, 1, 1, 1, 2, 2, 2, 2]
+    assert vote["messages"] == [message_json(m) for m in stored]
+    assert "\x00" not in json.dumps(vote["messages"], ensure_ascii=False)

@@ -26,7 +26,6 @@ from arena.leaderboard import (
     parse_slice,
     ratings_figure,
     ratings_plot_data,
-    summary,
 )
 from arena.ratings import RatingsResult, fit_ratings
 from arena.registry import Registry
@@ -85,7 +84,7 @@ def test_available_slices_count_what_pair_counts_count(store: Store) -> None:
     assert slices[0].votes < store.vote_total(exclude_flags=())
 
 
-def test_table_rows_and_summary(store: Store) -> None:
+def test_table_rows(store: Store) -> None:
     view = LeaderboardCache(PARAMS).view(store, "overall")
     rows = leaderboard_rows(view.result)
     assert len(rows) == len(MODELS) and all(len(r) == len(COLUMNS) for r in rows)
@@ -93,9 +92,6 @@ def test_table_rows_and_summary(store: Store) -> None:
     assert [r[2] for r in rows] == sorted((r[2] for r in rows), reverse=True)
     assert rows[0][1] == "alpha"  # the strongest model in the generated votes
     assert all(r[5].endswith("%") for r in rows)
-    text = summary(view.result, updated_at=view.updated_at, slice_label=view.slice.label)
-    assert f"{view.votes} votes" in text and "UTC" in text
-    assert summary(fit_ratings([])).startswith("No votes yet")
     with pytest.raises(UnknownSlice):  # a language without votes is no slice: nothing is fitted or cached
         LeaderboardCache(PARAMS).view(store, "lang:xx")
 

@@ -24,7 +24,6 @@ def test_expansion_and_defaults() -> None:
     assert reg["beta"].url == "https://beta.example/v1"
     assert [m.name for m in reg.enabled] == ["alpha", "beta"]
     assert reg["beta"].identity_names == ("beta", "org/beta")
-    assert reg["beta"].identity_strings == ("beta", "org/beta", "https://beta.example/v1")
 
 
 def test_missing_variable_is_named() -> None:
@@ -36,7 +35,7 @@ def test_missing_variable_is_named() -> None:
     ("change", "fragment"),
     [
         ({"temprature": 0.5}, r"model #1 \('alpha'\): field 'temprature': unknown key"),
-        ({"backend": "grpc"}, r"field 'backend'"),
+        ({"backend": "grpc"}, r"field 'backend': unknown backend 'grpc'; the known kinds are tgi, openai$"),
         ({"url": "127.0.0.1:8081"}, r"field 'url'.*http://"),
         ({"params": {"top_p": 1.5}}, r"field 'params.top_p'"),
         ({"params": {"temprature": 1}}, r"field 'params.temprature': unknown key"),

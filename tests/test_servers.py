@@ -16,6 +16,7 @@ import pytest
 from arena import templates
 from arena.backends import GenerationRequest, ServerInfo, make_backend
 from arena.backends.demo import FLAVOURS, DemoServer
+from arena.backends.openai_compat import OpenAIBackend, openai_body
 from arena.errors import ContextExceeded
 from arena.health import HealthTracker, check_once
 from arena.registry import GenerationParams, ModelSpec
@@ -116,10 +117,10 @@ def test_sampling_settings_go_under_the_names_each_server_reads(
         model=MODEL,
         params=GenerationParams(repetition_penalty=1.1, top_k=40, temperature=0.7),
     )
-    body = templates.openai_body(model, templates.prepare(model, [{"role": "user", "content": "hi"}]).request)
+    body = openai_body(model, templates.prepare(model, [{"role": "user", "content": "hi"}]).request)
     assert sent <= set(body) and not (not_sent & set(body))
     assert body["temperature"] == 0.7
-    ignored = set(templates.unsent_params(model))
+    ignored = set(OpenAIBackend.unsent_params(model))
     assert ignored == ({"repetition_penalty", "top_k"} if flavour in ("ollama", "tgi-messages") else set())
 
 

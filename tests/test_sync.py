@@ -8,11 +8,12 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from gradio_client import Client
 
 from arena.domain import VoteRecord
 from arena.storage import Store
-from arena.sync import FolderTarget, Sync
+from arena.sync import FolderTarget, Sync, SyncError
 from tests.support.app_process import AppProcess
 from tests.test_journal import T0, play, vote_event
 
@@ -144,6 +145,26 @@ def _vote_once(client: Client, prompt: str) -> None:
     client.predict(api_name="/new_round")
 
 
+def _wait_until_pushed(target: Path, votes: int, scratch: Path, timeout: float = 60.0) -> None:
+    """Until what ``target`` holds restores to ``votes`` votes: the scheduled pushes have caught up."""
+    deadline = time.monotonic() + timeout
+    for attempt in range(1, 10**6):
+        work = scratch / f"probe{attempt}"
+        work.mkdir(parents=True)
+        with Store(f"sqlite:///{work / 'probe.sqlite3'}") as store:
+            store.upgrade()
+            try:
+                Sync(store, work / "journal", FolderTarget(target)).restore()
+            except SyncError:
+                pass  # read while a push was writing: look again
+            else:
+                if store.vote_total(mode=None, exclude_flags=()) >= votes:
+                    return
+        if time.monotonic() > deadline:
+            pytest.fail(f"the sync target did not hold {votes} votes within {timeout:g} s")
+        time.sleep(0.2)  # a poll interval, not a guess at how long a push takes
+
+
 def test_the_app_restarted_on_a_wiped_disk_keeps_every_vote(tmp_path: Path) -> None:
     target = tmp_path / "target"
     env = {
@@ -169,7 +190,7 @@ def test_the_app_restarted_on_a_wiped_disk_keeps_every_vote(tmp_path: Path) -> N
             with Store(f"sqlite:///{disk / 'arena.sqlite3'}") as store:
                 total = store.vote_total(mode=None, exclude_flags=())
             if crash:
-                time.sleep(2.5)  # a few scheduled pushes
+                _wait_until_pushed(target, total, disk.with_name(disk.name + "-probes"))  # scheduled pushes
                 app.stop(sig=9)  # no final push
             else:
                 app.stop()

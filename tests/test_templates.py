@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from arena.backends.openai_compat import openai_body
+from arena.backends.tgi import tgi_body, tgi_parameters
 from arena.errors import ConfigError, PromptTooLong, TemplateError
 from arena.registry import GenerationParams, ModelSpec, load_registry
 from arena.templates import (
@@ -19,12 +21,9 @@ from arena.templates import (
     count_tokens,
     estimate_tokens,
     neutralise,
-    openai_body,
     prepare,
     render_prompt,
     special_tokens,
-    tgi_body,
-    tgi_parameters,
 )
 
 ROOT = Path(__file__).resolve().parent.parent

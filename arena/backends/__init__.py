@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import TypeVar
 
@@ -10,9 +11,47 @@ from arena.backends.base import Backend, Chunk, GenerationRequest, ServerInfo, T
 from arena.errors import BackendTimeout, ConfigError
 from arena.registry import ModelSpec
 
-__all__ = ["Backend", "Chunk", "GenerationRequest", "ServerInfo", "Timeouts", "make_backend"]
+__all__ = [
+    "BACKEND_KINDS",
+    "Backend",
+    "Chunk",
+    "GenerationRequest",
+    "ServerInfo",
+    "Timeouts",
+    "backend_class",
+    "make_backend",
+]
 
 T = TypeVar("T")
+
+BACKEND_KINDS: dict[str, str] = {
+    "tgi": "arena.backends.tgi:TgiBackend",
+    "openai": "arena.backends.openai_compat:OpenAIBackend",
+}
+"""Every backend kind models.yaml may name (``backend:``) -> ``module:class`` of its :class:`Backend`.
+
+A new kind is one module with its class plus one entry here (docs/extending.md). Classes are
+imported on first use, so importing arena.backends stays cheap (the openai client takes ~0.6 s).
+"""
+
+
+def backend_class(kind: str) -> type[Backend]:
+    """The :class:`Backend` subclass of ``kind``.
+
+    Raises
+    ------
+    ConfigError
+        When ``kind`` is not in :data:`BACKEND_KINDS` (the message lists the known kinds).
+    """
+    try:
+        path = BACKEND_KINDS[kind]
+    except KeyError:
+        raise ConfigError(f"unknown backend {kind!r}; the known kinds are {', '.join(BACKEND_KINDS)}") from None
+    module, _, name = path.partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    if not (isinstance(cls, type) and issubclass(cls, Backend) and cls.kind == kind):
+        raise TypeError(f"BACKEND_KINDS[{kind!r}] = {path!r} is not a Backend subclass with kind = {kind!r}")
+    return cls
 
 
 def make_backend(spec: ModelSpec, timeouts: Timeouts, environ: Mapping[str, str]) -> Backend:
@@ -21,7 +60,7 @@ def make_backend(spec: ModelSpec, timeouts: Timeouts, environ: Mapping[str, str]
     Raises
     ------
     ConfigError
-        When ``spec.api_key_env`` names a variable that is not set.
+        When ``spec.api_key_env`` names a variable that is not set, or the kind is unknown.
     """
     api_key: str | None = None
     if spec.api_key_env:
@@ -31,14 +70,7 @@ def make_backend(spec: ModelSpec, timeouts: Timeouts, environ: Mapping[str, str]
                 f"export {spec.api_key_env}=... or remove api_key_env from the model."
             )
         api_key = environ[spec.api_key_env]
-    # Imported here so that importing arena.backends stays cheap and the backends can import _StreamClock.
-    if spec.backend == "tgi":
-        from arena.backends.tgi import TgiBackend
-
-        return TgiBackend(spec, timeouts, api_key)
-    from arena.backends.openai_compat import OpenAIBackend
-
-    return OpenAIBackend(spec, timeouts, api_key)
+    return backend_class(spec.backend)(spec, timeouts, api_key)
 
 
 # How long a finished answer's response may take to end its body before its connection is dropped.

@@ -5,9 +5,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from arena.domain import FinishReason
-from arena.registry import GenerationParams, ModelSpec
+from arena.registry import GenerationParams, ModelSpec, Server
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,45 @@ class Backend(ABC):
     consuming task is cancelled or the generator is closed. With ``pace`` > 0, once the answer
     flows it reads from the network at most every ``pace`` seconds, taking all that arrived
     meanwhile (the first token is never held back; later text waits up to two paces).
+
+    A subclass is one backend *kind* (models.yaml's ``backend:``): it declares the class attributes
+    below and has one entry in :data:`arena.backends.BACKEND_KINDS`. The rest of the arena asks the
+    class (:func:`arena.backends.backend_class`), never compares kind names.
     """
+
+    kind: ClassVar[str]
+    """The name models.yaml gives this backend (``backend: <kind>``), as in ``BACKEND_KINDS``."""
+    renders_own_prompt: ClassVar[bool] = True
+    """True: the server applies the model's chat template to the role-mapped messages the arena sends.
+    False: the arena renders the prompt itself (a chat model then needs ``template:``, ``chat_template:``
+    or ``tokenizer:``) and sends the text without its leading BOS (the server's tokenizer adds it)."""
+    default_server: ClassVar[Server]
+    """The server flavour (``server:``) assumed when models.yaml names none."""
+
+    @classmethod  # noqa: B027 - optional hook: most kinds have no rules of their own
+    def check_spec(cls, spec: ModelSpec) -> None:
+        """The kind's own rules for a models.yaml entry (called by its validation).
+
+        Raises
+        ------
+        ValueError
+            Saying what to write instead (the registry adds the file, model and field).
+        """
+
+    @classmethod
+    def completes_raw_text(cls, spec: ModelSpec) -> bool:
+        """Whether ``spec``'s server can continue raw text (and so play continuation battles)."""
+        return True
+
+    @classmethod
+    def unsent_params(cls, spec: ModelSpec) -> list[str]:
+        """The model's sampling settings its server does not read (not sent; start-up warns)."""
+        return []
+
+    @classmethod
+    @abstractmethod
+    def request_body(cls, spec: ModelSpec, request: GenerationRequest) -> dict[str, Any]:
+        """The JSON body sent for ``request`` (without streaming fields; ``python -m arena prompt --json``)."""
 
     def __init__(self, spec: ModelSpec, timeouts: Timeouts, api_key: str | None = None) -> None:
         self.spec = spec

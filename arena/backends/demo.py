@@ -50,7 +50,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -592,7 +592,7 @@ class DemoServer:
         unknown = set(params) - _TGI_PARAMETERS
         if unknown:
             raise _Rejected(f"Failed to deserialize the JSON body: unknown parameter(s) {sorted(unknown)}")
-        checks = [
+        checks: list[tuple[str, Callable[[Any], bool], str]] = [
             ("temperature", lambda v: v > 0, "`temperature` must be strictly positive"),
             ("repetition_penalty", lambda v: v > 0, "`repetition_penalty` must be strictly positive"),
             ("frequency_penalty", lambda v: -2 <= v <= 2, "`frequency_penalty` must be >= -2.0 and <= 2.0"),
@@ -786,7 +786,7 @@ class DemoServer:
                 raise _Rejected("each message needs a role (system, user or assistant) and a string content")
         if not isinstance(body.get("model"), str):
             raise _Rejected("`model` is required")
-        checks = [
+        checks: list[tuple[str, Callable[[Any], bool], str]] = [
             ("temperature", lambda v: 0 <= v <= 2, "`temperature` must be >= 0.0 and <= 2.0"),
             ("top_p", lambda v: 0 < v <= 1, "`top_p` must be > 0.0 and <= 1.0"),
             ("top_k", lambda v: isinstance(v, int) and v > 0, "`top_k` must be strictly positive"),

@@ -21,9 +21,9 @@ from arena.errors import (
     BackendUnavailable,
     ContextExceeded,
 )
-from arena.templates import openai_body
+from arena.registry import ModelSpec
 
-__all__ = ["OpenAIBackend"]
+__all__ = ["OpenAIBackend", "openai_body", "sends_stop_strings"]
 
 # Most local servers need no key, but the openai client insists on one; sending a dummy also keeps it
 # from falling back to OPENAI_API_KEY from the environment (which belongs to another service).
@@ -113,9 +113,101 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
+# What each OpenAI-compatible server reads beyond the OpenAI fields, under its own names (the arena's
+# name -> the server's). A setting a server does not read is not sent (start-up warns: see
+# ``unsent_params``), so a card's value is never silently dropped without a word.
+_SERVER_PARAMS: dict[str, dict[str, str]] = {
+    "vllm": {"top_k": "top_k", "repetition_penalty": "repetition_penalty"},
+    "openai": {"top_k": "top_k", "repetition_penalty": "repetition_penalty"},
+    # llama.cpp (both servers) reads repeat_penalty; repetition_penalty is ignored without a word.
+    "llama-server": {"top_k": "top_k", "repetition_penalty": "repeat_penalty", "typical_p": "typical_p"},
+    "llama-cpp-python": {"top_k": "top_k", "repetition_penalty": "repeat_penalty", "typical_p": "typical_p"},
+    # Ollama's OpenAI API reads neither: set them in the Modelfile (PARAMETER top_k / repeat_penalty).
+    "ollama": {},
+    # TGI's Messages API has no top_k nor repetition_penalty (only frequency/presence penalties).
+    "tgi-messages": {},
+}
+
+
+def sends_stop_strings(spec: ModelSpec) -> bool:
+    """Whether stop strings are sent to the server (else the arena cuts the stream at them itself).
+
+    Only servers that say which stop string ended an answer (TGI's ``stop_sequence``, vLLM's
+    ``stop_reason``) get them: the others end with the same ``finish_reason: "stop"`` as at the end
+    of sequence, so the arena could not tell a stop-string ending from ``eos``.
+    """
+    return spec.server_kind in ("tgi", "vllm", "openai")
+
+
+def openai_body(spec: ModelSpec, request: GenerationRequest) -> dict[str, Any]:
+    """The ``/v1/chat/completions`` body for ``request`` (``/v1/completions`` when it carries a raw
+    ``prompt``), without ``stream``, with the parameter names ``spec``'s server reads.
+
+    ``top_k``, ``repetition_penalty`` and ``stop_token_ids`` are vLLM extensions; llama.cpp reads
+    ``repeat_penalty`` (and ``typical_p``); Ollama's and TGI's OpenAI APIs read neither (see
+    ``_SERVER_PARAMS``). ``do_sample: false`` is sent as temperature 0. Stop strings are sent only
+    to servers that report which one matched (:func:`sends_stop_strings`).
+    """
+    params = request.params
+    body: dict[str, Any] = {"model": spec.model}
+    if request.messages or request.prompt is None:
+        body["messages"] = [dict(m) for m in request.messages]
+    else:
+        body["prompt"] = request.prompt
+    if request.stop and sends_stop_strings(spec):
+        body["stop"] = list(request.stop)
+    if params.do_sample is False:
+        body["temperature"] = 0.0
+    elif params.temperature is not None:
+        body["temperature"] = params.temperature
+    if params.top_p is not None:
+        body["top_p"] = params.top_p
+    if params.max_new_tokens is not None:
+        body["max_tokens"] = params.max_new_tokens
+    if params.seed is not None:
+        body["seed"] = params.seed
+    names = _SERVER_PARAMS.get(spec.server_kind, {})
+    for setting in ("top_k", "repetition_penalty", "typical_p"):
+        value = getattr(params, setting)
+        if value is not None and setting in names:
+            body[names[setting]] = value
+    if spec.stop_token_ids and spec.server_kind in ("vllm", "openai"):
+        body["stop_token_ids"] = list(spec.stop_token_ids)
+    return body
+
+
 class OpenAIBackend(Backend):
     """Streams ``/chat/completions`` (or ``/completions`` for a raw prompt) from ``spec.url`` (which
     ends in ``/v1``) for ``spec.model``; ``spec.server_kind`` names the server's quirks."""
+
+    kind = "openai"
+    renders_own_prompt = True
+    default_server = "openai"  # a generic OpenAI-compatible server
+
+    @classmethod
+    def check_spec(cls, spec: ModelSpec) -> None:
+        if not spec.model:
+            raise ValueError("an openai model needs 'model' (the id the server serves)")
+        if spec.server == "tgi":
+            raise ValueError("server tgi with backend openai is TGI's Messages API: write server: tgi-messages")
+
+    @classmethod
+    def completes_raw_text(cls, spec: ModelSpec) -> bool:
+        """``/v1/completions``; TGI's Messages API (``tgi-messages``) is only a chat route."""
+        return spec.server_kind != "tgi-messages"
+
+    @classmethod
+    def unsent_params(cls, spec: ModelSpec) -> list[str]:
+        known = _SERVER_PARAMS.get(spec.server_kind, {})
+        set_here = spec.params.model_dump(exclude_none=True)
+        out: list[str] = [k for k in ("top_k", "repetition_penalty", "typical_p") if k in set_here and k not in known]
+        if spec.stop_token_ids and spec.server_kind not in ("vllm", "openai"):
+            out.append("stop_token_ids")
+        return out
+
+    @classmethod
+    def request_body(cls, spec: ModelSpec, request: GenerationRequest) -> dict[str, Any]:
+        return openai_body(spec, request)
 
     _client: openai.AsyncOpenAI | None = None
 
@@ -142,7 +234,7 @@ class OpenAIBackend(Backend):
         return self._client
 
     async def stream(self, request: GenerationRequest, pace: float = 0.0) -> AsyncIterator[Chunk]:
-        # The body is built in one place (arena.templates.openai_body, also shown by `python -m arena
+        # The body is built in one place (openai_body above, also shown by `python -m arena
         # prompt --json`); the fields the client does not know (vLLM's top_k, repetition_penalty,
         # stop_token_ids) travel in extra_body.
         body = openai_body(self.spec, request)
@@ -215,7 +307,7 @@ class OpenAIBackend(Backend):
         if reason in ("stop", "eos_token", "eos"):
             # vLLM names the matched stop string in ``stop_reason``; None (or a token id) means end of
             # sequence. Servers that do not say get no stop strings (the arena cuts at them itself,
-            # see templates.sends_stop_strings), so their "stop" is the end of sequence.
+            # see sends_stop_strings), so their "stop" is the end of sequence.
             return "stop" if isinstance(choice.get("stop_reason"), str) else "eos"
         if reason == "stop_sequence":  # older TGI Messages API
             return "stop"

@@ -19,9 +19,9 @@ from arena.backends import KEEPALIVE_SECONDS, _drain, _StreamClock
 from arena.backends.base import Backend, Chunk, GenerationRequest, ServerInfo
 from arena.domain import FinishReason
 from arena.errors import BackendError, BackendFailed, BackendOverloaded, BackendUnavailable, ContextExceeded
-from arena.templates import tgi_parameters
+from arena.registry import GenerationParams, ModelSpec
 
-__all__ = ["TgiBackend"]
+__all__ = ["TgiBackend", "tgi_body", "tgi_parameters"]
 
 _FINISH: dict[str, FinishReason] = {"length": "length", "eos_token": "eos", "stop_sequence": "stop"}
 
@@ -76,8 +76,61 @@ def _event(line: str) -> dict[str, Any] | None:
     return event
 
 
+def tgi_parameters(params: GenerationParams) -> dict[str, Any]:
+    """Keyword arguments for ``text_generation`` that TGI accepts (it answers 422 otherwise).
+
+    TGI's rules: ``temperature`` > 0, ``0 < top_p < 1``, ``0 < typical_p < 1``, ``top_k`` > 0,
+    ``repetition_penalty`` > 0. Temperature 0 (or ``do_sample: false``) means greedy decoding:
+    ``do_sample=False`` and no sampling warpers at all (TGI samples whenever one is present).
+    ``top_p``/``typical_p`` of 1.0 mean "off" and are dropped.
+    """
+    out: dict[str, Any] = {}
+    greedy = params.temperature == 0 or params.do_sample is False
+    if greedy:
+        out["do_sample"] = False
+    else:
+        if params.do_sample:
+            out["do_sample"] = True
+        if params.temperature is not None:
+            out["temperature"] = params.temperature
+        if params.top_p is not None and params.top_p < 1:
+            out["top_p"] = params.top_p
+        if params.typical_p is not None and params.typical_p < 1:
+            out["typical_p"] = params.typical_p
+        if params.top_k is not None:
+            out["top_k"] = params.top_k
+    if params.repetition_penalty is not None:
+        out["repetition_penalty"] = params.repetition_penalty
+    if params.max_new_tokens is not None:
+        out["max_new_tokens"] = params.max_new_tokens
+    if params.seed is not None:
+        out["seed"] = params.seed
+    return out
+
+
+def tgi_body(request: GenerationRequest) -> dict[str, Any]:
+    """The JSON body TGI's ``/generate`` takes for ``request``."""
+    parameters = tgi_parameters(request.params)
+    if request.stop:
+        parameters["stop"] = list(request.stop)
+    return {"inputs": request.prompt, "parameters": parameters}
+
+
 class TgiBackend(Backend):
     """Streams from a text-generation-inference server (``POST /`` with ``stream: true``)."""
+
+    kind = "tgi"
+    renders_own_prompt = False  # TGI's native route takes text: the arena renders the template
+    default_server = "tgi"
+
+    @classmethod
+    def check_spec(cls, spec: ModelSpec) -> None:
+        if spec.server not in (None, "tgi"):
+            raise ValueError(f"backend tgi speaks TGI's native protocol; server {spec.server!r} needs backend openai")
+
+    @classmethod
+    def request_body(cls, spec: ModelSpec, request: GenerationRequest) -> dict[str, Any]:
+        return tgi_body(request)
 
     _pool: httpx2.AsyncClient | None = None
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -48,7 +48,9 @@ class GenerationReport:
         return (self.generated + self.failed) / self.seconds if self.seconds > 0 else 0.0
 
 
-def plan_jobs(campaign: Campaign, prompts: Sequence[CampaignPrompt], done: set[str]) -> tuple[list[GenerationJob], int]:
+def plan_jobs(
+    campaign: Campaign, prompts: Sequence[CampaignPrompt], done: Collection[str]
+) -> tuple[list[GenerationJob], int]:
     """The answers still missing (and how many are already stored)."""
     jobs: list[GenerationJob] = []
     skipped = 0
@@ -73,7 +75,18 @@ def _request_for(spec: ModelSpec, conversation: list[Message], setting: str, cap
     return templates.prepare(spec, conversation, max_new_tokens_cap=cap)
 
 
-async def _answer_turn(backend: Backend, prepared: templates.Prepared, clock: Callable[[], float]) -> dict[str, object]:
+@dataclass(frozen=True)
+class _Turn:
+    """One streamed answer: its text, why it ended, and its timings (seconds)."""
+
+    text: str
+    finish: str | None
+    tokens: int | None
+    ttft: float | None
+    total: float
+
+
+async def _answer_turn(backend: Backend, prepared: templates.Prepared, clock: Callable[[], float]) -> _Turn:
     request = prepared.request
     stops = templates.StopFilter(request.stop)
     text = ""
@@ -94,7 +107,7 @@ async def _answer_turn(backend: Backend, prepared: templates.Prepared, clock: Ca
             finish = "stop"
             break
     text += stops.flush()
-    return {"text": text, "finish": finish, "tokens": tokens, "ttft": ttft, "total": clock() - start}
+    return _Turn(text=text, finish=finish, tokens=tokens, ttft=ttft, total=clock() - start)
 
 
 async def _one(
@@ -104,7 +117,7 @@ async def _one(
     if job.prompt.system:
         conversation.append({"role": "system", "content": job.prompt.system})
     turns: list[str] = []
-    last: dict[str, object] = {}
+    last: _Turn | None = None
     prepared: templates.Prepared | None = None
     ttft_ms = total_ms = None
     tokens = 0
@@ -114,13 +127,12 @@ async def _one(
             conversation.append({"role": "user", "content": user})
             prepared = _request_for(spec, conversation, job.setting, campaign.max_new_tokens)
             last = await _answer_turn(backend, prepared, clock)
-            text = str(last["text"])
-            turns.append(text)
-            conversation.append({"role": "assistant", "content": text})
-            if ttft_ms is None and last["ttft"] is not None:
-                ttft_ms = round(float(last["ttft"]) * 1000)  # type: ignore[arg-type]
-            total_ms = (total_ms or 0) + round(float(last["total"]) * 1000)  # type: ignore[arg-type]
-            tokens += int(last["tokens"] or 0)  # type: ignore[call-overload]
+            turns.append(last.text)
+            conversation.append({"role": "assistant", "content": last.text})
+            if ttft_ms is None and last.ttft is not None:
+                ttft_ms = round(last.ttft * 1000)
+            total_ms = (total_ms or 0) + round(last.total * 1000)
+            tokens += last.tokens or 0
     except ArenaError as e:
         error = type(e).__name__
     rendered = None
@@ -139,7 +151,7 @@ async def _one(
         run=job.run,
         rendered_prompt=rendered,
         params=params,
-        finish_reason=None if error else (str(last.get("finish")) if last.get("finish") else None),
+        finish_reason=None if error or last is None else (last.finish or None),
         generated_tokens=tokens or None,
         ttft_ms=ttft_ms,
         total_ms=total_ms,
@@ -156,7 +168,7 @@ async def generate_answers(
     backends: Mapping[str, Backend],
     save: Callable[[CampaignAnswer], object],
     *,
-    done: set[str] = frozenset(),  # type: ignore[assignment]
+    done: Collection[str] = frozenset(),
     concurrency: int = 4,
     progress: Callable[[int, int, GenerationReport], None] | None = None,
     clock: Callable[[], float] = time.perf_counter,

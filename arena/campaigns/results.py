@@ -15,7 +15,7 @@ import numpy as np
 
 from arena.campaigns.formats import dump_csv
 from arena.campaigns.model import CampaignVote
-from arena.domain import PairCount
+from arena.domain import IntervalMethod, PairCount
 from arena.ratings import RatingsResult, fit_ratings
 
 __all__ = [
@@ -91,7 +91,7 @@ def fit_slice(
     candidates: Sequence[str] = (),
     *,
     bootstrap_rounds: int = 200,
-    interval: str = "bootstrap",
+    interval: IntervalMethod = "bootstrap",
     min_votes: int = 30,
     seed: int = 0,
 ) -> SliceResult:
@@ -102,7 +102,7 @@ def fit_slice(
     if counts:
         fit = fit_ratings(
             counts,
-            interval=interval,  # type: ignore[arg-type]
+            interval=interval,
             bootstrap_rounds=bootstrap_rounds if interval == "bootstrap" else 0,
             seed=seed,
             min_votes=min_votes,

@@ -61,7 +61,8 @@ def _read_messages(source: str) -> list[Message]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from arena.templates import openai_body, prepare, tgi_body
+    from arena.backends import backend_class
+    from arena.templates import prepare
 
     spec = load_registry(args.config)[args.model]
     cap = args.max_new_tokens_cap
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if prepared.dropped_turns:
         print(f"note: dropped the {prepared.dropped_turns} oldest turn(s) to fit the input limit", file=sys.stderr)
     if args.json:
-        body = tgi_body(prepared.request) if spec.backend == "tgi" else openai_body(spec, prepared.request)
+        body = backend_class(spec.backend).request_body(spec, prepared.request)
         out = json.dumps(body, ensure_ascii=False, indent=2) + "\n"
     elif prepared.text is None:
         raise ConfigError(

@@ -155,13 +155,13 @@ def run(args: argparse.Namespace) -> int:
 
     settings = Settings.load(os.environ, db=args.db)
     params = FitParams(
-        tie_policy=args.tie_policy or settings.tie_policy,  # type: ignore[arg-type]
+        tie_policy=args.tie_policy or settings.tie_policy,
         alpha=settings.alpha,
-        interval=args.interval or settings.interval,  # type: ignore[arg-type]
+        interval=args.interval or settings.interval,
         bootstrap_rounds=settings.bootstrap_rounds if args.bootstrap is None else args.bootstrap,
         seed=args.seed,
         min_votes=settings.min_votes if args.min_votes is None else args.min_votes,
-        bothbad_policy=args.bothbad_policy or settings.bothbad_policy or None,  # type: ignore[arg-type]
+        bothbad_policy=args.bothbad_policy or settings.bothbad_policy or None,
         level=args.level,
         scale=args.scale,
         anchor=parse_anchor(args.anchor),

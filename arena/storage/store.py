@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -75,6 +76,17 @@ class ImportResult:
 def default_url(*, demo: bool = False) -> str:
     """The SQLite URL used when no database is configured: db/arena.sqlite3 (db/demo.sqlite3 in demo mode)."""
     return f"sqlite:///{DB_DIR / ('demo.sqlite3' if demo else 'arena.sqlite3')}"
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file a SQLite URL names; None for any other database."""
+    parsed = sa.make_url(url)
+    return Path(parsed.database) if parsed.get_backend_name() == "sqlite" and parsed.database else None
+
+
+def masked_url(url: str) -> str:
+    """``url`` with any password masked: safe for logs, and the same string for the same database."""
+    return sa.make_url(url).render_as_string(hide_password=True)
 
 
 def make_engine(
@@ -151,6 +163,11 @@ def _require_aware(value: datetime, what: str) -> None:
 def _clean_text(text: str | None) -> str | None:
     # PostgreSQL text cannot hold NUL; replace it on every backend so both store the same thing.
     return None if text is None else text.replace("\x00", "\ufffd")
+
+
+def as_stored(m: MessageRecord) -> MessageRecord:
+    """``m`` exactly as :meth:`Store.messages` will return it once stored (text made NUL-free)."""
+    return dataclasses.replace(m, content=m.content.replace("\x00", "\ufffd"), error=_clean_text(m.error))
 
 
 def _join_flags(flags: Iterable[str]) -> str:
@@ -843,7 +860,9 @@ class Store:
             try:
                 target = sqlite3.connect(partial)
                 try:
-                    raw.driver_connection.backup(target)  # type: ignore[union-attr]
+                    driver = raw.driver_connection
+                    assert isinstance(driver, sqlite3.Connection)  # the dialect is SQLite (checked above)
+                    driver.backup(target)
                 finally:
                     target.close()
             except sqlite3.Error as e:

@@ -67,7 +67,10 @@ def _task(language: str, comparison: Comparison) -> str:
 
 def _reveal(language: str, result: CampaignReveal) -> str:
     t = i18n.text
-    cell = lambda s: s.replace("|", "\\|")  # noqa: E731
+
+    def cell(s: str) -> str:
+        return s.replace("|", "\\|")
+
     lines = ["### " + t(language, "reveal.names", a=cell(result.model_a), b=cell(result.model_b)), ""]
     for flag in result.flags:
         key = f"flag.{flag}" if f"flag.{flag}" in i18n.catalog(i18n.REFERENCE) else "flag.other"
@@ -79,6 +82,7 @@ def _reveal(language: str, result: CampaignReveal) -> str:
 def build_campaign_tab(service: CampaignService, texts: Texts, visitor: gr.State) -> gr.Tab:
     """The judging tab; element ids and API names start with ``campaign_``."""
     campaigns = service.campaigns()
+    tab: gr.Tab  # Gradio's __enter__ is untyped
     with gr.Tab(id="campaign", elem_id="campaign_tab") as tab:
         texts.bind(gr.Markdown(elem_id="campaign_intro"), value="campaign.intro")
         pick = texts.bind(

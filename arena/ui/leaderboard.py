@@ -277,6 +277,7 @@ def audit_markdown(language: str, audit: AuditResult | None) -> str:
 def build_leaderboard_tab(service: ArenaService, texts: Texts, visitor: gr.State) -> gr.Tab:
     downloads = _Downloads()
     default = texts.default
+    tab: gr.Tab  # Gradio's __enter__ is untyped
     with gr.Tab(id="leaderboard", elem_id="leaderboard_tab") as tab:
         with gr.Row():
             choice = texts.bind(

@@ -51,6 +51,7 @@ def status_markdown(models: Sequence[ModelHealth], language: str = i18n.REFERENC
 
 def build_status_tab(service: ArenaService, texts: Texts, visitor: gr.State) -> gr.Tab:
     """A "Status" tab listing online and offline models (call inside ``gr.Tabs``)."""
+    tab: gr.Tab  # Gradio's __enter__ is untyped
     with gr.Tab(id="status", elem_id="status_tab") as tab:
         table = gr.Markdown("", elem_id="status_table")
         refresh = texts.bind(gr.Button(elem_id="status_refresh", size="sm"), value="status.refresh")

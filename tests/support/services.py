@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from arena.backends import Timeouts, make_backend
+from arena.app import Arena
+from arena.backends import Timeouts
 from arena.config import Settings
 from arena.domain import Winner
 from arena.registry import ModelSpec, Registry
@@ -49,14 +50,17 @@ def make_service(
     }
     base.update(settings or {})
     store.create_schema()
-    registry = Registry(list(specs), source="test roster")
-    backends = {s.name: make_backend(s, timeouts, {}) for s in specs}
-    kwargs: dict[str, Any] = {"rng": np.random.default_rng(0)}
-    if clock is not None:
-        kwargs["clock"] = clock
-    if now is not None:
-        kwargs["now"] = now
-    return ArenaService(Settings.load({}, **base), registry, store, backends, **kwargs)
+    arena = Arena(
+        Settings.load({}, **base),
+        {},
+        registry=Registry(list(specs), source="test roster"),
+        store=store,
+        limits=timeouts,
+        rng=np.random.default_rng(0),
+        clock=clock,
+        now=now,
+    )
+    return arena.make_service()  # the app's construction (arena.app.Arena), without sync or health checks
 
 
 async def play(service: ArenaService, session: BattleSession, prompt: str) -> list[TurnView]:
