@@ -20,6 +20,7 @@ from arena.messages import Message
 from arena.registry import ModelSpec
 from arena.service import Allowed, clean_prompt
 from arena.storage import Store
+from arena.ui.panel import reveal_markdown
 from tests.support.services import battle, close, make_service, play, tgi_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -196,12 +197,12 @@ def test_votes_too_fast_are_kept_but_flagged(server: DemoServer, tmp_path: Path)
             try:
                 quick, _, reveal = await battle(service, "10.1.1.4", PROMPT)
                 assert reveal is not None and reveal.flags == ("too_fast",)
-                assert any("will not count" in note for note in reveal.notes)
+                assert "will not count" in reveal_markdown("en", reveal)  # what the page says
                 session = service.new_session("10.1.1.4")
                 await play(service, session, PROMPT)
                 now[0] += 5
                 slow = await service.vote(session, "model_b")
-                assert slow.flags == () and slow.notes == ()
+                assert slow.flags == () and "will not count" not in reveal_markdown("en", slow)
                 assert store.vote_total(exclude_flags=()) == 2  # both kept
                 assert sum(c.count for c in store.pair_counts()) == 1  # the quick one is left out of ratings
                 assert store.get_vote(quick.battle_id or "").flags == ("too_fast",)  # type: ignore[union-attr]

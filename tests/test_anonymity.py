@@ -22,6 +22,7 @@ from arena.backends.demo import DemoServer
 from arena.identity import IdentityMatcher, identity_terms
 from arena.registry import ModelSpec
 from arena.storage import Store
+from arena.ui.panel import reveal_markdown
 from tests.support.app_process import AppProcess
 from tests.support.services import battle, close, make_service, tgi_spec
 
@@ -254,7 +255,7 @@ def test_a_model_naming_itself_can_be_voted_but_is_flagged(tmp_path: Path) -> No
                     assert plain is not None and plain.flags == ()
                     _, _, leaked = await battle(service, "10.9.0.1", "你是谁？")  # "我是huozi-7b…" / "我是aurora-7b…"
                     assert leaked is not None and leaked.flags == ("identity_leak",)
-                    assert any("will not count" in note for note in leaked.notes)
+                    assert "will not count" in reveal_markdown("en", leaked)  # what the page says
                     _, _, english = await battle(service, "10.9.0.1", "Who are you?")
                     assert english is not None and english.flags == ("identity_leak",)
                     assert store.vote_total(exclude_flags=()) == 4
