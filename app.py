@@ -21,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from arena.config import SETTINGS, Settings
+from arena.config import SETTINGS, Settings, roster_path
 from arena.errors import ArenaError
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ def build(settings: Settings, environ: Mapping[str, str]) -> tuple[gr.Blocks, Ar
     from arena.ui import build_ui
 
     servers: list[DemoServer] = []
-    config_path = settings.config
+    config_path = roster_path(settings.config)
     if settings.demo:
         from arena.backends.demo import DEMO_ROSTER_PATH, demo_environ, start_demo_servers
 

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from arena.commands import counted
 from arena.config import Settings
 from arena.storage import Store, default_url
 
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
     print(
-        f"imported {result.inserted} battles, skipped {result.skipped} already stored, into {store.url}",
+        f"imported {counted(result.inserted, 'battle')}, skipped {result.skipped} already stored, into {store.url}",
         file=sys.stderr,
     )
     return 0
