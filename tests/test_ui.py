@@ -106,6 +106,7 @@ def test_api_endpoints_of_both_modes(page: tuple[gr.Blocks, Any]) -> None:
     for name in ("/vote_a", "/sbs_vote_tie"):
         params = info[name]["parameters"]
         assert [p["parameter_name"] for p in params] == ["reason"] and params[0]["parameter_has_default"]
+        assert info[name]["returns"][0]["component"] == "Json"  # the reveal as one plain dict (issue 20)
     assert [p["parameter_name"] for p in info["/sbs_send"]["parameters"]] == ["text", "model_a", "model_b"]
     assert [p["parameter_name"] for p in info["/send"]["parameters"]] == ["text"]
 
