@@ -220,7 +220,7 @@ def test_leaderboard_figures_and_notes_are_in_the_visitors_language(language: st
     from datetime import UTC, datetime
 
     from arena.leaderboard import parse_slice
-    from arena.ui.leaderboard import fit_notes, heatmap_chart, ratings_chart, summary
+    from arena.ui.leaderboard import details_markdown, fit_notes, heatmap_chart, ratings_chart, summary
 
     result = _fit()
     ratings = ratings_chart(language, result)
@@ -236,7 +236,10 @@ def test_leaderboard_figures_and_notes_are_in_the_visitors_language(language: st
     notes = fit_notes(language, result)
     assert notes and all(note not in result.notes for note in notes), notes
     text = summary(language, result, updated_at=datetime(2024, 5, 1, tzinfo=UTC), sl=parse_slice("overall"))
-    assert all(note in text for note in notes) and not any(note in text for note in result.notes)
+    assert not any(note in text for note in notes)  # the line above the table stays short ...
+    fold = details_markdown(language, result)  # ... the notes are in "How to read this"
+    assert all(note in fold for note in notes) and not any(note in fold for note in result.notes)
+    assert i18n.text(language, "lb.guide") in fold
 
 
 def test_toasts_have_a_title_in_the_visitors_language() -> None:
