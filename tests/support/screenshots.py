@@ -190,16 +190,24 @@ def docs_screenshots(browser: Any, url: str, out: Path) -> list[Path]:
     _accept(page, url, "pl")
     _battle(page, "Opowiedz mi o Krakowie.")
     path = out / "battle-pl-desktop.png"
-    page.screenshot(path=str(path))
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(path), full_page=True)
     made.append(path)
     page.goto(f"{url}/?lang=zh-TW")
     page.locator("#send").get_by_text(i18n.text("zh-TW", "prompt.send"), exact=True).wait_for(timeout=30_000)
     _open_tab(page, i18n.text("zh-TW", "tab.leaderboard"))
     page.locator("#leaderboard_table").get_by_text("aurora-7b").first.wait_for(timeout=60_000)
-    page.wait_for_timeout(1500)  # the plots fill in after the table
+    # The Traditional Chinese slice: rank ranges and their plain explanation; the fold opened.
+    page.locator("#leaderboard_slice input").click()
+    page.get_by_role("option").filter(has_text="中文（繁體）").first.click()
+    page.locator("#leaderboard_legend").get_by_text(i18n.text("zh-TW", "lb.legend_ranges")).wait_for(timeout=60_000)
+    page.get_by_text(i18n.text("zh-TW", "lb.how_to_read")).click()
+    page.locator("#leaderboard_audit li").first.wait_for(timeout=30_000)
+    page.locator("#leaderboard_ratings_plot .js-plotly-plot").first.wait_for(timeout=60_000)
+    page.wait_for_timeout(500)
     path = out / "leaderboard-zh-TW-desktop.png"
     page.screenshot(path=str(path), full_page=True)
-    _small_png(path, crop_height=1400)
+    _small_png(path, crop_height=1700)
     made.append(path)
     context.close()
 
