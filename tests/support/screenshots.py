@@ -126,6 +126,7 @@ def tab_screenshots(
                         page.locator("#leaderboard_info").get_by_text(
                             i18n.text(language, "leaderboard.votes", n="").strip("*").strip()[:3]
                         ).first.wait_for(timeout=60_000)
+                    page.locator(selector).scroll_into_view_if_needed()  # the tab itself, not the page's header
                     page.wait_for_timeout(250)  # let the layout settle after the tab switch
                     path = out / f"{tab}-{language}-{size}.png"
                     page.screenshot(path=str(path))
