@@ -284,7 +284,7 @@ def style_table_value(language: str, style: StyleResult, min_votes: int = 0) -> 
         rank: object = NO_RANK
         if r.votes >= min_votes:
             rank = 1 + sum(bool(o.ci_lower > r.ci_upper) for o in settled)
-        interval = f"{round(r.ci_lower)} – {round(r.ci_upper)}"
+        interval = f"{round(r.ci_lower)}–{round(r.ci_upper)}"
         rows.append([rank, r.model, round(r.rating), interval, round(r.plain), r.votes])
     return {"headers": [i18n.text(language, k) for k in STYLE_KEYS], "data": rows}
 

@@ -123,9 +123,7 @@ def tab_screenshots(
                         _open_tab(page, i18n.text(language, label_key))
                     page.locator(selector).get_by_text(expected, exact=True).wait_for(timeout=30_000)
                     if tab == "leaderboard":  # the table fills in after the tab is shown
-                        page.locator("#leaderboard_info").get_by_text(
-                            i18n.text(language, "leaderboard.votes", n="").strip("*").strip()[:3]
-                        ).first.wait_for(timeout=60_000)
+                        page.locator("#leaderboard_table").get_by_text("aurora-7b").first.wait_for(timeout=60_000)
                     page.locator(selector).scroll_into_view_if_needed()  # the tab itself, not the page's header
                     page.wait_for_timeout(250)  # let the layout settle after the tab switch
                     path = out / f"{tab}-{language}-{size}.png"
