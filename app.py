@@ -57,6 +57,17 @@ def _free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
+def _port_taken(host: str, port: int) -> bool:
+    """Whether something already listens on ``host:port`` (SO_REUSEADDR: a closed socket's TIME_WAIT is not "taken")."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def _fail(e: BaseException) -> int:
     # One plain line: driver and YAML messages span several lines.
     text = " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
@@ -78,6 +89,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(e)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # seven lines of noise per start
+    if settings.log_level.upper() != "DEBUG":  # a line per HTTP request: every health check of every model
+        for name in ("httpx", "httpx2"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    if settings.port and _port_taken(settings.host, settings.port):  # before start-up, not after it
+        print(
+            f"error: Port {settings.port} is in use on {settings.host}; pass --port N (or set GRADIO_SERVER_PORT=N), "
+            "or --port 0 for any free port.",
+            file=sys.stderr,
+        )
+        return 2
     arena = Arena(settings, os.environ)
     try:
         arena.start()

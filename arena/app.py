@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
-from arena.config import Settings
+from arena.config import Settings, roster_path
 from arena.errors import ArenaError
 
 if TYPE_CHECKING:
@@ -275,7 +275,7 @@ class Arena:
         from arena.storage import Store
 
         settings = self.settings
-        config_path = settings.config
+        config_path = roster_path(settings.config)
         if settings.demo:
             from arena.backends.demo import DEMO_ROSTER_PATH, demo_environ, start_demo_servers
 

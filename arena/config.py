@@ -10,11 +10,25 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, get_args
 
 from arena.domain import IntervalMethod, PairingStrategy, TiePolicy
 from arena.errors import ConfigError
 from arena.i18n import LANGUAGES
+
+DEFAULT_ROSTER = "models.yaml"
+ROOT = Path(__file__).resolve().parents[1]  # the checkout: models.yaml and db/ live here
+
+
+def roster_path(config: str | None) -> str:
+    """The roster file to read: the default names the checkout's models.yaml whatever the working
+    directory (``python -m arena`` and ``python app.py`` run from anywhere); any other path is the
+    operator's, relative to where they stand."""
+    if not config or config == DEFAULT_ROSTER:
+        return str(ROOT / DEFAULT_ROSTER)
+    return config
+
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -28,7 +42,12 @@ def _setting(default: Any, env: str | None, help: str, *, flag: str | None = Non
 class Settings:
     """Every arena setting. Build with :meth:`Settings.load`; instances are immutable."""
 
-    config: str = _setting("models.yaml", "ARENA_CONFIG", "Path of the model roster (models.yaml).", flag="--config")
+    config: str = _setting(
+        DEFAULT_ROSTER,
+        "ARENA_CONFIG",
+        "Path of the model roster (default: the models.yaml next to app.py, from any working directory).",
+        flag="--config",
+    )
     db: str = _setting(
         "",
         "DATABASE_URL",

@@ -63,6 +63,8 @@ class BattleRecord:
     uniform_propensity: float | None = None
     # Categories of the prompt (imported data: LMArena's category columns); each is a slice cat:<name>.
     categories: tuple[str, ...] = ()
+    # The file's ``turn`` for a battle imported without its conversations (None: count the messages).
+    turns: int | None = None
 
 
 @dataclass(frozen=True)

@@ -275,7 +275,7 @@ def _conversation(messages: Sequence[MessageRecord], side: str) -> list[dict[str
 def battle_row(item: BattleExport, *, with_conversations: bool = False) -> dict[str, Any]:
     """One battle in the public schema (plus ``EXTRA_BATTLE_COLUMNS``), as plain Python values."""
     b, v = item["battle"], item["vote"]
-    turns = max((m.turn for m in item["messages"]), default=0)
+    turns = max((m.turn for m in item["messages"]), default=b.turns or 0)
     row: dict[str, Any] = {
         "question_id": b.id,
         "model_a": b.model_a,
@@ -461,6 +461,15 @@ def _float(value: Any, what: str, where: str) -> float | None:
     return number
 
 
+def _turns(value: Any, where: str) -> int | None:
+    number = _float(value, "turn", where)
+    if number is None:
+        return None
+    if number < 0 or number != int(number):
+        raise ImportFormatError(f"{where}: turn must be a whole number of turns (0 or more), not {value!r}.")
+    return int(number)
+
+
 def _language(value: str | None) -> str | None:
     if value is None or value.lower() in ("unknown", "und", "none", "null"):
         return None
@@ -641,6 +650,7 @@ def parse_battle(row: Mapping[str, Any], where: str) -> BattleExport:
         propensity=propensity,
         uniform_propensity=uniform_propensity,
         categories=_categories(row, where),
+        turns=_turns(row.get("turn"), where) if conv_a is None and conv_b is None else None,
     )
     vote = None
     if winner is not None:

@@ -75,11 +75,14 @@ class HealthTracker:
         self._lock = threading.Lock()
         self._states = {name: _State() for name in names}
 
-    def _trip(self, name: str, state: _State, reason: str) -> None:
-        if state.offline_since is None:
-            log.warning("model %s leaves the pairing pool (%s)", name, reason)
+    def _trip(self, name: str, state: _State, reason: str, detail: str = "") -> bool:
+        """Take ``name`` offline; logs and returns True only when that changes its state or reason."""
+        changed = state.offline_since is None or state.reason != reason
+        if changed:
+            log.warning("model %s leaves the pairing pool (%s%s)", name, reason, f": {detail}" if detail else "")
         state.offline_since = self._clock()
         state.reason = reason
+        return changed
 
     def record(self, name: str, ok: bool) -> None:
         """Count one answer of ``name``: success resets the count, enough failures in a row trip it."""
@@ -96,18 +99,24 @@ class HealthTracker:
             if state.failures >= self.threshold:
                 self._trip(name, state, "failures")
 
-    def checked(self, name: str, healthy: bool, *, wrong_model: bool = False) -> None:
-        """Apply one health-check result."""
+    def checked(self, name: str, healthy: bool, *, wrong_model: bool = False, detail: str = "") -> bool:
+        """Apply one health-check result; True when it changed the model's state (what gets logged).
+
+        A check that finds the model as it was logs nothing: an arena checking five models every
+        30 s would otherwise write a line per model per round (640 of 650 log lines in 23 minutes).
+        """
         with self._lock:
             state = self._states.get(name)
             if state is None:
-                return
+                return False
             if wrong_model:
-                self._trip(name, state, "wrong model")
-            elif not healthy:
-                self._trip(name, state, "health check")
-            elif state.offline_since is not None:
+                return self._trip(name, state, "wrong model", detail)
+            if not healthy:
+                return self._trip(name, state, "health check", detail)
+            if state.offline_since is not None:
                 self._restore(name, state)
+                return True
+            return False
 
     def _restore(self, name: str, state: _State) -> None:
         if state.offline_since is not None:
@@ -155,7 +164,7 @@ async def check_once(
         spec = backend.spec
         if busy(spec.name):
             return
-        healthy, wrong = False, False
+        healthy, wrong, detail = False, False, ""
         info: ServerInfo | None = None
         try:
             async with asyncio.timeout(timeout):
@@ -164,12 +173,17 @@ async def check_once(
             wrong = bool(spec.model and info.model_id and info.model_id != spec.model)
         except TimeoutError:
             if busy(spec.name):
-                log.info("health check of %s waited behind a running answer; not counted", spec.name)
+                log.debug("health check of %s waited behind a running answer; not counted", spec.name)
                 return
-            log.info("health check of %s failed: no answer within %g s", spec.name, timeout)
+            detail = f"no answer within {timeout:g} s"
         except (ArenaError, OSError) as e:
-            log.info("health check of %s failed: %s: %s", spec.name, type(e).__name__, e)
-        if wrong and info is not None:
+            detail = f"{type(e).__name__}: {e}"
+        if detail:  # every failed check, for operators who ask for DEBUG; a state change logs a warning
+            log.debug("health check of %s failed: %s", spec.name, detail)
+        if healthy and info is not None and on_info is not None:
+            on_info(spec.name, info)
+        changed = tracker.checked(spec.name, healthy, wrong_model=wrong, detail=detail)
+        if wrong and changed and info is not None:
             log.warning(
                 "model %s: the server serves %s, not %r as models.yaml says; it stays out of battles until "
                 "they agree (fix `model:` in models.yaml, or the server's served model name / alias)",
@@ -177,9 +191,6 @@ async def check_once(
                 ", ".join(repr(i) for i in info.model_ids) or repr(info.model_id),
                 spec.model,
             )
-        if healthy and info is not None and on_info is not None:
-            on_info(spec.name, info)
-        tracker.checked(spec.name, healthy, wrong_model=wrong)
 
     await asyncio.gather(*(one(b) for b in backends))
 

@@ -47,6 +47,7 @@ def server(shared: DemoServer) -> DemoServer:
     """The module's demo server, with no fault, its own model id, and empty request records."""
     shared.fault = None
     shared.model_id = "demo/test-7b"
+    shared.sampling = False
     shared.requests.clear()
     shared.headers.clear()
     shared.clients.clear()

@@ -70,6 +70,24 @@ def test_start_up_errors_are_one_plain_line(case: str, fragment: str, tmp_path: 
     assert "Traceback" not in done.stderr
 
 
+def test_a_port_in_use_is_one_plain_line_before_start_up(tmp_path: Path) -> None:
+    """Not Gradio's traceback after the whole start-up, telling people to pass ``server_port`` to launch()."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        db = f"sqlite:///{tmp_path / 'a.sqlite3'}"
+        done = run_app("--demo", "--db", db, "--port", str(port), env={"ARENA_JOURNAL_DIR": str(tmp_path / "j")})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: Port {port} is in use on 127.0.0.1; pass --port N (or set GRADIO_SERVER_PORT=N), "
+        "or --port 0 for any free port."
+    ]
+    assert not (tmp_path / "a.sqlite3").exists()  # refused before anything started
+
+
 def test_demo_without_db_keeps_out_of_the_real_arena_s_database_and_backups(tmp_path: Path) -> None:
     """Inside the image DATABASE_URL, ARENA_JOURNAL_DIR (and on a Space the sync target) name the real arena."""
     from gradio_client import Client

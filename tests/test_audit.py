@@ -148,8 +148,9 @@ def test_thresholds_live_in_one_place() -> None:
 
 
 def test_the_leaderboard_shows_rank_ranges_and_tiers_and_audits_once_per_vote_change(tmp_path: Path) -> None:
+    from arena import i18n
     from arena.leaderboard import FitParams, LeaderboardCache
-    from arena.ui.leaderboard import audit_sentences, table_value
+    from arena.ui.leaderboard import audit_sentences, legend, table_value
     from tests.support.boards import items
 
     url = store_board(f"sqlite:///{tmp_path / 'lb.sqlite3'}", planted.too_few_votes())
@@ -158,12 +159,12 @@ def test_the_leaderboard_shows_rank_ranges_and_tiers_and_audits_once_per_vote_ch
         view = cache.view(store)
         assert view.audit is not None and cache.fits == 1
         value = table_value("en", view.result, view.audit)
-        assert value["headers"][:3] == ["Rank", "Tier", "Model"]
+        assert value["headers"] == ["Rank", "Model", "Rating", "95% interval", "Votes"]
         ranks = [row[0] for row in value["data"]]
-        tiers = [row[1] for row in value["data"]]
         assert any("–" in str(r) for r in ranks)  # ranges, where the votes leave the order open
-        assert len(set(tiers)) < len(tiers)  # neighbours the votes do not separate share a tier
+        assert len(set(ranks)) < len(ranks)  # neighbours the votes do not separate share a range
         assert ranks != [1] * len(ranks)
+        assert i18n.text("en", "lb.legend_ranges") in legend("en", view.result, view.audit)  # and it is said why
         assert cache.view(store).audit is view.audit and cache.fits == 1  # cached with the fit
         store.import_battles(items([("m0", "m7", "model_a")], prefix="late"))
         again = cache.view(store)

@@ -197,3 +197,22 @@ def test_the_bothbad_setting_reaches_the_fit(grouped: str, tmp_path: Path) -> No
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert {r["bothbad_policy"] for r in _rows(out)} == {"exclude"}
+
+
+def test_counts_agree_in_number(tmp_path: Path) -> None:
+    """One vote is "1 vote", not "1 votes" (ratings, audit, export, import)."""
+    from tests.support.boards import store_board
+
+    db = store_board(f"sqlite:///{tmp_path / 'one.sqlite3'}", [("m1", "m2", "model_a")])
+    ratings = arena("ratings", "--db", db, "--slice", "overall", "--bootstrap", "0")
+    assert ratings.returncode == 0, ratings.stderr
+    assert "== overall (All anonymous battles): 1 vote, " in ratings.stdout
+    audit = arena("audit", "--db", db, "--resamples", "20")
+    assert audit.returncode == 0, audit.stderr
+    assert ": 1 vote, 20 resamples ==" in audit.stdout
+    out = tmp_path / "one.csv"
+    exported = arena("export", "--db", db, "--battles", str(out))
+    assert "exported 1 battle to" in exported.stderr
+    imported = arena("import", "--db", f"sqlite:///{tmp_path / 'copy.sqlite3'}", str(out))
+    assert "imported 1 battle, skipped 0" in imported.stderr
+    assert "1 votes" not in ratings.stdout + audit.stdout and "1 battles" not in exported.stderr + imported.stderr

@@ -250,3 +250,73 @@ def test_demo_roster_loads_with_demo_environ() -> None:
     for spec in registry:
         if spec.backend == "openai":
             assert spec.url.endswith("/v1") and spec.model
+
+
+# --- issue 20: the showcase prompts, answered in their language and script; Regenerate varies ----------
+
+
+def _tgi_answer(server: DemoServer, prompt: str, **params: object) -> str:
+    body = {"inputs": f"<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n", "parameters": params}
+    return httpx.post(server.url + "/generate", json=body).json()["generated_text"]
+
+
+def _openai_answer(server: DemoServer, prompt: str, **params: object) -> str:
+    body = {"model": "m", "messages": [{"role": "user", "content": prompt}], **params}
+    return httpx.post(server.url + "/v1/chat/completions", json=body).json()["choices"][0]["message"]["content"]
+
+
+@pytest.mark.parametrize("ask", [_tgi_answer, _openai_answer])
+@pytest.mark.parametrize(
+    ("prompt", "language", "script"),
+    [
+        ("Opowiedz mi o Krakowie.", "pl", None),  # the README's prompt: Polish without one accented letter
+        ("Co to jest fotosynteza?", "pl", None),
+        ("台灣最高的山是哪一座？", "zh-Hant", "zh-Hant"),  # Traditional stays Traditional
+        ("台湾最高的山是哪一座？", "zh-Hans", "zh-Hans"),
+        ("日本で一番高い山は何ですか？", "ja", None),
+        ("Tell me about Kraków.", "en", None),  # one Polish name does not make English Polish
+    ],
+)
+def test_showcase_prompts_are_answered_in_their_language_and_script(
+    server: DemoServer, ask: object, prompt: str, language: str, script: str | None
+) -> None:
+    from arena.language import chinese_script
+    from arena.language import detect_language as arena_language
+
+    answer = ask(server, prompt)  # type: ignore[operator]
+    body = answer.split("\n\n", 1)[1]  # after the opener, which quotes the prompt
+    assert detect_language(body) == language, answer
+    if language != "en":
+        assert arena_language(body) == language, answer
+    if script is not None:
+        assert chinese_script(answer) == script, answer
+
+
+@pytest.mark.parametrize("ask", [_tgi_answer, _openai_answer])
+def test_regenerate_gives_another_answer_unless_seeded_or_greedy(server: DemoServer, ask: object) -> None:
+    """The demo arena's servers sample (``start_demo_servers``); a test's server gives one answer per prompt."""
+    prompt = f"Opowiedz mi o Gdańsku ({ask.__name__})."  # type: ignore[attr-defined]
+    assert len({ask(server, prompt, temperature=0.7) for _ in range(3)}) == 1  # type: ignore[operator]
+    server.sampling = True
+    answers = [ask(server, prompt, temperature=0.7) for _ in range(4)]  # type: ignore[operator]
+    assert all(a != b for a, b in itertools.pairwise(answers)), answers  # every Regenerate shows something new
+    assert len(set(answers)) == 4
+    assert all(detect_language(a) == "pl" for a in answers)
+    openers = {a.split("\n\n", 1)[0] for a in answers}
+    assert len(openers) == 1  # the model's own style stays
+    seeded = [ask(server, prompt, temperature=0.7, seed=s) for s in (7, 7, 8)]  # type: ignore[operator]
+    assert seeded[0] == seeded[1] != seeded[2]
+    greedy_params = {"do_sample": False} if ask is _tgi_answer else {"temperature": 0}  # TGI refuses temperature 0
+    greedy = {ask(server, prompt, **greedy_params) for _ in range(2)}  # type: ignore[operator]
+    assert len(greedy) == 1
+    server.sampling = False
+
+
+def test_the_demo_arena_s_servers_sample() -> None:
+    servers = start_demo_servers(1, token_rate=1000, first_token_delay=0)
+    try:
+        assert servers[0].sampling
+        answers = [httpx.post(servers[0].url + "/generate", json={"inputs": "Hej!"}).json() for _ in range(2)]
+    finally:
+        servers[0].stop()
+    assert answers[0]["generated_text"] != answers[1]["generated_text"]

@@ -67,8 +67,12 @@ def test_battle_streams_both_sides_then_one_vote_counts(arena: tuple[AppProcess,
     assert any(0 < len(a) < len(final_a) and 0 < len(b) < len(final_b) for a, b in updates), updates[:20]
 
     reveal = client.predict(api_name="/vote_b")
-    shown = " ".join(str(x) for x in reveal)
-    assert "Model A:" in shown and "Model B:" in shown
+    assert set(reveal) == {"model_a", "model_b", "winner", "counted", "flags", "notes", "sides"}, reveal
+    assert reveal["winner"] == "model_b" and [side["model"] for side in reveal["sides"]] == [
+        reveal["model_a"],
+        reveal["model_b"],
+    ]
+    shown = f"{reveal['model_a']} {reveal['model_b']}"
 
     store = Store(db)
     try:

@@ -230,3 +230,40 @@ def test_export_import_gives_the_same_ratings(source: Store, db_url: str, tmp_pa
         second = tmp_path / "second.csv"
         export_battles(target, second, with_conversations=True)
     assert second.read_bytes() == first.read_bytes()
+
+
+def test_export_import_export_without_conversations_keeps_turn(source: Store, db_url: str, tmp_path: Path) -> None:
+    """The public files carry no conversations: the stored battle keeps the file's ``turn`` (was 0 on every row)."""
+    from arena.domain import MessageRecord
+
+    source.add_messages(
+        [
+            MessageRecord("battle-00001", side, 2, role, f"second {role} turn")
+            for side in "ab"
+            for role in ("user", "assistant")
+        ]  # type: ignore[arg-type]
+    )
+    first = tmp_path / "first.csv"
+    export_battles(source, first)
+    turns = [r["turn"] for r in _read_csv(first)]
+    assert set(turns) == {"1", "2"}, turns  # a two-turn battle among one-turn ones, so a loss would show
+    with Store(db_url) as target:
+        target.create_schema()
+        import_file(target, first)
+        second = tmp_path / "second.csv"
+        export_battles(target, second)
+        assert [r["turn"] for r in _read_csv(second)] == turns
+        assert second.read_bytes() == first.read_bytes()
+        third = tmp_path / "third.jsonl"
+        export_battles(target, third, fmt="jsonl")
+    assert [json.loads(line)["turn"] for line in third.read_text(encoding="utf-8").splitlines()] == [
+        int(t) for t in turns
+    ]
+
+
+@pytest.mark.parametrize("turn", ["-1", "1.5", "two"])
+def test_a_bad_turn_names_its_line(turn: str, tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(f"question_id,model_a,model_b,winner,turn,tstamp\nq1,x,y,model_a,{turn},1.0\n", encoding="utf-8")
+    with pytest.raises(ImportFormatError, match=r"line 2: turn must be"):
+        list(read_battles(path))

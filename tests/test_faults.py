@@ -243,3 +243,37 @@ def test_breaker_gives_a_trial_after_cooldown_without_health_checks() -> None:
     tracker.checked("b", True, wrong_model=True)
     now[0] = 10_000
     assert tracker.available() == {"a"}  # a wrong model never gets a trial by time alone
+
+
+def test_health_checks_log_changes_not_every_check(
+    good: DemoServer, bad: DemoServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rounds that find every model as it was write nothing (issue 20: 640 of 650 log lines were checks)."""
+    import logging
+
+    specs = [openai_spec("bad-model", bad.url, "demo/bad-7b"), tgi_spec("good-model", good.url)]
+    tracker = HealthTracker([s.name for s in specs])
+
+    async def rounds(n: int) -> None:
+        backends = [make_backend(s, FAST, {}) for s in specs]
+        try:
+            for _ in range(n):
+                await check_once(tracker, backends, timeout=2)
+        finally:
+            for b in backends:
+                await b.aclose()
+
+    with caplog.at_level(logging.INFO):
+        asyncio.run(rounds(3))  # all up
+        assert [r for r in caplog.records if r.name.startswith("arena")] == []
+        bad.stop()
+        try:
+            asyncio.run(rounds(3))  # down for three rounds: one line
+        finally:
+            bad.start()
+        asyncio.run(rounds(3))  # back: one line
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("arena")]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("model bad-model leaves the pairing pool (health check: ")
+    assert lines[1] == "model bad-model is back in the pairing pool"
+    assert all(r.levelno == logging.WARNING for r in caplog.records if r.name.startswith("arena"))

@@ -45,14 +45,18 @@ def test_the_leaderboard_shows_what_the_votes_support(app: AppProcess, browser, 
     else:  # a phone folds the tabs that do not fit into Gradio's overflow menu
         page.locator(".overflow-menu button, button.overflow-menu, [class*=overflow] button").first.click()
         page.get_by_text(t("tab.leaderboard"), exact=True).last.click()
-    page.locator("#leaderboard_audit li").first.wait_for(timeout=60_000)
     page.wait_for_function(
-        "() => (document.querySelector('#leaderboard_table')?.textContent || '').includes('newcomer')", timeout=30_000
+        "() => (document.querySelector('#leaderboard_table')?.textContent || '').includes('newcomer')", timeout=60_000
     )
     body = page.locator("#leaderboard_table").text_content() or ""
-    assert t("column.tier") in body
+    assert t("column.interval") in body and t("column.votes") in body
     assert "—" in body  # the newcomer's two votes carry no rank
     assert "–" in body  # ranges where the votes leave the order open
+    shown = page.locator("#leaderboard_legend").inner_text()
+    assert t("lb.legend_ranges") in shown and t("lb.legend_preliminary", n=30) in shown  # and why, in plain words
+    assert "alpha" not in page.locator("#leaderboard_tab").inner_text()  # statistics stay in the closed fold
+    page.get_by_text(t("lb.how_to_read")).click()  # "How to read this" opens the fold
+    page.locator("#leaderboard_audit li").first.wait_for(timeout=30_000)
     audit = page.locator("#leaderboard_audit").inner_text()
     assert t("audit.title") in audit
     assert t("audit.coverage.fired") in audit  # the newcomer has too few votes

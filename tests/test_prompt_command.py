@@ -152,3 +152,29 @@ def test_missing_messages_file_is_a_config_error(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="cannot read"):
         prompt.run(args)
+
+
+def test_the_readme_prompt_example_runs_verbatim() -> None:
+    """The README's command, as written, on the conversation the repository ships."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    line = next(x for x in readme.splitlines() if x.startswith("`python -m arena prompt ") and "--model " in x)
+    args = line.strip("`.").split()[3:]
+    messages = Path(args[args.index("--messages") + 1])
+    assert (ROOT / messages).is_file(), f"the README names {messages}, which the repository does not ship"
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr.decode()
+    conversation = json.loads((ROOT / messages).read_text(encoding="utf-8"))
+    printed = result.stdout.decode("utf-8")
+    assert all(m["content"] in printed for m in conversation)
+
+
+def test_python_m_arena_runs_from_any_directory(tmp_path: Path) -> None:
+    """The default roster is the checkout's models.yaml, not one in the working directory."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARENA_")}
+    env["PYTHONPATH"] = str(ROOT)  # what `pip install -e .` does
+    messages = ROOT / "docs" / "examples" / "conversation.json"
+    command = [sys.executable, "-m", "arena", "prompt", "--model", "breeze-7b-instruct", "--messages", str(messages)]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, timeout=120, check=False, env=env)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode("utf-8").startswith("<s>You are a helpful assistant.")
+    assert not list(tmp_path.iterdir())  # nothing written where it was run

@@ -68,7 +68,7 @@ def test_notices_reach_an_api_client_and_a_continuation_battle_plays(app: AppPro
     # Every battle here is a continuation (the wrong-id model is out); chat-demo stops at 12 tokens.
     assert "This round is a text continuation" in final
     assert "cut off at its length limit" in final
-    reveal = " ".join(str(x) for x in client.predict(api_name="/vote_tie"))
+    reveal = str(client.predict(api_name="/vote_tie"))
     assert "base-demo" in reveal and "chat-demo" in reveal
     # The next round says it before the visitor writes.
     assert "This round is a text continuation" in " ".join(str(x) for x in client.predict(api_name="/new_round"))

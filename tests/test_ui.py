@@ -106,6 +106,7 @@ def test_api_endpoints_of_both_modes(page: tuple[gr.Blocks, Any]) -> None:
     for name in ("/vote_a", "/sbs_vote_tie"):
         params = info[name]["parameters"]
         assert [p["parameter_name"] for p in params] == ["reason"] and params[0]["parameter_has_default"]
+        assert info[name]["returns"][0]["component"] == "Json"  # the reveal as one plain dict (issue 20)
     assert [p["parameter_name"] for p in info["/sbs_send"]["parameters"]] == ["text", "model_a", "model_b"]
     assert [p["parameter_name"] for p in info["/send"]["parameters"]] == ["text"]
 
@@ -219,7 +220,7 @@ def test_leaderboard_figures_and_notes_are_in_the_visitors_language(language: st
     from datetime import UTC, datetime
 
     from arena.leaderboard import parse_slice
-    from arena.ui.leaderboard import fit_notes, heatmap_chart, ratings_chart, summary
+    from arena.ui.leaderboard import details_markdown, fit_notes, heatmap_chart, ratings_chart, summary
 
     result = _fit()
     ratings = ratings_chart(language, result)
@@ -236,7 +237,10 @@ def test_leaderboard_figures_and_notes_are_in_the_visitors_language(language: st
     english = [str(note) for note in result.notes]
     assert notes and all(note not in english for note in notes), notes
     text = summary(language, result, updated_at=datetime(2024, 5, 1, tzinfo=UTC), sl=parse_slice("overall"))
-    assert all(note in text for note in notes) and not any(note in text for note in english)
+    assert not any(note in text for note in notes)  # the line above the table stays short ...
+    fold = details_markdown(language, result)  # ... the notes are in "How to read this"
+    assert all(note in fold for note in notes) and not any(note in fold for note in english)
+    assert i18n.text(language, "lb.guide") in fold
 
 
 def test_toasts_have_a_title_in_the_visitors_language() -> None:

@@ -33,6 +33,11 @@ servers"); the TGI native routes are the same for all:
 
 ``context`` (tokens, default 4096) is the context the flavours enforce.
 
+Answers are in the prompt's language and script (:func:`arena.language.detect_language`, folded
+to English, Polish, Japanese, Traditional and Simplified Chinese). With ``sampling`` (the demo
+arena's servers) a prompt asked again gets another answer, unless the request fixes a ``seed`` or
+decodes greedily; without it (a test's server) each prompt has one answer per model.
+
 ``server.fault_rate`` (0 to 1) additionally gives each generation request, independently, that
 probability of one fault drawn from ``server.random_faults`` (for soak tests).
 """
@@ -50,6 +55,7 @@ import threading
 import time
 import uuid
 import zlib
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -59,6 +65,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from arena.language import detect_language as _detect
 
 __all__ = [
     "DEMO_MODEL_IDS",
@@ -200,25 +208,26 @@ _BODIES: dict[str, tuple[str, ...]] = {
     ),
 }
 
-_KANA = re.compile(r"[\u3040-\u30ff]")
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_POLISH = re.compile(r"[ąćęłńóśźżĄĆĘŁŃÓŚŹŻ]")
-_TRADITIONAL = set("這個們說對會來時為麼與學國體嗎點電話語請謝應該還過裡開關問題經濟實際發現後")
-_SIMPLIFIED = set("这个们说对会来时为么与学国体吗点电话语请谢应该还过里开关问题经济实际发现后")
 _CJK_PIECE = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
+_ANSWER_LANGUAGES = {
+    "pl": "pl",
+    "ja": "ja",
+    "zh-Hant": "zh-Hant",
+    "yue": "zh-Hant",
+    "zh-Hans": "zh-Hans",
+    "zh": "zh-Hans",
+}
 
 
 def detect_language(text: str) -> str:
-    """Roughly guess the language of ``text`` by its script: ``en``, ``pl``, ``ja``, ``zh-Hant`` or ``zh-Hans``."""
-    if _KANA.search(text):
-        return "ja"
-    if _HAN.search(text):
-        traditional = sum(ch in _TRADITIONAL for ch in text)
-        simplified = sum(ch in _SIMPLIFIED for ch in text)
-        return "zh-Hant" if traditional > simplified else "zh-Hans"
-    if _POLISH.search(text):
-        return "pl"
-    return "en"
+    """The language the demo answers ``text`` in: ``en``, ``pl``, ``ja``, ``zh-Hant`` or ``zh-Hans``.
+
+    The arena's own detector (:func:`arena.language.detect_language`: Polish without a single
+    accented letter, Traditional Chinese by its characters), folded to the five languages the demo
+    writes; any other language, or none, gets English. Chinese whose script no character tells
+    (a short "你好") gets Simplified, which writes it the same way.
+    """
+    return _ANSWER_LANGUAGES.get(_detect(text) or "", "en")
 
 
 def _last_user_text(prompt: str) -> str:
@@ -256,12 +265,14 @@ _INTRODUCTIONS = {
 }
 
 
-def _answer(model_id: str, user_text: str, language: str) -> str:
+def _answer(model_id: str, user_text: str, language: str, variant: int = 0) -> str:
+    """The model's opener (its style: one per model) and one of the bodies: ``variant`` picks which,
+    so asking the same prompt again with another variant gives another answer."""
     openers, bodies = _OPENERS[language], _BODIES[language]
     opener = openers[zlib.crc32(model_id.encode()) % len(openers)]
     if _WHO_ARE_YOU.search(user_text):
         opener = _INTRODUCTIONS[language].format(name=model_id.rsplit("/", 1)[-1])
-    body = bodies[zlib.crc32(f"{model_id}\0{user_text}".encode()) % len(bodies)]
+    body = bodies[(zlib.crc32(f"{model_id}\0{user_text}".encode()) + variant) % len(bodies)]
     quote = _quote(user_text) or "…"
     return opener.format(quote=quote) + "\n\n" + body
 
@@ -394,6 +405,7 @@ class DemoServer:
         answer_tokens: int | None = None,
         flavour: str = "vllm",
         context: int = 4096,
+        sampling: bool = False,
     ) -> None:
         if flavour not in FLAVOURS:
             raise ValueError(f"flavour must be one of {FLAVOURS}")
@@ -415,6 +427,10 @@ class DemoServer:
         self.fault_rate = 0.0
         self.random_faults: tuple[str, ...] = ("status:500", "status:429", "status:503", "error_event", "malformed")
         self.random = random.Random(0)  # seeded: a soak run injects the same faults each time
+        # True: a prompt asked again gets another answer, as from a sampling server (the demo arena);
+        # False: one answer per prompt and model, whatever the request says (tests compare texts).
+        self.sampling = sampling
+        self._asked: OrderedDict[str, int] = OrderedDict()  # prompt -> times asked (the newest 4096 prompts)
         self.requests: list[tuple[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.clients: list[tuple[str, int] | None] = []
@@ -559,9 +575,30 @@ class DemoServer:
         messages = {429: "Model is overloaded", 503: "Service unavailable"}
         return self._tgi_error(status, messages.get(status, f"Demo fault: HTTP {status}"), kinds.get(status, "demo"))
 
-    def _answer_text(self, user_text: str, *, language_of: str | None = None) -> str:
-        text = _answer(self.model_id, user_text, detect_language(user_text if language_of is None else language_of))
+    def _answer_text(self, user_text: str, params: Mapping[str, Any], *, language_of: str | None = None) -> str:
+        language = detect_language(user_text if language_of is None else language_of)
+        text = _answer(self.model_id, user_text, language, self._variant(user_text, params))
         return text if self.answer_tokens is None else _exact_length(text, self.answer_tokens)
+
+    def _variant(self, user_text: str, params: Mapping[str, Any]) -> int:
+        """Which answer a request gets, as a sampling server would choose it.
+
+        A request's ``seed`` fixes the answer (the same seed, the same text); greedy decoding
+        (``do_sample: false`` or ``temperature: 0``) always gives the same answer; otherwise each
+        new request for the same prompt gets the next answer, so Regenerate never repeats the one before.
+        """
+        if not self.sampling:
+            return 0
+        seed = params.get("seed")
+        if isinstance(seed, int) and not isinstance(seed, bool):
+            return seed
+        if params.get("do_sample") is False or params.get("temperature") == 0:
+            return 0
+        asked = self._asked.pop(user_text, -1) + 1
+        self._asked[user_text] = asked
+        if len(self._asked) > 4096:
+            self._asked.popitem(last=False)
+        return asked
 
     @staticmethod
     async def _pace_until(due: float) -> None:
@@ -622,7 +659,7 @@ class DemoServer:
 
     def _tgi_plan(self, prompt: str, params: Mapping[str, Any]) -> _Plan:
         user_text = _last_user_text(prompt)
-        text = self._answer_text(user_text)
+        text = self._answer_text(user_text, params)
         return _Plan(text, params.get("max_new_tokens"), params.get("stop") or [], include_stop=True)
 
     async def _root(self, request: Request) -> Response:
@@ -864,7 +901,7 @@ class DemoServer:
         except _Rejected as e:
             return self._openai_error(422, e.message, "invalid_request_error")
         user_text = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
-        text = self._answer_text(" ".join(user_text.split()), language_of=user_text)
+        text = self._answer_text(" ".join(user_text.split()), body, language_of=user_text)
         plan = _Plan(text, body.get("max_tokens"), body["stop"], include_stop=False)
         finish = {"eos_token": "stop", "stop_sequence": "stop", "length": "length"}[plan.finish]
         # vLLM reports which stop string matched in ``stop_reason``; None means end of sequence. The
@@ -970,13 +1007,19 @@ class DemoServer:
         return StreamingResponse(self._watch(events()), media_type="text/event-stream")
 
 
-def start_demo_servers(count: int = 4, token_rate: float = 40.0, first_token_delay: float = 0.2) -> list[DemoServer]:
-    """Start ``count`` demo servers; the n-th serves ``DEMO_MODEL_IDS[n]`` (stop each with ``.stop()``)."""
+def start_demo_servers(
+    count: int = 4, token_rate: float = 40.0, first_token_delay: float = 0.2, *, sampling: bool = True
+) -> list[DemoServer]:
+    """Start ``count`` demo servers; the n-th serves ``DEMO_MODEL_IDS[n]`` (stop each with ``.stop()``).
+
+    They sample (``sampling``): Regenerate in the demo arena shows another answer.
+    """
     servers: list[DemoServer] = []
     try:
         for n in range(count):
             model_id = DEMO_MODEL_IDS[n] if n < len(DEMO_MODEL_IDS) else f"demo/model-{n + 1}"
-            servers.append(DemoServer(model_id, token_rate=token_rate, first_token_delay=first_token_delay).start())
+            server = DemoServer(model_id, token_rate=token_rate, first_token_delay=first_token_delay, sampling=sampling)
+            servers.append(server.start())
     except BaseException:
         for server in servers:
             server.stop()

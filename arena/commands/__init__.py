@@ -7,3 +7,8 @@ Each module here defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run
 from __future__ import annotations
 
 COMMANDS: tuple[str, ...] = ("prompt", "db", "ratings", "audit", "export", "import_", "simulate", "campaign")
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and ``noun`` in English number agreement: "1 vote", "2 votes", "0 votes"."""
+    return f"{n} {noun if n == 1 else (plural or noun + 's')}"

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 
+from arena.commands import counted
 from arena.config import Settings
 from arena.errors import ConfigError
 from arena.storage import Store, default_url
@@ -51,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.as_dict(), ensure_ascii=False, indent=2))
         return 0
-    print(f"== audit of {sl.name} ({sl.label}): {result.n_battles} votes, {args.resamples} resamples ==")
+    votes, resamples = counted(result.n_battles, "vote"), counted(args.resamples, "resample")
+    print(f"== audit of {sl.name} ({sl.label}): {votes}, {resamples} ==")
     width = max(len(p.name) for p in result.probes)
     for p in result.probes:
         value = "—" if p.value is None else f"{p.value:g}"

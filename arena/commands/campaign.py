@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from arena.config import Settings
+from arena.commands import counted
+from arena.config import Settings, roster_path
 from arena.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     _db(p)
     _campaign(p)
-    p.add_argument("--config", default=None, help="The roster (default: ARENA_CONFIG, else models.yaml).")
+    p.add_argument("--config", default=None, help="The roster (default: ARENA_CONFIG, else the repo's models.yaml).")
     p.add_argument("--concurrency", type=int, default=4, help="Answers asked at the same time (default 4).")
     p.add_argument("--demo", action="store_true", help="Start the demo model servers and use the demo roster.")
     p.add_argument("--quiet", action="store_true", help="No progress bar.")
@@ -137,10 +138,12 @@ def _create(args: argparse.Namespace) -> int:
         changed = cstore.save_campaign(campaign, prompts)
     languages = sorted({p.language for p in prompts})
     categories = sorted({p.category for p in prompts})
+    n_prompts, n_categories = counted(len(prompts), "prompt"), counted(len(categories), "category", "categories")
+    n_candidates = counted(len(campaign.candidates), "candidate")
+    n_settings = counted(len(campaign.settings), "setting")
     print(
-        f"campaign {campaign.id}: {len(prompts)} prompts ({changed} new or changed) in {len(categories)} categories, "
-        f"languages {', '.join(languages)}; {len(campaign.candidates)} candidates x {len(campaign.settings)} settings "
-        f"x {campaign.runs} runs"
+        f"campaign {campaign.id}: {n_prompts} ({changed} new or changed) in {n_categories}, "
+        f"languages {', '.join(languages)}; {n_candidates} x {n_settings} x {counted(campaign.runs, 'run')}"
     )
     return 0
 
@@ -151,7 +154,7 @@ def _load(args: argparse.Namespace) -> int:
     store, cstore = _store(args.db, create=True)
     with store:
         campaign, changed, added = install_bundle(cstore, args.bundle)
-    print(f"campaign {campaign.id}: {changed} prompts added or changed, {added} answers added")
+    print(f"campaign {campaign.id}: {counted(changed, 'prompt')} added or changed, {counted(added, 'answer')} added")
     return 0
 
 
@@ -182,8 +185,8 @@ def _import(args: argparse.Namespace) -> int:
                 )
             added = cstore.add_answers(answers, replace=args.replace)
             total += added
-            print(f"{f}: {len(answers)} answers read, {added} stored")
-    print(f"imported {total} answers into campaign {args.campaign}")
+            print(f"{f}: {counted(len(answers), 'answer')} read, {added} stored")
+    print(f"imported {counted(total, 'answer')} into campaign {args.campaign}")
     return 0
 
 
@@ -222,7 +225,7 @@ def _generate(args: argparse.Namespace) -> int:
     settings = Settings.load(os.environ, db=args.db, config=args.config)
     environ = dict(os.environ)
     servers = []
-    config = settings.config
+    config = roster_path(settings.config)
     if args.demo:
         from arena.backends.demo import DEMO_ROSTER_PATH, demo_environ, start_demo_servers
 
@@ -265,7 +268,7 @@ def _generate(args: argparse.Namespace) -> int:
             server.stop()
     errors = ", ".join(f"{k} x{v}" for k, v in sorted(report.errors.items()))
     print(
-        f"campaign {campaign.id}: {report.planned} answers planned, {report.skipped} already stored, "
+        f"campaign {campaign.id}: {counted(report.planned, 'answer')} planned, {report.skipped} already stored, "
         f"{report.generated} generated, {report.failed} failed{' (' + errors + ')' if errors else ''} "
         f"in {report.seconds:.1f} s ({report.answers_per_second:.2f} answers/s at concurrency {args.concurrency})"
     )
@@ -292,7 +295,7 @@ def _results(args: argparse.Namespace) -> int:
         header, matrix = head_to_head(cstore.pair_counts(campaign.id), campaign.candidates)
     print(f"campaign {campaign.id}: {campaign.title}")
     for s in slices:
-        print(f"\n== {s.name} ({s.judgments} judgments) ==")
+        print(f"\n== {s.name} ({counted(s.judgments, 'judgment')}) ==")
         print(
             f"{'rank':>4}  {'candidate':<28} {'rating':>7} {'95% CI':>15} {'n':>5} "
             f"{'W':>4} {'L':>4} {'D':>4} {'win%':>6} {'w+d%':>6}"
@@ -336,10 +339,10 @@ def _export(args: argparse.Namespace) -> int:
                         f.write(json.dumps(judgment_row(v), ensure_ascii=False) + "\n")
             else:
                 path.write_text(judgments_csv(votes), encoding="utf-8")
-            print(f"wrote {len(votes)} judgments to {path}", file=sys.stderr)
+            print(f"wrote {counted(len(votes), 'judgment')} to {path}", file=sys.stderr)
         if args.answers:
             n = write_answers((a for a in cstore.answers(args.campaign) if a.error is None), args.answers)
-            print(f"wrote {n} answers to {args.answers}", file=sys.stderr)
+            print(f"wrote {counted(n, 'answer')} to {args.answers}", file=sys.stderr)
         if args.bundle:
             print(f"wrote {export_bundle(cstore, args.campaign, args.bundle)}", file=sys.stderr)
     return 0
@@ -352,8 +355,7 @@ def _list(args: argparse.Namespace) -> int:
             answers = cstore.answers(c.id)
             failed = sum(1 for a in answers if a.error)
             votes, _ = cstore.vote_state(c.id)
-            print(
-                f"{c.id}: {c.title} | {len(cstore.prompts(c.id))} prompts, {len(answers) - failed} answers "
-                f"({failed} failed), {votes} votes"
-            )
+            n_prompts = counted(len(cstore.prompts(c.id)), "prompt")
+            n_answers = counted(len(answers) - failed, "answer")
+            print(f"{c.id}: {c.title} | {n_prompts}, {n_answers} ({failed} failed), {counted(votes, 'vote')}")
     return 0

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from arena.commands import counted
 from arena.config import Settings
 from arena.errors import ConfigError
 from arena.storage import Store, default_url
@@ -35,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _progress(n: int) -> None:
-    print(f"exported {n} battles ...", file=sys.stderr, flush=True)
+    print(f"exported {counted(n, 'battle')} ...", file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,5 +52,5 @@ def run(args: argparse.Namespace) -> int:
             n = export_battles(store, sys.stdout, **kwargs)
         else:
             n = export_battles(store, args.battles, bom=args.bom, **kwargs)
-    print(f"exported {n} battles to {args.battles}", file=sys.stderr)
+    print(f"exported {counted(n, 'battle')} to {args.battles}", file=sys.stderr)
     return 0

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from arena.commands import counted
 from arena.config import Settings
 from arena.storage import Store, default_url
 
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         store.create_schema()
         result = import_file(store, args.file, fmt=args.format, progress=progress)  # ImportFormatError: exit 2
     print(
-        f"imported {result.inserted} battles, skipped {result.skipped} already stored, into {store.url}",
+        f"imported {counted(result.inserted, 'battle')}, skipped {result.skipped} already stored, into {store.url}",
         file=sys.stderr,
     )
     return 0

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from arena.config import Settings
+from arena.config import Settings, roster_path
 from arena.domain import Message
 from arena.errors import ConfigError, TemplateError
 from arena.registry import load_registry
@@ -23,8 +23,8 @@ HELP = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
-        default=os.environ.get("ARENA_CONFIG", "models.yaml"),
-        help="the roster file (default: $ARENA_CONFIG or models.yaml)",
+        default=None,
+        help="the roster file (default: $ARENA_CONFIG, else the models.yaml next to app.py)",
     )
     parser.add_argument("--model", required=True, help="a model name from the roster")
     parser.add_argument(
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from arena.backends import backend_class
     from arena.templates import prepare
 
-    spec = load_registry(args.config)[args.model]
+    spec = load_registry(roster_path(args.config or os.environ.get("ARENA_CONFIG")))[args.model]
     cap = args.max_new_tokens_cap
     if cap is None:  # what the app sends: the same setting, read the same way
         cap = Settings.load(os.environ).max_new_tokens

@@ -8,6 +8,7 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from arena.commands import counted
 from arena.config import Settings
 from arena.errors import ConfigError
 from arena.storage import Store, default_url
@@ -110,7 +111,7 @@ def parse_anchor(text: str | None) -> tuple[str, float] | None:
 
 def _table(name: str, label: str, result: RatingsResult) -> str:
     level = f"{result.level:.0%}" if round(result.level * 100) == result.level * 100 else f"{result.level:.1%}"
-    lines = [f"== {name} ({label}): {result.n_battles} votes, {level} {result.interval_method} intervals =="]
+    lines = [f"== {name} ({label}): {counted(result.n_battles, 'vote')}, {level} {result.interval_method} intervals =="]
     if not result.rows:
         lines.append("(no rated models)")
     else:
@@ -134,7 +135,7 @@ def _table(name: str, label: str, result: RatingsResult) -> str:
 
 def _style_table(name: str, style: StyleResult) -> str:
     level = f"{style.level:.0%}"
-    lines = [f"== {name}, style controlled: {style.n_battles} votes, {level} sandwich intervals =="]
+    lines = [f"== {name}, style controlled: {counted(style.n_battles, 'vote')}, {level} sandwich intervals =="]
     if not style.rows:
         return "\n".join([*lines, "(no rated models)"])
     width = max(len(r.model) for r in style.rows)
@@ -198,5 +199,5 @@ def run(args: argparse.Namespace) -> int:
                 print(_style_table(sl.name, style_slice(store, sl, params)) + "\n", flush=True)
     if args.out:
         n = write_ratings_csv(results, args.out, cutoff=cutoff, bom=args.bom)
-        print(f"wrote {n} rows to {args.out}", file=sys.stderr)
+        print(f"wrote {counted(n, 'row')} to {args.out}", file=sys.stderr)
     return 0

@@ -210,6 +210,7 @@ def _battle_values(b: BattleRecord) -> dict[str, Any]:
         "propensity": b.propensity,
         "uniform_propensity": b.uniform_propensity,
         "categories": _join_flags(b.categories),
+        "turns": b.turns,
     }
 
 
@@ -236,6 +237,7 @@ def _battle_record(r: sa.RowMapping) -> BattleRecord:
         propensity=r["propensity"],
         uniform_propensity=r["uniform_propensity"],
         categories=_split_flags(r["categories"]),
+        turns=r["turns"],
     )
 
 

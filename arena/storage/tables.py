@@ -89,6 +89,9 @@ class BattleRow(Base):
     uniform_propensity: Mapped[float | None] = mapped_column(Float)
     # Comma-separated category names (",code,math," matching in SQL, like vote flags); "" for none.
     categories: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    # Turns of a battle imported without its conversations (the file's ``turn``); NULL when the
+    # messages are stored, which then say how many turns there were.
+    turns: Mapped[int | None]
 
 
 class MessageRow(Base):

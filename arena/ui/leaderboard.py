@@ -84,28 +84,34 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
-COLUMN_KEYS = (
-    "column.rank",
-    "column.model",
-    "column.rating",
-    "column.interval",
-    "column.votes",
-    "column.win_rate",
-    "column.note",
-)
-NOTE_COLUMN = COLUMN_KEYS.index("column.note")
-# Notes of the fit that the summary already says in its own words (the table marks preliminary rows).
+COLUMN_KEYS = ("column.rank", "column.model", "column.rating", "column.interval", "column.votes")
+"""What a visitor reads at a glance; win rates are in the heatmap and every number in ratings.csv."""
+# Notes of the fit that the page already says in its own words (the legend marks preliminary rows).
 _SAID_NOTES = frozenset({"note.preliminary", "note.no_votes", "note.nothing_to_rate"})
+# Languages a slice may be named after (others show their code); "lang_name.<code>" in the catalogs.
+_LANGUAGE_NAMES = ("en", "pl", "ja", "zh-Hant", "zh-Hans", "zh", "yue", "ko", "de", "fr", "es", "ru")
+# Categories with a name of their own ("category.<name>"); others show their name with spaces.
+_CATEGORY_NAMES = ("code", "math", "hard_prompt", "creative_writing", "instruction_following")
+
+
+def language_name(language: str, code: str | None) -> str:
+    """``code`` (``pl``, ``zh-Hant``) as a visitor reading ``language`` calls it."""
+    if code in _LANGUAGE_NAMES:
+        return i18n.text(language, f"lang_name.{code}")
+    return code or "?"
 
 
 def slice_label(language: str, sl: Slice) -> str:
+    """The slice's human name: "Language: Polish", "Chat models", "Category: Math" (in ``language``)."""
     if sl.name in ("overall", "named"):
         return i18n.text(language, f"slice.{sl.name}")
     if sl.pool is not None:
-        return i18n.text(language, "slice.pool", pool=sl.pool)
+        return i18n.text(language, f"slice.pool_{sl.pool}")
     if sl.category is not None:
-        return i18n.text(language, "slice.category", category=sl.category)
-    return i18n.text(language, "slice.lang", language=sl.language)
+        c = sl.category
+        name = i18n.text(language, f"category.{c}") if c in _CATEGORY_NAMES else c.replace("_", " ")
+        return i18n.text(language, "slice.category", category=name)
+    return i18n.text(language, "slice.lang", language=language_name(language, sl.language))
 
 
 def _slice_choices(view: LeaderboardView, language: str) -> list[tuple[str, str]]:
@@ -124,27 +130,30 @@ def _slice_choices(view: LeaderboardView, language: str) -> list[tuple[str, str]
 
 
 def summary(language: str, result: RatingsResult, *, updated_at: datetime, sl: Slice) -> str:
-    """What the table rests on (votes, method, update time), in the visitor's language."""
+    """One line above the table: which battles, how many votes, when (how to read it is in the fold)."""
     t = i18n.text
     if not result.rows:
         return t(language, "leaderboard.empty")
     parts = [
-        slice_label(language, sl),
+        f"**{slice_label(language, sl)}**",
         t(language, "leaderboard.votes", n=result.n_battles),
-        t(language, "leaderboard.method", interval=result.interval_method),
-        t(language, "leaderboard.ties_half" if result.tie_policy == "half" else "leaderboard.ties_excluded"),
         t(language, "leaderboard.updated", when=f"{updated_at.astimezone(UTC):%Y-%m-%d %H:%M}"),
     ]
-    text = " · ".join(parts)
-    if any(r.preliminary for r in result.rows):
-        text += "\n\n" + t(language, "leaderboard.preliminary_note", n=result.min_votes)
-    notes = fit_notes(language, result)
-    return text + "".join(f"\n\n{note}" for note in notes)
+    return " · ".join(parts)
+
+
+def method_line(language: str, result: RatingsResult) -> str:
+    """How the table is computed, in one line (fit, interval method, ties)."""
+    t = i18n.text
+    ties = "leaderboard.ties_half" if result.tie_policy == "half" else "leaderboard.ties_excluded"
+    line = f"{t(language, 'leaderboard.method', interval=result.interval_method)}; {t(language, ties)}."
+    return line[:1].upper() + line[1:]
 
 
 def fit_notes(language: str, result: RatingsResult) -> list[str]:
-    """The fit's notes in ``language``, less those the summary already says."""
-    return [i18n.render(note, language) for note in result.notes if note.key not in _SAID_NOTES]
+    """The fit's notes in ``language``, less those the page already says or that do not apply to it."""
+    said = _SAID_NOTES | ({"note.sandwich_narrow"} if result.interval_method == "bootstrap" else set())
+    return [i18n.render(note, language) for note in result.notes if note.key not in said]
 
 
 def ratings_chart(language: str, result: RatingsResult) -> Any:
@@ -165,35 +174,82 @@ def _rank_range(low: int, high: int) -> str:
     return str(low) if low == high else f"{low}–{high}"
 
 
-def table_value(language: str, result: RatingsResult | None, audit: AuditResult | None = None) -> dict[str, Any]:
-    """The table with its headers in ``language`` (``None``: no rows).
-
-    With an audit, the rank is the model's 95% range of ranks and a tier column follows: a new tier
-    starts only where the simultaneous separation test tells neighbours apart. A preliminary model
-    has no rank ("—"); when groups never met, a group column comes last.
-    """
-    rows = leaderboard_rows(result) if result is not None else []
-    keys = list(COLUMN_KEYS)
-    audited = {}
+def _ranks(result: RatingsResult, audit: AuditResult | None) -> dict[str, tuple[int, int] | None]:
+    """Each model's range of ranks: the audit's 95% range where it has one, else the fit's rank; None: preliminary."""
+    ranges: dict[str, tuple[int, int] | None] = {
+        r.model: None if r.rank is None else (r.rank, r.rank) for r in result.rows
+    }
     if audit is not None:
-        audited = {
-            m: (_rank_range(lo, hi), t)
-            for m, lo, hi, t in zip(audit.models, audit.rank_low, audit.rank_high, audit.tier, strict=True)
-        }
-        keys.insert(1, "column.tier")
-    for row in rows:
-        if row[NOTE_COLUMN]:
-            row[NOTE_COLUMN] = i18n.text(language, "leaderboard.preliminary")
-        if audit is not None:
+        for m, lo, hi in zip(audit.models, audit.rank_low, audit.rank_high, strict=True):
+            if ranges.get(m) is not None:
+                ranges[m] = (lo, hi)
+    return ranges
+
+
+def table_value(language: str, result: RatingsResult | None, audit: AuditResult | None = None) -> dict[str, Any]:
+    """The table a visitor reads: rank, model, rating, its 95% interval, votes (``None``: no rows).
+
+    With an audit, the rank is the model's 95% range of ranks ("2–3": the votes do not order it
+    against its neighbours yet). A preliminary model has no rank ("—"); when groups never met, a
+    group column comes last.
+    """
+    keys = list(COLUMN_KEYS)
+    rows: list[list[object]] = []
+    if result is not None:
+        ranks = _ranks(result, audit)
+        for row in leaderboard_rows(result):
             model = str(row[1])
-            rank, tier = audited.get(model, (row[0], ""))
-            if row[0] == NO_RANK:
-                rank, tier = NO_RANK, ""
-            row[0] = rank
-            row.insert(1, tier)
-    if result is not None and has_groups(result):
-        keys.append("column.group")
+            span = ranks.get(model)
+            rank = NO_RANK if span is None else _rank_range(*span)
+            rows.append([rank, model, row[2], str(row[3]).replace(" – ", "–"), row[4], *row[7:]])
+        if has_groups(result):
+            keys.append("column.group")
     return {"headers": [i18n.text(language, k) for k in keys], "data": rows}
+
+
+def legend(language: str, result: RatingsResult | None, audit: AuditResult | None = None) -> str:
+    """Plain sentences under the table, only those that apply: ranges, shared ranks, "—", groups."""
+    if result is None or not result.rows:
+        return ""
+    t = i18n.text
+    ranks = _ranks(result, audit)
+    lines = []
+    if any(span is not None and span[0] != span[1] for span in ranks.values()):
+        lines.append(t(language, "lb.legend_ranges"))
+    ranked = [r for r in result.rows if ranks.get(r.model) is not None and math.isfinite(r.ci_lower)]
+    for i, a in enumerate(ranked):
+        for b in ranked[i + 1 :]:
+            ra, rb = ranks[a.model], ranks[b.model]
+            assert ra is not None and rb is not None
+            overlapping_ranks = ra[0] <= rb[1] and rb[0] <= ra[1]
+            apart = a.ci_lower > b.ci_upper or b.ci_lower > a.ci_upper
+            if overlapping_ranks and apart and a.component == b.component:
+                lines.append(t(language, "lb.legend_shared", a=a.model, b=b.model))
+                break
+        else:
+            continue
+        break
+    if any(r.preliminary for r in result.rows):
+        lines.append(t(language, "lb.legend_preliminary", n=result.min_votes))
+    if has_groups(result):
+        lines.append(t(language, "lb.legend_groups"))
+    return "\n\n".join(lines)
+
+
+def details_markdown(language: str, result: RatingsResult | None, audit: AuditResult | None = None) -> str:
+    """The "How to read this" fold: a plain guide, the method, what the votes support, the fit's notes."""
+    t = i18n.text
+    parts = [t(language, "lb.guide")]
+    if result is not None and result.rows:
+        parts.append(f"**{t(language, 'lb.method_title')}**\n\n{method_line(language, result)}")
+        audited = audit_markdown(language, audit)
+        if audited:
+            parts.append(audited)
+        notes = fit_notes(language, result)
+        if notes:
+            parts.append(f"**{t(language, 'lb.notes_title')}**\n\n" + "\n".join(f"- {n}" for n in notes))
+    parts.append(f"*{t(language, 'lb.researchers')}*")
+    return "\n\n".join(parts)
 
 
 STYLE_KEYS = (
@@ -218,7 +274,7 @@ def style_table_value(language: str, style: StyleResult, min_votes: int = 0) -> 
         rank: object = NO_RANK
         if r.votes >= min_votes:
             rank = 1 + sum(bool(o.ci_lower > r.ci_upper) for o in settled)
-        interval = f"{round(r.ci_lower)} – {round(r.ci_upper)}"
+        interval = f"{round(r.ci_lower)}–{round(r.ci_upper)}"
         rows.append([rank, r.model, round(r.rating), interval, round(r.plain), r.votes])
     return {"headers": [i18n.text(language, k) for k in STYLE_KEYS], "data": rows}
 
@@ -303,7 +359,9 @@ def build_leaderboard_tab(service: ArenaService, texts: Texts, visitor: gr.State
             elem_id="leaderboard_table",
             wrap=True,
         )
-        audit_box = gr.Markdown("", elem_id="leaderboard_audit")
+        legend_box = gr.Markdown("", elem_id="leaderboard_legend")
+        with texts.bind(gr.Accordion(open=False, elem_id="leaderboard_how"), label="lb.how_to_read"):
+            audit_box = gr.Markdown(details_markdown(default, None), elem_id="leaderboard_audit")
         ratings_plot = texts.bind(gr.Plot(elem_id="leaderboard_ratings_plot"), label="leaderboard.ratings_plot")
         with gr.Row():
             win_plot = texts.bind(gr.Plot(elem_id="leaderboard_win_rates"), label="leaderboard.win_rates")
@@ -331,10 +389,12 @@ def build_leaderboard_tab(service: ArenaService, texts: Texts, visitor: gr.State
             return {
                 info: f"⚠️ {message(who.language, e)}",
                 table: table_value(who.language, None),
-                audit_box: "",
+                legend_box: "",
+                audit_box: details_markdown(who.language, None),
             }
         text = summary(who.language, view.result, updated_at=view.updated_at, sl=view.slice)
         value = table_value(who.language, view.result, view.audit)
+        notes = legend(who.language, view.result, view.audit)
         if styled and view.result.rows:
             try:
                 style = await service.leaderboard_style(view.slice.name)
@@ -343,7 +403,12 @@ def build_leaderboard_tab(service: ArenaService, texts: Texts, visitor: gr.State
             else:
                 text = f"{style_summary(who.language, style)}\n\n{text}"
                 value = style_table_value(who.language, style, view.result.min_votes)
-        return {info: text, table: value, audit_box: audit_markdown(who.language, view.audit)}
+        return {
+            info: text,
+            table: value,
+            legend_box: notes,
+            audit_box: details_markdown(who.language, view.result, view.audit),
+        }
 
     async def details(slice_name: str | None, who: Visitor) -> dict[Any, Any]:
         try:
@@ -410,7 +475,7 @@ def build_leaderboard_tab(service: ArenaService, texts: Texts, visitor: gr.State
         triggers,
         load,
         inputs=[choice, style_switch, visitor],
-        outputs=[info, table, audit_box],
+        outputs=[info, table, legend_box, audit_box],
         api_name="leaderboard",
         show_progress="hidden",
     ).then(

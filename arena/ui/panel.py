@@ -19,7 +19,7 @@ from arena.service import CONTINUATION_NOTICE, Allowed, ArenaService, BattleSess
 from arena.ui.markup import inert
 from arena.ui.texts import Texts, Visitor, error, message, refusal
 
-__all__ = ["LATEX", "VOTES", "Panel", "build_panel", "client_key"]
+__all__ = ["LATEX", "VOTES", "Panel", "build_panel", "client_key", "reveal_dict"]
 
 VOTES: tuple[tuple[str, str, Winner], ...] = (
     ("vote_a", "vote.a", "model_a"),
@@ -104,6 +104,28 @@ def reveal_markdown(language: str, result: Reveal) -> str:
         lines += [f"⚠️ {t(language, key)}", ""]
     lines.append(t(language, "reveal.thanks"))
     return "\n".join(lines)
+
+
+def reveal_dict(language: str, result: Reveal) -> dict[str, Any]:
+    """The reveal as an API client reads it (``/vote_a`` ... ``/vote_bothbad``): plain JSON values.
+
+    ``counted`` is False when a flag keeps the vote out of the ratings; ``notes`` says why, in the
+    visitor's language (English for API clients unless ``ARENA_DEFAULT_LANGUAGE`` says otherwise).
+    """
+    known = i18n.catalog(i18n.REFERENCE)
+    sides = [
+        {"model": s.model, "ttft_s": s.ttft, "tokens_per_second": s.tokens_per_second, "cut_off": s.cut_off}
+        for s in (result.sides or ())
+    ]
+    return {
+        "model_a": result.model_a,
+        "model_b": result.model_b,
+        "winner": result.winner,
+        "counted": not result.flags,
+        "flags": list(result.flags),
+        "notes": [i18n.text(language, f"flag.{f}" if f"flag.{f}" in known else "flag.other") for f in result.flags],
+        "sides": sides,
+    }
 
 
 @dataclass
@@ -468,14 +490,15 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
     # Not the chats: a vote leaves them as they are, and an output left out of the returned dict
     # would be rebuilt anyway (a Chatbot's rebuild regenerates its JSON schema: ~15 ms each).
     vote_outputs = [state, *control_outputs, panel.reveal]
-    for elem, _key, winner in VOTES:
+    for _elem, _key, winner in VOTES:
         panel.votes[winner].click(
             make_vote(winner),
             inputs=[panel.reason, visitor, state],
             outputs=vote_outputs,
-            api_name=f"{p}{elem}",
+            api_visibility="private",  # the API's votes are their twins below, with a plain result
             show_progress="hidden",
         )
+    _wire_api_votes(service, panel, visitor)
     panel.new_round.click(
         on_new_round_named if pickers else on_new_round,
         inputs=[visitor, *pickers, state],
@@ -492,5 +515,36 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
             outputs=outputs,
             api_visibility="private",
             cancels=[send_event, regen_event],
+            show_progress="hidden",
+        )
+
+
+def _wire_api_votes(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
+    """``/vote_a`` ... ``/vote_bothbad``: API-only twins of the vote buttons that return :func:`reveal_dict`.
+
+    The page's own vote events return updates for a dozen components (the reveal somewhere among
+    them); an API client gets one plain dict instead. Each twin hangs on a hidden button that no
+    person can press, and votes through the same service call on the same session.
+    """
+    result = gr.JSON(visible=False)
+
+    def make_api_vote(winner: Winner) -> Callable[..., Awaitable[tuple[BattleSession | None, dict[str, Any]]]]:
+        async def vote(
+            reason: str | None, who: Visitor, session: BattleSession | None
+        ) -> tuple[BattleSession | None, dict[str, Any]]:
+            try:
+                reveal: Reveal = await service.vote(session, winner, reason=reason)
+            except ArenaError as e:
+                raise error(who.language, e) from None
+            return session, reveal_dict(who.language, reveal)
+
+        return vote
+
+    for elem, _key, winner in VOTES:
+        gr.Button("", visible=False).click(  # no text: nobody sees or presses it
+            make_api_vote(winner),
+            inputs=[panel.reason, visitor, panel.session],
+            outputs=[panel.session, result],
+            api_name=f"{panel.prefix}{elem}",
             show_progress="hidden",
         )
