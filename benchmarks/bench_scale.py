@@ -106,7 +106,11 @@ async def proxied_phase(
 
         async def body(i: int, deadline: float) -> None:
             rng = random.Random(1000 + i)
-            visitor = await arrive(http, app)
+            try:
+                visitor = await arrive(http, app)
+            except Exception as e:  # counted: a visitor the page or the terms failed for never battles
+                phase.error(f"arrival: {type(e).__name__}")
+                return
             while time.monotonic() < deadline:
                 await battle(visitor, rng, phase, answer_tokens)
 
