@@ -17,6 +17,7 @@ from gradio_client import Client
 from arena.storage import Store
 from benchmarks.proxy import CONF, Nginx, render
 from tests.support.app_process import AppProcess
+from tests.support.browser import ARTIFACTS, DESKTOP
 
 ENV = {
     "ARENA_CLIENT_SALT": "scale-test-salt",
@@ -187,6 +188,55 @@ def test_results_stream_through_the_proxy_and_stay_bound_to_their_visitor(
     other.close()
     client.predict(api_name="/vote_tie")
     client.close()
+
+
+def test_browsers_through_the_proxy_each_stay_on_one_process(
+    stack: tuple[str, list[AppProcess], Nginx],
+    browser,  # type: ignore[no-untyped-def]
+) -> None:
+    """Real pages (Gradio's own JavaScript client, cookies as a browser keeps them), one per process.
+
+    The first visitor gets its cookie from nginx; the second returns with a cookie (from an earlier
+    visit) that leads to the other process.
+    """
+    db, apps, proxy = stack
+    upstreams = {f"127.0.0.1:{app.port}" for app in apps}
+    with Store(db) as store:
+        votes = store.vote_total(mode=None, exclude_flags=())
+    seen: dict[str, str] = {}
+    for n in range(2):
+        context = browser.new_context(viewport=DESKTOP, locale="en-US")
+        if seen:
+            for _ in range(40):
+                route, upstream = new_route(proxy)
+                if upstream not in seen.values():
+                    break
+            host = proxy.url.removeprefix("http://").split(":")[0]
+            context.add_cookies([{"name": "arena_route", "value": route, "domain": host, "path": "/"}])
+        page = context.new_page()
+        page.goto(proxy.url)
+        page.locator("#accept_terms").click(timeout=30_000)
+        page.wait_for_function("() => !document.querySelector('#prompt textarea').disabled", timeout=15_000)
+        page.locator("#prompt textarea").fill(f"Browser visitor {n}: what is a lighthouse?")
+        page.locator("#prompt textarea").press("Enter")
+        page.wait_for_function("() => !document.querySelector('#vote_a').disabled", timeout=30_000)
+        page.locator("#vote_a").click()
+        deadline = time.monotonic() + 15
+        while True:
+            with Store(db) as store:
+                if store.vote_total(mode=None, exclude_flags=()) == votes + n + 1:
+                    break
+            assert time.monotonic() < deadline, "the vote cast in the page was not stored"
+            time.sleep(0.2)
+        page.screenshot(path=str(ARTIFACTS / f"scale-through-nginx-{n}.png"), full_page=True)
+        (cookie,) = [c["value"] for c in context.cookies() if c["name"] == "arena_route"]
+        context.close()
+        time.sleep(0.05)
+        served = routes(proxy)[cookie]
+        # The page, its assets, the queue, the heartbeat: every request of this visitor on one process.
+        assert len(served) == 1, f"browser visitor {n} was served by {served}"
+        seen[cookie] = served.pop()
+    assert set(seen.values()) == upstreams, f"the two browser visitors were served by {seen}"
 
 
 def test_killing_one_process_leaves_the_other_serving_new_sessions(stack: tuple[str, list[AppProcess], Nginx]) -> None:
