@@ -100,7 +100,7 @@ async def proxied_phase(
 ) -> tuple[Phase, float]:
     """N visitors battling through the proxy; returns the phase and nginx's CPU seconds in it."""
     phase = Phase(n)
-    app = GradioApp(url)
+    app = page_config(url)
     async with http_client(n) as http:
         http.cookies.jar.set_policy(_NoCookies())
 
@@ -125,6 +125,18 @@ async def proxied_phase(
     phase.hwm_mb = max(s.hwm_mb for s in after)
     phase.loadavg = loadavg()
     return phase, proxy_cpu
+
+
+def page_config(url: str, tries: int = 5) -> GradioApp:
+    """The page's endpoints, read through the proxy; a loaded machine may take more than one try."""
+    for attempt in range(tries):
+        try:
+            return GradioApp(url)
+        except httpx.TimeoutException:
+            if attempt == tries - 1:
+                raise
+            time.sleep(2)
+    raise AssertionError("unreachable")
 
 
 def spread(proxy: Nginx, since: int) -> str:
