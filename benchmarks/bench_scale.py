@@ -221,6 +221,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def start_app(
+    db: str, environ: dict[str, str], extra: dict[str, str], tmp: Path, processes: int, i: int, cpus: str
+) -> App:
+    """One arena process, ready; started again (up to 3 tries) when it exits right after serving.
+
+    Gradio's launch() asks HEAD / of the new server with a 3 s timeout *after* it serves, and exits
+    ("When localhost is not accessible ...") when that times out: seen here at load average 16.
+    """
+    for attempt in range(3):
+        app = App(
+            ["--config", "arena/backends/demo_models.yaml", "--db", db],
+            env={
+                **environ,
+                **NO_RATE_LIMITS,
+                "ARENA_CLIENT_SALT": "bench-scale",
+                "ARENA_TRUSTED_PROXY_HOPS": "1",
+                "ARENA_JOURNAL_DIR": str(tmp / f"p{processes}-sync{i}"),
+                **extra,
+            },
+            log_path=tmp / f"p{processes}-app{i}-{attempt}.log",
+            cpus=cpus,
+        )
+        try:
+            app.wait_ready()  # one at a time: the first migrates the fresh database
+            # Gradio prints this line once that check passed.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and app.proc.poll() is None:
+                if "To create a public link" in app.log():
+                    return app
+                time.sleep(0.2)
+        except RuntimeError:
+            pass
+        print(f"arena process {i} exited at start-up; starting it again", file=sys.stderr, flush=True)
+        app.stop()
+    raise RuntimeError(f"arena process {i} would not start; see {tmp}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     process_counts = [int(n) for n in args.processes.split(",")]
@@ -241,22 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             proxy: Nginx | None = None
             try:
                 for i in range(processes):
-                    apps.append(
-                        App(
-                            ["--config", "arena/backends/demo_models.yaml", "--db", db],
-                            env={
-                                **endpoints.environ,
-                                **NO_RATE_LIMITS,
-                                "ARENA_CLIENT_SALT": "bench-scale",
-                                "ARENA_TRUSTED_PROXY_HOPS": "1",
-                                "ARENA_JOURNAL_DIR": str(tmp / f"p{processes}-sync{i}"),
-                                **extra,
-                            },
-                            log_path=tmp / f"p{processes}-app{i}.log",
-                            cpus=args.app_cpus,
-                        )
-                    )
-                    apps[-1].wait_ready()  # one at a time: the first migrates the fresh database
+                    apps.append(start_app(db, endpoints.environ, extra, tmp, processes, i, args.app_cpus))
                 proxy = Nginx(
                     [a.url.removeprefix("http://") for a in apps], tmp / f"nginx-{processes}", cpus=args.other_cpus
                 )
