@@ -45,13 +45,27 @@ def routes(proxy: Nginx, since: int = 0) -> dict[str, set[str]]:
     return served
 
 
+def settle(proxy: Nginx) -> None:
+    """Wait until nginx has logged what it answered (it writes a line after the response), 5 s at most."""
+    deadline = time.monotonic() + 5
+    count = -1
+    while time.monotonic() < deadline:
+        now = len(proxy.log_lines())
+        if now == count:
+            return
+        count = now
+        time.sleep(0.3)
+
+
 def new_route(proxy: Nginx) -> tuple[str, str]:
     """A fresh sticky cookie as a first page load gets it, and the process it leads to."""
     response = httpx.get(proxy.url + "/config", timeout=30)
     response.raise_for_status()
     route = response.cookies["arena_route"]
-    time.sleep(0.05)  # nginx writes the log line after the response
-    (upstream,) = routes(proxy)[route]
+    deadline = time.monotonic() + 5
+    while route not in (served := routes(proxy)) and time.monotonic() < deadline:
+        time.sleep(0.02)  # nginx writes the log line after the response
+    (upstream,) = served[route]
     return route, upstream
 
 
@@ -149,6 +163,7 @@ def test_battles_through_nginx_stick_to_one_process_and_share_the_database(
         t.join(90)
     assert not any(t.is_alive() for t in threads), "battles through the proxy still running after 90 s"
     assert not errors, errors
+    settle(proxy)
     with Store(db) as store:
         assert store.battle_count() == before[0] + 10
         assert store.vote_total(mode=None, exclude_flags=()) == before[1] + 10
@@ -231,7 +246,7 @@ def test_browsers_through_the_proxy_each_stay_on_one_process(
         page.screenshot(path=str(ARTIFACTS / f"scale-through-nginx-{n}.png"), full_page=True)
         (cookie,) = [c["value"] for c in context.cookies() if c["name"] == "arena_route"]
         context.close()
-        time.sleep(0.05)
+        settle(proxy)
         served = routes(proxy)[cookie]
         # The page, its assets, the queue, the heartbeat: every request of this visitor on one process.
         assert len(served) == 1, f"browser visitor {n} was served by {served}"
@@ -259,5 +274,6 @@ def test_killing_one_process_leaves_the_other_serving_new_sessions(stack: tuple[
         battle(visitor(proxy.url), f"New visitor {i}, one process left")
     with Store(db) as store:
         assert store.vote_total(mode=None, exclude_flags=()) == votes + 4
+    settle(proxy)
     assert routes(proxy, since)[route] == {f"127.0.0.1:{survivor.port}"}
     assert survivor.proc.poll() is None
