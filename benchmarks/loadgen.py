@@ -377,6 +377,8 @@ class Visitor:
         self.http = http
         self.app = app
         self.session_hash = uuid.uuid4().hex[:11]
+        # Sent with every request of this tab (behind a proxy: its sticky cookie, benchmarks/bench_scale.py).
+        self.headers: dict[str, str] = {}
 
     @classmethod
     async def arrive(cls, http: httpx.AsyncClient, app: GradioApp) -> Visitor:
@@ -425,6 +427,7 @@ class Visitor:
                 "event_data": None,
                 "trigger_id": None,
             },
+            headers=self.headers,
         )
         if join.status_code == 503:
             raise Busy("queue full (HTTP 503)")
@@ -433,7 +436,10 @@ class Visitor:
         result.joined = time.monotonic()
         outputs: list[Any] | None = None
         async with self.http.stream(
-            "GET", f"{self.app.url}/gradio_api/queue/data", params={"session_hash": self.session_hash}
+            "GET",
+            f"{self.app.url}/gradio_api/queue/data",
+            params={"session_hash": self.session_hash},
+            headers=self.headers,
         ) as response:
             response.raise_for_status()
             result.opened = time.monotonic()

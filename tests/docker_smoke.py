@@ -8,9 +8,12 @@ image  : the container turns healthy (its HEALTHCHECK, on a non-default GRADIO_S
          voted through gradio_client without touching the real database, keeps it across a
          restart, and stops on SIGTERM with exit code 0 within 10 s.
 compose: docker-compose.yml with the GPU reservations removed and stand-ins for the TGI images (the
-         arena's demo server, TGI's native protocol) and the postgres image (Debian's PostgreSQL 15
-         with password authentication), a POSTGRES_PASSWORD holding @, % and /: every service
-         healthy, a battle over the TGI protocol stored in PostgreSQL, kept across down/up.
+         arena's demo server, TGI's native protocol), the postgres image (Debian's PostgreSQL 15
+         with password authentication) and the nginx image (Debian's nginx with the shipped
+         docs/deploy/nginx-compose.conf), a POSTGRES_PASSWORD holding @, % and /: every service
+         healthy (both arena replicas), a battle over the TGI protocol voted through the proxy
+         (its requests served by one replica) stored in PostgreSQL, kept across down/up, and new
+         visitors spread over both replicas.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +89,33 @@ def vote_once(url: str, prompt: str) -> None:
         client.predict(api_name="/vote_a")
     finally:
         client.close()
+
+
+def wait_serving(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url + "/config", timeout=5).read()
+            return
+        except OSError as e:
+            if time.monotonic() > deadline:
+                raise SmokeFailure(f"{url} not serving through the proxy within {timeout} s: {e}") from None
+            time.sleep(1)
+
+
+def proxy_routes(log: str) -> dict[str, dict[str, set[str]]]:
+    """nginx's access log (docs/deploy/nginx-compose.conf's format): sticky cookie -> replicas that answered.
+
+    Key "all": every request's replica; "join": queue joins' replicas.
+    """
+    routes: dict[str, dict[str, set[str]]] = {}
+    for match in re.finditer(r'"(\w+) (\S+)" \d+ \d+ route=([0-9a-f]{32}) upstream=(.+?) time=', log):
+        upstream = match.group(4).split(", ")[-1]
+        entry = routes.setdefault(match.group(3), {"all": set()})
+        entry["all"].add(upstream)
+        if match.group(2).endswith("/queue/join"):
+            entry.setdefault("join", set()).add(upstream)
+    return routes
 
 
 def sql_in_container(container: str, db: str, query: str) -> Any:
@@ -172,19 +204,20 @@ def smoke_image(image: str, port: int) -> dict[str, float]:
 
 
 def stand_in_compose(image: str, base: str, work: Path) -> Path:
-    """docker-compose.yml as shipped, minus GPU reservations, with stand-in images for TGI and postgres."""
-    docker(
-        "build",
-        "-q",
-        "--network",
-        "host",
-        "--build-arg",
-        f"BASE_IMAGE={base}",
-        "-t",
-        "arena-ci/postgres-standin",
-        str(ROOT / "tests/support/docker/postgres"),
-        timeout=1800,
-    )
+    """docker-compose.yml as shipped, minus GPU reservations, with stand-in images for TGI, postgres, nginx."""
+    for name in ("postgres", "nginx"):
+        docker(
+            "build",
+            "-q",
+            "--network",
+            "host",
+            "--build-arg",
+            f"BASE_IMAGE={base}",
+            "-t",
+            f"arena-ci/{name}-standin",
+            str(ROOT / "tests/support/docker" / name),
+            timeout=1800,
+        )
     standin = (ROOT / "tests/support/docker/tgi_standin.py").read_text(encoding="utf-8")
     spec = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
     services = spec["services"]
@@ -193,6 +226,10 @@ def stand_in_compose(image: str, base: str, work: Path) -> Path:
     arena["image"] = image
     arena["environment"]["ARENA_MIN_READ_SECONDS"] = "0"
     services["postgres"]["image"] = "arena-ci/postgres-standin"
+    proxy = services["proxy"]
+    proxy["image"] = "arena-ci/nginx-standin"
+    # The shipped mount, its source made absolute (this file is written elsewhere).
+    proxy["volumes"] = [f"{ROOT / v.split(':', 1)[0]}:{v.split(':', 1)[1]}" for v in proxy["volumes"]]
     # Base images made by an older .ci/docker-env had / at mode 0700 (postgres runs as its own user);
     # a no-op on a base made now.
     services["postgres"]["entrypoint"] = ["sh", "-c", "chmod 755 / && exec /usr/local/bin/pg-standin"]
@@ -229,14 +266,26 @@ def smoke_compose(image: str, base: str) -> dict[str, float]:
         try:
             started = time.monotonic()
             compose(project, files, "up", "-d", env=env)
-            for service in ("postgres", "breeze", "bielik", "arena"):
-                wait_healthy(f"{project}_{service}_1", timeout=300)
+            replicas = [f"{project}_arena_{i}" for i in (1, 2)]
+            for container in (f"{project}_postgres_1", f"{project}_breeze_1", f"{project}_bielik_1", *replicas):
+                wait_healthy(container, timeout=300)
+            wait_serving("http://127.0.0.1:7860", timeout=60)
             figures["stack healthy (s)"] = time.monotonic() - started
-            check(True, "four services healthy")
+            check(True, "postgres, both TGI stand-ins and two arena replicas healthy; the proxy serves")
             for service in ("breeze", "bielik"):
                 env_lines = docker("exec", f"{project}_{service}_1", "env").splitlines()
                 check(not any(line.startswith("HF_TOKEN=") for line in env_lines), f"{service}: no empty HF_TOKEN")
             vote_once("http://127.0.0.1:7860", "Jak działa arena modeli?")
+            for _ in range(16):  # new visitors' first page loads
+                urllib.request.urlopen("http://127.0.0.1:7860/config", timeout=30).read()
+            upstreams = proxy_routes(docker("logs", f"{project}_proxy_1"))
+            joined = [ups for route, ups in upstreams.items() if "join" in ups]
+            check(
+                len(joined) == 1 and len(joined[0]["all"]) == 1,
+                f"every request of the voting session went to one replica ({joined})",
+            )
+            spread = set().union(*(ups["all"] for ups in upstreams.values()))
+            check(len(spread) == 2, f"new visitors reach both replicas ({sorted(spread)})")
             psql = ["exec", f"{project}_postgres_1", "psql", "-U", "arena", "-d", "arena", "-tAc"]
             row = docker(
                 *psql, "SELECT b.model_a || ' ' || b.model_b FROM votes v JOIN battles b ON b.id = v.battle_id"
@@ -249,7 +298,8 @@ def smoke_compose(image: str, base: str) -> dict[str, float]:
             check("TGI stand-in" in asked, "the TGI stand-ins ran")
             compose(project, files, "down", env=env)
             compose(project, files, "up", "-d", env=env)
-            wait_healthy(f"{project}_arena_1", timeout=300)
+            for container in replicas:
+                wait_healthy(container, timeout=300)
             check(docker(*psql, "SELECT count(*) FROM votes") == "1", "the vote is kept across down/up")
         finally:
             compose(project, files, "down", "-v", env=env)

@@ -56,7 +56,7 @@ def test_dockerfile_is_small_non_root_and_listens_everywhere() -> None:
 def test_compose_wires_arena_postgres_and_two_tgi_models_on_gpus() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
     services = compose["services"]
-    assert set(services) == {"arena", "postgres", "breeze", "bielik"}
+    assert set(services) == {"proxy", "arena", "postgres", "breeze", "bielik"}
     arena = services["arena"]
     env = arena["environment"]
     assert env["DATABASE_URL"].startswith("postgresql+psycopg://") and "@postgres:5432/" in env["DATABASE_URL"]
@@ -81,6 +81,22 @@ def test_compose_wires_arena_postgres_and_two_tgi_models_on_gpus() -> None:
     postgres_env = services["postgres"]["environment"]
     assert f"//{postgres_env['POSTGRES_USER']}@" in env["DATABASE_URL"]
     assert env["DATABASE_URL"].endswith("/" + postgres_env["POSTGRES_DB"])
+
+
+def test_compose_runs_several_arena_processes_behind_the_shipped_sticky_proxy() -> None:
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))["services"]
+    arena, proxy = services["arena"], services["proxy"]
+    assert arena["deploy"]["replicas"] >= 2
+    assert "ports" not in arena, "replicas cannot share a published port: visitors come through the proxy"
+    assert arena["environment"]["ARENA_TRUSTED_PROXY_HOPS"] == "1"  # the proxy is the one hop
+    assert proxy["image"].startswith("nginx:") and proxy["ports"] == ["7860:80"]
+    assert proxy["depends_on"]["arena"]["condition"] == "service_healthy"
+    (mount,) = proxy["volumes"]
+    source, target, mode = mount.split(":")
+    assert target == "/etc/nginx/conf.d/default.conf" and mode == "ro"
+    conf = (ROOT / source).read_text(encoding="utf-8")
+    # The upstream is the compose service (every replica's address) on the image's port.
+    assert "server arena:7860 " in conf and "hash $arena_route consistent;" in conf and "listen 80;" in conf
 
 
 def test_compose_keeps_the_password_out_of_the_url_and_never_sends_an_empty_token() -> None:
