@@ -53,7 +53,9 @@ def build_status_tab(service: ArenaService, texts: Texts, visitor: gr.State) -> 
     """A "Status" tab listing online and offline models (call inside ``gr.Tabs``)."""
     with gr.Tab(id="status", elem_id="status_tab") as tab:
         table = gr.Markdown("", elem_id="status_table")
-        refresh = texts.bind(gr.Button(elem_id="status_refresh", size="sm"), value="status.refresh")
+        with gr.Row():
+            # A button of its own size, not a bar across the page.
+            refresh = texts.bind(gr.Button(elem_id="status_refresh", scale=0, min_width=160), value="status.refresh")
     texts.bind(tab, label="tab.status")
 
     def load(who: Visitor) -> str:
