@@ -39,9 +39,10 @@ log = logging.getLogger(__name__)
 
 # System fonts only (the arena runs offline: nothing is fetched from a font service), each stack
 # with real bold faces. Gradio's default theme names a bundled SourceSansPro whose SemiBold face has
-# only the glyphs " AB", so bold text mixed two fonts. CJK pages put a CJK font first, so Latin
-# letters in a Japanese or Chinese sentence come from the same typeface, in the variant of the
-# page's language (the load event sets <html lang>).
+# only the glyphs " AB", so bold text mixed two fonts. Latin faces come first on every page, as
+# Japanese and Chinese sites do: the CJK faces lack precomposed Polish letters (ą, ć, ż drew as a
+# letter plus a loose accent in Noto Sans CJK); then the CJK faces of the page's language (the
+# load event sets <html lang>), so its glyph variants win.
 LATIN_FONTS = (
     "system-ui",
     "-apple-system",
@@ -80,7 +81,7 @@ def theme() -> gr.themes.Base:
 
 
 _CJK_CSS = "\n".join(
-    f":root:lang({code}) {{ --font: {_stack(*fonts, *LATIN_FONTS)}; }}" for code, fonts in CJK_FONTS.items()
+    f":root:lang({code}) {{ --font: {_stack(*LATIN_FONTS, *fonts)}; }}" for code, fonts in CJK_FONTS.items()
 )
 
 CSS = """
