@@ -252,7 +252,17 @@ def test_a_phone_reaches_the_prompt_both_answers_and_every_tab(app: AppProcess, 
         "getComputedStyle(document.querySelector('#leaderboard_tab .js-plotly-plot text')).fontFamily"
     )
     assert plot_font.split(",")[0].strip().strip("'\"") == "system-ui", plot_font
-    _shot(page, f"{language}-phone-4-leaderboard", full=True)
+    # Their titles stay inside the plots (broken into lines where too long), once drawn at this width.
+    fits = (
+        "() => [...document.querySelectorAll('#leaderboard_tab .js-plotly-plot')].every((p) => {"
+        " const t = p.querySelector('.gtitle'); if (!t) return true;"
+        " const a = t.getBoundingClientRect(), b = p.getBoundingClientRect();"
+        " return a.left >= b.left - 1 && a.right <= b.right + 1 && a.top >= b.top - 1; })"
+    )
+    try:
+        page.wait_for_function(fits, timeout=10_000)
+    finally:
+        _shot(page, f"{language}-phone-4-leaderboard", full=True)
     page.locator("#status_tab-button").click()
     page.locator("#status_table").get_by_text(t("status.online")).first.wait_for(timeout=15_000)
     _shot(page, f"{language}-phone-5-status", full=True)

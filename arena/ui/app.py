@@ -93,8 +93,12 @@ html:not(.arena-ready) .gradio-container .main { visibility: hidden; animation: 
    row sticking to the bottom of the screen. (Gradio prefixes rules inside @media with its own
    container, so this one stays outside.) */
 .gradio-container { overflow: clip !important; }
-/* Plotly names its own typeface ("Open Sans", then Verdana): the plots use the page's. */
+/* Plotly names its own typeface ("Open Sans", then Verdana): the plots use the page's. So do the
+   tables (Gradio sets them in the monospace face); tabular figures keep the numbers aligned. */
 .js-plotly-plot .main-svg text { font-family: var(--font) !important; }
+.table-wrap td, .table-wrap th, .table-wrap td *, .table-wrap th * {
+  font-family: var(--font) !important; font-variant-numeric: tabular-nums;
+}
 #terms { border: 2px solid var(--color-accent); border-radius: var(--radius-lg); padding: var(--spacing-lg); }
 #models_banner { border-left: 6px solid #d97706; background: #fffbeb; color: #78350f; padding: 8px 14px; }
 .arena-header h1 { margin-bottom: 0.2em; }
@@ -139,7 +143,7 @@ html:not(.arena-ready) .gradio-container .main { visibility: hidden; animation: 
   .table-wrap th, .table-wrap th * { word-break: keep-all !important; overflow-wrap: normal !important; }
   #leaderboard_table table, #campaign_results_table table { min-width: 520px; }
   .row:has(> #leaderboard_win_rates), .row:has(> #leaderboard_battle_counts) { flex-direction: column !important; }
-  .js-plotly-plot .gtitle { font-size: 11px !important; }  /* a long title stays inside the plot */
+  .js-plotly-plot .gtitle { font-size: 12px !important; }
 
   .tab-container[role="tablist"] button { padding-left: 10px !important; padding-right: 10px !important; }
 }
@@ -225,9 +229,40 @@ _CLIENT_LANGUAGE = """
       const text = Array.from(el.childNodes).find((n) => n.nodeType === 3 && n.nodeValue.trim());
       if (title && text && text.nodeValue.trim() !== title) text.nodeValue = title + ' ';
     };
+    // Plotly does not wrap a title: one longer than its plot (a phone, a long translation) is
+    // broken into lines between words as Plotly draws it, and lifted to stay in the top margin.
+    const wrap = (t) => {
+      const svg = t.ownerSVGElement;
+      if (!svg || t.dataset.arenaWrapped === t.textContent || t.querySelector('tspan')) return;
+      const width = svg.getBoundingClientRect().width, x = parseFloat(t.getAttribute('x')) || 0;
+      const middle = t.getAttribute('text-anchor') === 'middle';
+      const room = (middle ? 2 * Math.min(x, width - x) : width - x) - 8;
+      const full = t.textContent;
+      if (room <= 0 || t.getComputedTextLength() <= room) return;
+      const lines = [''];
+      for (const word of full.split(' ')) {
+        const line = lines[lines.length - 1], tried = line ? line + ' ' + word : word;
+        t.textContent = tried;
+        if (line && t.getComputedTextLength() > room) lines.push(word); else lines[lines.length - 1] = tried;
+      }
+      t.textContent = '';
+      const size = parseFloat(getComputedStyle(t).fontSize) || 12;
+      lines.forEach((line, i) => {
+        const span = document.createElementNS('http://www.w3.org/2000/svg', 'tspan');
+        span.setAttribute('x', x);
+        span.setAttribute('dy', i ? (1.2 * size) + 'px' : '0');
+        span.textContent = line;
+        t.appendChild(span);
+      });
+      const y = parseFloat(t.getAttribute('y')) || 0;
+      t.setAttribute('y', Math.max(size, y - (lines.length - 1) * 0.6 * size));
+      t.dataset.arenaWrapped = t.textContent;
+    };
     const added = (records) => records.some((r) => Array.from(r.addedNodes).some((n) => n.nodeType === 1));
     P.observer = new MutationObserver((records) => {
-      if (added(records)) document.querySelectorAll('.toast-title').forEach(retitle);
+      if (!added(records)) return;
+      document.querySelectorAll('.toast-title').forEach(retitle);
+      document.querySelectorAll('.js-plotly-plot .gtitle').forEach(wrap);
     });
     P.observer.observe(document.body, {childList: true, subtree: true});
     // Phones: after a prompt is sent, show the two answers (the prompt stays pinned below them).
