@@ -209,6 +209,10 @@ def test_a_phone_reaches_the_prompt_both_answers_and_every_tab(app: AppProcess, 
     page.wait_for_timeout(500)  # the focus has moved
     assert page.evaluate("document.activeElement === document.querySelector('#prompt textarea')")
     assert _in_view(page, "#prompt textarea", "phone"), _rect(page, "#prompt textarea")
+    # Nothing scrolled beneath the pinned prompt row shows through it (Gradio's labels sit at z 40).
+    r = _rect(page, "#prompt textarea")
+    on_top = page.evaluate(f"document.elementFromPoint({r['left'] + 20}, {r['top'] + 4}).closest('#prompt') !== null")
+    assert on_top, "something is drawn over the prompt box"
     # No two empty 460 px chats: the empty ones are short.
     assert _rect(page, "#chat_a")["height"] < 150
     _shot(page, f"{language}-phone-1-accepted")

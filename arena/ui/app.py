@@ -130,7 +130,7 @@ html:not(.arena-ready) .gradio-container .main { visibility: hidden; animation: 
   .arena-chat:not(:has(.message, [data-testid="user"], [data-testid="bot"])) { height: 88px !important; }
   /* The prompt stays at the bottom of the screen, as in a chat app, wherever the page is scrolled. */
   .arena-prompt-row {
-    position: sticky; bottom: 0; z-index: 20;
+    position: sticky; bottom: 0; z-index: 50; /* above Gradio's labels (40) */
     background: var(--background-fill-primary);
     padding: 6px 0 calc(6px + env(safe-area-inset-bottom, 0px));
     box-shadow: 0 -6px 8px -6px rgba(0, 0, 0, 0.25);
