@@ -195,93 +195,98 @@ def _healthy_pair(service: ArenaService) -> list[str]:
 # every bound text in it from a table built with the page; also <html lang>, the tab title, the
 # toast titles and the memory of the choice. Keep its rules those of arena.i18n.normalise.
 _CLIENT_LANGUAGE = """
-(code) => {
+() => {
   const P = window.arenaPage = window.arenaPage || %(data)s;
-  const normalise = (tag) => {
-    if (!tag || typeof tag !== 'string') return null;
-    const t = tag.trim().replace(/_/g, '-').toLowerCase();
-    const exact = P.languages.find((c) => c.toLowerCase() === t);
-    if (exact) return exact;
-    const parts = t.split('-');
-    if (parts[0] === 'zh') {
-      return parts.slice(1).some((p) => ['hant', 'tw', 'hk', 'mo'].includes(p)) ? 'zh-TW' : 'zh-CN';
-    }
-    return P.languages.find((c) => c.toLowerCase() === parts[0]) || null;
-  };
-  let lang = normalise(code);
-  if (!lang) {
-    lang = normalise(new URLSearchParams(window.location.search).get('lang'));
-    try { lang = lang || normalise(window.localStorage.getItem(P.storage)); } catch (e) { /* storage off */ }
-    for (const tag of (navigator.languages || [navigator.language])) { lang = lang || normalise(tag); }
-    lang = lang || P.default;
-  } else {
-    try { window.localStorage.setItem(P.storage, lang); } catch (e) { /* storage off */ }
-  }
-  const root = document.documentElement;
-  root.lang = lang;
-  document.title = P.title[lang];
-  if (!P.observer) {
-    // Gradio titles every toast with its type in English; the page's language replaces it as the
-    // toast appears (before it is painted: observers run ahead of rendering).
-    const retitle = (el) => {
-      const type = ['error', 'warning', 'info', 'success'].find((t) => el.classList.contains(t));
-      const title = type && P.toast[root.lang] && P.toast[root.lang][type];
-      const text = Array.from(el.childNodes).find((n) => n.nodeType === 3 && n.nodeValue.trim());
-      if (title && text && text.nodeValue.trim() !== title) text.nodeValue = title + ' ';
-    };
-    // Plotly does not wrap a title: one longer than its plot (a phone, a long translation) is
-    // broken into lines between words as Plotly draws it, and lifted to stay in the top margin.
-    const wrap = (t) => {
-      const svg = t.ownerSVGElement;
-      if (!svg || t.dataset.arenaWrapped === t.textContent || t.querySelector('tspan')) return;
-      const width = svg.getBoundingClientRect().width, x = parseFloat(t.getAttribute('x')) || 0;
-      const middle = t.getAttribute('text-anchor') === 'middle';
-      const room = (middle ? 2 * Math.min(x, width - x) : width - x) - 8;
-      const full = t.textContent;
-      if (room <= 0 || t.getComputedTextLength() <= room) return;
-      const lines = [''];
-      for (const word of full.split(' ')) {
-        const line = lines[lines.length - 1], tried = line ? line + ' ' + word : word;
-        t.textContent = tried;
-        if (line && t.getComputedTextLength() > room) lines.push(word); else lines[lines.length - 1] = tried;
+  window.arenaLanguage = window.arenaLanguage || ((code) => {
+    const normalise = (tag) => {
+      if (!tag || typeof tag !== 'string') return null;
+      const t = tag.trim().replace(/_/g, '-').toLowerCase();
+      const exact = P.languages.find((c) => c.toLowerCase() === t);
+      if (exact) return exact;
+      const parts = t.split('-');
+      if (parts[0] === 'zh') {
+        return parts.slice(1).some((p) => ['hant', 'tw', 'hk', 'mo'].includes(p)) ? 'zh-TW' : 'zh-CN';
       }
-      t.textContent = '';
-      const size = parseFloat(getComputedStyle(t).fontSize) || 12;
-      lines.forEach((line, i) => {
-        const span = document.createElementNS('http://www.w3.org/2000/svg', 'tspan');
-        span.setAttribute('x', x);
-        span.setAttribute('dy', i ? (1.2 * size) + 'px' : '0');
-        span.textContent = line;
-        t.appendChild(span);
+      return P.languages.find((c) => c.toLowerCase() === parts[0]) || null;
+    };
+    let lang = normalise(code);
+    if (!lang) {
+      lang = normalise(new URLSearchParams(window.location.search).get('lang'));
+      try { lang = lang || normalise(window.localStorage.getItem(P.storage)); } catch (e) { /* storage off */ }
+      for (const tag of (navigator.languages || [navigator.language])) { lang = lang || normalise(tag); }
+      lang = lang || P.default;
+    } else {
+      try { window.localStorage.setItem(P.storage, lang); } catch (e) { /* storage off */ }
+    }
+    const root = document.documentElement;
+    root.lang = lang;
+    document.title = P.title[lang];
+    if (!P.observer) {
+      // Gradio titles every toast with its type in English; the page's language replaces it as the
+      // toast appears (before it is painted: observers run ahead of rendering).
+      const retitle = (el) => {
+        const type = ['error', 'warning', 'info', 'success'].find((t) => el.classList.contains(t));
+        const title = type && P.toast[root.lang] && P.toast[root.lang][type];
+        const text = Array.from(el.childNodes).find((n) => n.nodeType === 3 && n.nodeValue.trim());
+        if (title && text && text.nodeValue.trim() !== title) text.nodeValue = title + ' ';
+      };
+      // Plotly does not wrap a title: one longer than its plot (a phone, a long translation) is
+      // broken into lines between words as Plotly draws it, and lifted to stay in the top margin.
+      const wrap = (t) => {
+        const svg = t.ownerSVGElement;
+        if (!svg || t.dataset.arenaWrapped === t.textContent || t.querySelector('tspan')) return;
+        const width = svg.getBoundingClientRect().width, x = parseFloat(t.getAttribute('x')) || 0;
+        const middle = t.getAttribute('text-anchor') === 'middle';
+        const room = (middle ? 2 * Math.min(x, width - x) : width - x) - 8;
+        const full = t.textContent;
+        if (room <= 0 || t.getComputedTextLength() <= room) return;
+        const lines = [''];
+        for (const word of full.split(' ')) {
+          const line = lines[lines.length - 1], tried = line ? line + ' ' + word : word;
+          t.textContent = tried;
+          if (line && t.getComputedTextLength() > room) lines.push(word); else lines[lines.length - 1] = tried;
+        }
+        t.textContent = '';
+        const size = parseFloat(getComputedStyle(t).fontSize) || 12;
+        lines.forEach((line, i) => {
+          const span = document.createElementNS('http://www.w3.org/2000/svg', 'tspan');
+          span.setAttribute('x', x);
+          span.setAttribute('dy', i ? (1.2 * size) + 'px' : '0');
+          span.textContent = line;
+          t.appendChild(span);
+        });
+        const y = parseFloat(t.getAttribute('y')) || 0;
+        t.setAttribute('y', Math.max(size, y - (lines.length - 1) * 0.6 * size));
+        t.dataset.arenaWrapped = t.textContent;
+      };
+      const added = (records) => records.some((r) => Array.from(r.addedNodes).some((n) => n.nodeType === 1));
+      P.observer = new MutationObserver((records) => {
+        if (!added(records)) return;
+        document.querySelectorAll('.toast-title').forEach(retitle);
+        document.querySelectorAll('.js-plotly-plot .gtitle').forEach(wrap);
       });
-      const y = parseFloat(t.getAttribute('y')) || 0;
-      t.setAttribute('y', Math.max(size, y - (lines.length - 1) * 0.6 * size));
-      t.dataset.arenaWrapped = t.textContent;
-    };
-    const added = (records) => records.some((r) => Array.from(r.addedNodes).some((n) => n.nodeType === 1));
-    P.observer = new MutationObserver((records) => {
-      if (!added(records)) return;
-      document.querySelectorAll('.toast-title').forEach(retitle);
-      document.querySelectorAll('.js-plotly-plot .gtitle').forEach(wrap);
-    });
-    P.observer.observe(document.body, {childList: true, subtree: true});
-    // Phones: after a prompt is sent, show the two answers (the prompt stays pinned below them).
-    const narrow = window.matchMedia('(max-width: 720px)');
-    const reveal = (target) => {
-      const panel = target && target.closest && target.closest('[role="tabpanel"]');
-      const chats = panel && panel.querySelector('.arena-chats');
-      if (narrow.matches && chats) setTimeout(() => chats.scrollIntoView({block: 'start', behavior: 'smooth'}), 60);
-    };
-    const within = (e, selector) => e.target.closest && e.target.closest(selector);
-    document.addEventListener('click', (e) => { if (within(e, '#send, #sbs_send')) reveal(e.target); }, true);
-    document.addEventListener('keydown', (e) => {
-      if (e.key === 'Enter' && !e.shiftKey && within(e, '#prompt, #sbs_prompt')) reveal(e.target);
-    }, true);
-  }
-  setTimeout(() => requestAnimationFrame(() => root.classList.add('arena-ready')), 0);
-  return P.texts[lang];
+      P.observer.observe(document.body, {childList: true, subtree: true});
+      // Phones: after a prompt is sent, show the two answers (the prompt stays pinned below them).
+      const narrow = window.matchMedia('(max-width: 720px)');
+      const reveal = (target) => {
+        const panel = target && target.closest && target.closest('[role="tabpanel"]');
+        const chats = panel && panel.querySelector('.arena-chats');
+        if (narrow.matches && chats) setTimeout(() => chats.scrollIntoView({block: 'start', behavior: 'smooth'}), 60);
+      };
+      const within = (e, selector) => e.target.closest && e.target.closest(selector);
+      document.addEventListener('click', (e) => { if (within(e, '#send, #sbs_send')) reveal(e.target); }, true);
+      document.addEventListener('keydown', (e) => {
+        if (e.key === 'Enter' && !e.shiftKey && within(e, '#prompt, #sbs_prompt')) reveal(e.target);
+      }, true);
+    }
+    setTimeout(() => requestAnimationFrame(() => root.classList.add('arena-ready')), 0);
+    return P.texts[lang];
+  });
+  return window.arenaLanguage(null);
 }
 """
+# The selector's switch: the function the load event defined (the table travels in the page once).
+_SWITCH_LANGUAGE = "(code) => window.arenaLanguage(code)"
 
 
 def _client_language(texts: Texts, language: gr.Dropdown, page_title: str | None) -> str:
@@ -481,7 +486,7 @@ def _wire_page(
     demo.load(None, outputs=texts_out, js=client_language, api_visibility="private").then(
         on_load, inputs=[language, visitor], outputs=[visitor, banner, banner_timer, *pickers], api_visibility="private"
     )
-    language.input(None, inputs=[language], outputs=texts_out, js=client_language, api_visibility="private").then(
+    language.input(None, inputs=[language], outputs=texts_out, js=_SWITCH_LANGUAGE, api_visibility="private").then(
         on_language, inputs=[language, visitor], outputs=[visitor], api_visibility="private"
     )
     banner_timer.tick(
