@@ -327,7 +327,9 @@ def build_page(service: ArenaService, campaigns: CampaignService | None = None) 
     default = settings.default_language
     texts = Texts(default)
     page_title = settings.title or i18n.text(default, "app.title")
-    banner_every = max(1.0, settings.health_interval)
+    # While the banner shows, the page asks again as often as the health checks run (with the checks
+    # off, a model comes back only by a trial battle after the breaker's cooldown).
+    banner_every = max(1.0, settings.health_interval or settings.breaker_cooldown)
 
     def header(language: str) -> str:
         title = settings.title or i18n.text(language, "app.title")
