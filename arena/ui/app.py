@@ -68,14 +68,17 @@ CJK_FONTS = {
 MONO_FONTS = ("ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "'DejaVu Sans Mono'", "'Liberation Mono'")
 
 
+EMOJI_FONTS = ("'Apple Color Emoji'", "'Segoe UI Emoji'", "'Noto Color Emoji'")  # the status dots, the ⚠️
+
+
 def _stack(*families: str) -> str:
-    return ", ".join((*families, "sans-serif"))
+    return ", ".join((*families, "sans-serif", *EMOJI_FONTS))
 
 
 def theme() -> gr.themes.Base:
     """The page's theme: Gradio's default look in system font stacks with real weights."""
     return gr.themes.Default(
-        font=[*LATIN_FONTS, *CJK_FONTS["ja"], "sans-serif"],
+        font=[*LATIN_FONTS, *CJK_FONTS["ja"], "sans-serif", *EMOJI_FONTS],
         font_mono=[*MONO_FONTS, "'Noto Sans Mono CJK JP'", "monospace"],
     )
 
