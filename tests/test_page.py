@@ -206,8 +206,9 @@ def test_a_phone_reaches_the_prompt_both_answers_and_every_tab(app: AppProcess, 
         assert r["width"] > 0 and r["right"] <= width + 1, (tab, r)
     assert not page.locator(".overflow-menu button").first.is_visible()
     _accept(page)
-    page.wait_for_timeout(500)  # the focus has moved
-    assert page.evaluate("document.activeElement === document.querySelector('#prompt textarea')")
+    page.wait_for_function(
+        "() => document.activeElement === document.querySelector('#prompt textarea')", timeout=10_000
+    )
     assert _in_view(page, "#prompt textarea", "phone"), _rect(page, "#prompt textarea")
     # Nothing scrolled beneath the pinned prompt row shows through it (Gradio's labels sit at z 40).
     r = _rect(page, "#prompt textarea")
@@ -277,8 +278,9 @@ def test_a_phone_reaches_the_prompt_both_answers_and_every_tab(app: AppProcess, 
 def test_the_vote_stays_marked_and_focus_returns_to_the_prompt(app: AppProcess, browser: Any, language: str) -> None:
     context, page, _ = _open(browser, app.url, language, "desktop")
     _accept(page)
-    page.wait_for_timeout(500)
-    assert page.evaluate("document.activeElement === document.querySelector('#prompt textarea')")
+    page.wait_for_function(
+        "() => document.activeElement === document.querySelector('#prompt textarea')", timeout=10_000
+    )
     page.locator("#prompt textarea").fill(f"[{language}-desktop] Hello, who are you?")
     page.locator("#send").click()
     page.wait_for_function("() => !document.querySelector('#vote_a').disabled", timeout=60_000)
