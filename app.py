@@ -110,13 +110,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     port = settings.port or _free_port(settings.host)
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        from arena.ui.app import CSS
+        from arena.ui.app import launch_options
 
         demo.launch(
             server_name=settings.host,
             server_port=port,
             show_error=False,
-            css=CSS,
+            **launch_options(),  # theme and style sheet
             prevent_thread_lock=True,
             state_session_capacity=settings.session_capacity,
             # Gradio's queue runs at most max_threads events at once, whatever the events'

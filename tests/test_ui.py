@@ -336,3 +336,19 @@ def test_the_controls_come_back_disabled_after_the_turn_and_regeneration_limits(
             asyncio.run(scenario())
         finally:
             store.dispose()
+
+
+def test_the_banner_and_the_side_by_side_preselection_follow_the_health_checks(tmp_path: Path) -> None:
+    from arena.ui.app import _can_battle, _healthy_pair
+
+    service = _service(tmp_path)
+    try:
+        assert _can_battle(service) and _healthy_pair(service) == ["alpha", "beta"]
+        service.health.checked("alpha", False)  # a failed health check takes it out
+        assert _can_battle(service) and _healthy_pair(service) == ["beta", "gamma"]
+        service.health.checked("gamma", False)
+        assert not _can_battle(service) and _healthy_pair(service) == []  # configured three, online one
+        service.health.checked("alpha", True)
+        assert _can_battle(service) and _healthy_pair(service) == ["alpha", "beta"]
+    finally:
+        service.store.dispose()

@@ -19,7 +19,7 @@ from arena.service import CONTINUATION_NOTICE, Allowed, ArenaService, BattleSess
 from arena.ui.markup import inert
 from arena.ui.texts import Texts, Visitor, error, message, refusal
 
-__all__ = ["LATEX", "VOTES", "Panel", "build_panel", "client_key", "reveal_dict"]
+__all__ = ["FOCUS_PROMPT", "LATEX", "VOTES", "Panel", "build_panel", "client_key", "reveal_dict"]
 
 VOTES: tuple[tuple[str, str, Winner], ...] = (
     ("vote_a", "vote.a", "model_a"),
@@ -37,6 +37,21 @@ LATEX: list[dict[str, str | bool]] = [
 ]
 
 Mode = Literal["anonymous", "named"]
+
+# Runs in the browser: focus the prompt box of the tab on screen once it can be typed in (after
+# "I agree" and "New round").
+FOCUS_PROMPT = """
+() => {
+  let tries = 40;
+  const focus = () => {
+    const box = ['#prompt textarea', '#sbs_prompt textarea']
+      .map((s) => document.querySelector(s)).find((el) => el && el.offsetParent !== null);
+    if (box && !box.disabled) { box.focus(); return; }
+    if (--tries > 0) setTimeout(focus, 50);
+  };
+  focus();
+}
+"""
 
 
 def client_key(service: ArenaService, request: gr.Request | None) -> str:
@@ -393,6 +408,8 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
             except ArenaError as e:
                 raise error(who.language, e) from None
             update = controls(who, session)
+            # The chosen button stays marked (and every button disabled) until the next round.
+            update[panel.votes[winner]] = gr.update(interactive=False, variant="primary")
             update[state] = session
             update[panel.reveal] = reveal_markdown(who.language, result)
             update[panel.notice] = ""
@@ -410,6 +427,7 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
     ) -> dict[Any, Any]:
         service.abandon(old)  # an API client's running turn stops too (the page cancels its own event)
         update = controls(who, None)
+        update.update({b: gr.update(interactive=False, variant="secondary") for b in votes})  # unmark the last vote
         update.update(
             {
                 chat_a: [],
@@ -506,7 +524,7 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
         api_name=f"{p}new_round",
         cancels=[send_event, regen_event],
         show_progress="hidden",
-    )
+    ).then(None, js=FOCUS_PROMPT, api_visibility="private")  # the next prompt is typed at once
     if pickers:
         gr.on(
             [picker.input for picker in pickers],

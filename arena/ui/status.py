@@ -54,7 +54,9 @@ def build_status_tab(service: ArenaService, texts: Texts, visitor: gr.State) -> 
     tab: gr.Tab  # Gradio's __enter__ is untyped
     with gr.Tab(id="status", elem_id="status_tab") as tab:
         table = gr.Markdown("", elem_id="status_table")
-        refresh = texts.bind(gr.Button(elem_id="status_refresh", size="sm"), value="status.refresh")
+        with gr.Row():
+            # A button of its own size, not a bar across the page.
+            refresh = texts.bind(gr.Button(elem_id="status_refresh", scale=0, min_width=160), value="status.refresh")
     texts.bind(tab, label="tab.status")
 
     def load(who: Visitor) -> str:
