@@ -110,7 +110,11 @@ class Settings:
         "Times one battle's answers may be regenerated (each costs both model servers a new answer); 0: never.",
     )
     stream_interval: float = _setting(
-        0.04, "ARENA_STREAM_INTERVAL", "Seconds between screen updates while answers stream (tokens are coalesced)."
+        0.1,
+        "ARENA_STREAM_INTERVAL",
+        "Shortest time between two screen updates of a battle while answers stream, in seconds (tokens are "
+        "coalesced; an update also waits for a few words of new text, or half a second, so a battle's cost "
+        "follows its tokens, not its duration).",
     )
     update_rate: float = _setting(
         150.0,

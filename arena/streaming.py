@@ -93,22 +93,43 @@ class UpdateBudget:
         return max(minimum, self.active / self.rate)
 
 
+# How often the screen changes while answers stream. Every update costs the UI server the same few
+# milliseconds whatever it carries, so the cost of a battle follows its number of updates; these
+# make that number follow the answer's text, not its duration:
+# - at most one update per READING_STEP characters of new text on a side (~4-5 English words, about a
+#   second of reading at 250 words a minute): a reader never waits on text that has already arrived for
+#   longer than it takes to read the previous piece, and a 200-token answer costs ~40 updates whether it
+#   streams in 2 s or in 20 s;
+# - never more than one update per ``interval`` (0.1 s: ten a second, the rate at which text appearing
+#   reads as continuous and past which nobody reads faster);
+# - never holding text back for more than MAX_WAIT (0.5 s), so a slow model's answer (a few tokens a
+#   second, or CJK text where a character is a token) still visibly moves twice a second.
+READING_STEP = 24
+MAX_WAIT = 0.5
+
+
 async def stream_pair(
     jobs: tuple[SideJob, SideJob],
     *,
-    interval: float = 0.04,
+    interval: float = 0.1,
+    step: int = READING_STEP,
+    max_wait: float = MAX_WAIT,
     clock: Callable[[], float] = time.monotonic,
     stop: asyncio.Event | None = None,
     budget: UpdateBudget | None = None,
     read_pace: float = 0.0,
 ) -> AsyncGenerator[tuple[Answer, Answer], None]:
-    """Stream both sides concurrently, yielding snapshots at most every ``interval`` seconds.
+    """Stream both sides concurrently, yielding a snapshot when there is text worth showing.
 
-    Tokens arriving between two snapshots are coalesced into one update. A side's first text is
-    never held back (it is what the visitor waits for), and the final snapshot has both answers
-    ``done`` and is yielded as soon as both are. Closing the generator (or cancelling
-    the task consuming it) cancels both upstream requests; so does setting ``stop`` (the visitor
-    started a new round), after which the generator ends without a final snapshot. With a
+    A snapshot is yielded only when a side has new text (or an error, or ended), and then once
+    ``step`` characters of new text wait on either side, or the oldest unshown text has waited
+    ``max_wait`` seconds, but never sooner than ``interval`` seconds after the last one. Each
+    snapshot carries all the text of both sides, so neither side waits for the other: a slow side
+    is shown as its own text accrues, a fast side at its own pace. A side's first text and its end
+    are never held back (the first token is what the visitor waits for), and the final snapshot
+    has both answers ``done`` and is yielded as soon as both are. Closing the generator (or
+    cancelling the task consuming it) cancels both upstream requests; so does setting ``stop`` (the
+    visitor started a new round), after which the generator ends without a final snapshot. With a
     ``budget``, the interval also stretches to share the budget's rate among all streaming pairs.
 
     Once an answer flows, each side reads its server at most every ``read_pace`` seconds (or every
@@ -131,24 +152,35 @@ async def stream_pair(
     try:
         last = -float("inf")
         shown = 0  # milestones (a side's first text, a side's end) the last snapshot showed
+        shown_chars = [0, 0]  # each side's text length in the last snapshot
         while True:
             await changed.wait()
             if stop is not None and stop.is_set():
                 return
-            gap = budget.interval(interval) if budget is not None else interval
-            wait = last + gap - clock()
-            milestone.clear()
-            if wait > 0 and _milestones(answers) == shown:
-                # Wakes early for a milestone, so neither a first token nor the end is held back.
+            changed.clear()
+            if _milestones(answers) == shown and all(
+                len(a.text) == n for a, n in zip(answers, shown_chars, strict=True)
+            ):
+                continue  # a read with nothing to show (usage, a held-back stop string)
+            pending_since = clock()
+            while _milestones(answers) == shown:  # a milestone goes out at once
+                gap = budget.interval(interval) if budget is not None else interval
+                new = max(len(a.text) - n for a, n in zip(answers, shown_chars, strict=True))
+                due = last + gap if new >= step else max(last + gap, pending_since + max_wait)
+                wait = due - clock()
+                if wait <= 0:
+                    break
+                # Woken by every read, so a side reaching ``step`` or a milestone is seen at once.
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait):
-                        await milestone.wait()
+                        await changed.wait()
                 if stop is not None and stop.is_set():
                     return
-            changed.clear()
+                changed.clear()
             last = clock()
             snapshot = (dataclasses.replace(answers[0]), dataclasses.replace(answers[1]))
             shown = _milestones(snapshot)
+            shown_chars = [len(a.text) for a in snapshot]
             yield snapshot
             if all(a.done for a in snapshot):
                 return

@@ -148,8 +148,13 @@ async def battle(visitor: Visitor, rng: random.Random, phase: Phase, answer_toke
     app = visitor.app
     a, b = app.output_index("send", "chat_a"), app.output_index("send", "chat_b")
     try:
-        sent = await visitor.call("send", app.payload("send", rng.choice(PROMPTS)), keep_updates=True)
-        first = next((t for t, out in sent.updates if assistant_text(out[a]) or assistant_text(out[b])), sent.finished)
+        sent = await visitor.call(
+            "send",
+            app.payload("send", rng.choice(PROMPTS)),
+            keep_updates=True,
+            shows=lambda out: bool(assistant_text(out[a]) or assistant_text(out[b])),
+        )
+        first = sent.shown or sent.finished
         if {_tokens(assistant_text(sent.output[a])), _tokens(assistant_text(sent.output[b]))} != {answer_tokens}:
             phase.error("short answer")
             await visitor.call("new_round", app.payload("new_round"))

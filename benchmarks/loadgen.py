@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -309,6 +309,9 @@ class CallResult:
     joined: float = 0.0
     opened: float = 0.0
     processing: float = 0.0
+    # The first update for which the caller's ``shows`` test held (e.g. "a chat shows text"). Tested as
+    # each update arrives: the values in ``updates`` are the same objects, edited by later diffs.
+    shown: float = 0.0
 
     @property
     def seconds(self) -> float:
@@ -326,6 +329,8 @@ class GradioApp:
     def __init__(self, url: str) -> None:
         config = httpx.get(url + "/config", timeout=10).json()
         self.url = url
+        # Gradio 5+ serves its queue under /gradio_api (the config says so); Gradio 4 (FastChat's) at the root.
+        self.api_prefix: str = config.get("api_prefix", "")
         self.components = {c["id"]: c for c in config["components"]}
         named = [d for d in config["dependencies"] if d.get("api_name")]
         self.fns = {d["api_name"]: d["id"] for d in named}
@@ -388,7 +393,14 @@ class Visitor:
             await visitor.call("accept_terms", app.payload("accept_terms"))
         return visitor
 
-    async def call(self, api_name: str, data: list[Any], *, keep_updates: bool = False) -> CallResult:
+    async def call(
+        self,
+        api_name: str,
+        data: list[Any],
+        *,
+        keep_updates: bool = False,
+        shows: Callable[[list[Any]], bool] | None = None,
+    ) -> CallResult:
         """Run one event to completion, with the events the page chains before and after it.
 
         The result (and its timing) is the named event's, measured from the first request of the chain.
@@ -405,7 +417,9 @@ class Visitor:
         if before is not None:
             await self._run(before["id"], self.app.inputs(before), keep_updates=False, started=started)
         try:
-            result = await self._run(self.app.fns[api_name], data, keep_updates=keep_updates, started=started)
+            result = await self._run(
+                self.app.fns[api_name], data, keep_updates=keep_updates, started=started, shows=shows
+            )
         except AppFailed:
             for after in self.app.after.get(api_name, []):
                 if not after.get("trigger_only_on_success"):
@@ -416,10 +430,32 @@ class Visitor:
                 await self._run(after["id"], self.app.inputs(after), keep_updates=False, started=started)
         return result
 
-    async def _run(self, fn_index: int, data: list[Any], *, keep_updates: bool, started: float) -> CallResult:
+    async def run(
+        self,
+        fn_index: int,
+        data: list[Any],
+        *,
+        keep_updates: bool = False,
+        started: float = 0.0,
+        shows: Callable[[list[Any]], bool] | None = None,
+    ) -> CallResult:
+        """Run one event by its ``fn_index`` alone (no chained events); times count from ``started``."""
+        return await self._run(
+            fn_index, data, keep_updates=keep_updates, started=started or time.monotonic(), shows=shows
+        )
+
+    async def _run(
+        self,
+        fn_index: int,
+        data: list[Any],
+        *,
+        keep_updates: bool,
+        started: float,
+        shows: Callable[[list[Any]], bool] | None = None,
+    ) -> CallResult:
         result = CallResult(started=started)
         join = await self.http.post(
-            f"{self.app.url}/gradio_api/queue/join",
+            f"{self.app.url}{self.app.api_prefix}/queue/join",
             json={
                 "data": data,
                 "fn_index": fn_index,
@@ -437,7 +473,7 @@ class Visitor:
         outputs: list[Any] | None = None
         async with self.http.stream(
             "GET",
-            f"{self.app.url}/gradio_api/queue/data",
+            f"{self.app.url}{self.app.api_prefix}/queue/data",
             params={"session_hash": self.session_hash},
             headers=self.headers,
         ) as response:
@@ -466,6 +502,8 @@ class Visitor:
                         outputs = [_apply(v, d) for v, d in zip(outputs, data_out, strict=False)]
                     if keep_updates and kind != "process_completed":
                         result.updates.append((now, outputs))
+                    if shows is not None and not result.shown and shows(outputs):
+                        result.shown = now
                     if kind == "process_completed":
                         result.finished = now
                         result.output = outputs

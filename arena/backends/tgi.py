@@ -202,12 +202,15 @@ class TgiBackend(Backend):
         its limits, so a server pointed at another model is noticed at once). Two light requests on
         one connection; TGI batches requests, so neither disturbs a running answer.
         """
+        # On the backend's pooled client: a client per probe would read the CA bundle each time (~20 ms
+        # of CPU a probe, most of an idle arena's CPU with health checks on; benchmarks/bench_idle.py).
+        timeout = httpx2.Timeout(self.timeouts.read, connect=self.timeouts.connect)
         try:
-            async with self._http() as http:
-                response = await http.get(f"{self.spec.url}/health")
-                if response.status_code != 200:
-                    raise _status_error(response.status_code, response.content)
-                return await self._read_info(http)
+            http = self._client()
+            response = await http.get(f"{self.spec.url}/health", timeout=timeout)
+            if response.status_code != 200:
+                raise _status_error(response.status_code, response.content)
+            return await self._read_info(http, timeout)
         except BackendError:
             raise
         except (httpx2.HTTPError, ValueError) as e:
@@ -231,9 +234,9 @@ class TgiBackend(Backend):
             model_ids=(model_id,) if isinstance(model_id, str) else (),
         )
 
-    async def _read_info(self, http: httpx2.AsyncClient) -> ServerInfo:
+    async def _read_info(self, http: httpx2.AsyncClient, timeout: httpx2.Timeout) -> ServerInfo:
         """``GET /info``: the served model and the limits the arena truncates to."""
-        response = await http.get(f"{self.spec.url}/info")
+        response = await http.get(f"{self.spec.url}/info", timeout=timeout)
         if response.status_code >= 400:
             raise _status_error(response.status_code, response.content)
         return self._read_info_data(response.json())
@@ -242,8 +245,3 @@ class TgiBackend(Backend):
         if self._pool is not None:
             await self._pool.aclose()
             self._pool = None
-
-    def _http(self) -> httpx2.AsyncClient:
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        timeout = httpx2.Timeout(self.timeouts.read, connect=self.timeouts.connect)
-        return httpx2.AsyncClient(headers=headers, timeout=timeout)

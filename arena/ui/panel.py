@@ -291,10 +291,10 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
         *votes,
     ]
     # A turn is three events: lock the controls (in the browser), stream, settle the controls. Every
-    # output of an event costs server CPU on every streamed update (Gradio rebuilds each component
-    # that gets an update or is left out of a dict), so the stream outputs only what changes while it
-    # runs. The notice the turn ends with travels to the settling event in ``outcome``; every turn
-    # that is not refused sets it (None: no notice).
+    # output an update carries costs server CPU (an output left out costs nothing: arena.ui.lean),
+    # so the stream outputs only what changes while it runs, and each update only the chat that changed.
+    # The notice the turn ends with travels to the settling event in ``outcome``; every turn that is
+    # not refused sets it (None: no notice).
     outcome = gr.State(None)
     # The notice is also an output of the stream itself (set by its final update), so an API client
     # (gradio_client) reading the send endpoint's result gets it too, not only the page.
@@ -330,26 +330,41 @@ def _wire(service: ArenaService, panel: Panel, visitor: gr.State) -> None:
         """The controls after a refused turn (``gr.Error``): ``outcome`` may hold an earlier turn's notice."""
         return settle(who, session, None)
 
-    def render(session: BattleSession, view: TurnView, language: str) -> dict[Any, Any]:
-        done = None
-        update: dict[Any, Any] = {
-            state: session,
-            chat_a: _chat(view.history[0], view.answers[0], language),
-            chat_b: _chat(view.history[1], view.answers[1], language),
-        }
+    def render(
+        session: BattleSession, view: TurnView, language: str, shown: list[tuple[str, messages.Message | None] | None]
+    ) -> dict[Any, Any]:
+        """One update of the stream: while it streams, only the chat(s) whose answer changed since
+        ``shown`` (what the last update showed of each side; updated here). An output left out costs
+        nothing (arena.ui.lean), so a side that is waiting costs nothing either."""
+        update: dict[Any, Any] = {}
+        for i, chat in enumerate((chat_a, chat_b)):
+            answer = view.answers[i]
+            now = (answer.text, answer.error)
+            if not view.streaming or shown[i] != now:
+                update[chat] = _chat(view.history[i], answer, language)
+                shown[i] = now
         if not view.streaming:
             done = "\n\n".join(f"ℹ️ {i18n.render(n, language)}" for n in view.notices)
+            update[state] = session
             update[panel.notice] = done
-        update[outcome] = done
+            update[outcome] = done
         return update
 
     async def stream(
         session: BattleSession, views: AsyncIterator[TurnView], language: str
     ) -> AsyncIterator[dict[Any, Any]]:
         first = True
+        shown: list[tuple[str, messages.Message | None] | None] = [None, None]
         try:
             async for view in views:
-                yield render(session, view, language)
+                update = render(session, view, language, shown)
+                if first:
+                    # The turn's state, and no outcome yet: a turn stopped for a new round ends
+                    # without a final view and must not leave an earlier turn's notice to settle.
+                    update = {state: session, outcome: None, **update}
+                elif not update:
+                    continue  # nothing visible changed (text held back by a stop string)
+                yield update
                 first = False
         except ArenaError as e:
             if first:

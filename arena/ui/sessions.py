@@ -45,6 +45,8 @@ from typing import Any
 
 import gradio as gr
 
+from arena.ui.lean import LeanUpdates
+
 __all__ = ["ArenaBlocks", "EventCheck", "prune_session"]
 
 log = logging.getLogger(__name__)
@@ -96,8 +98,11 @@ def prune_session(page_blocks: dict[int, Any], state: Any) -> int:
     return len(stale)
 
 
-class ArenaBlocks(gr.Blocks):
-    """``gr.Blocks`` whose per-session memory stays bounded (see the module docstring)."""
+class ArenaBlocks(LeanUpdates):
+    """``gr.Blocks`` whose per-session memory stays bounded (see the module docstring).
+
+    Outputs an event leaves unchanged cost nothing (:mod:`arena.ui.lean`).
+    """
 
     def __init__(self, *args: Any, session_ttl: float = 3600.0, **kwargs: Any) -> None:
         # Files Gradio copied into its cache to serve (the leaderboard's downloads) are deleted an
