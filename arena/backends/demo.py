@@ -467,6 +467,11 @@ class DemoServer:
         """Start serving (on the same port as before after a :meth:`stop`); returns once it accepts connections."""
         if self.running:
             return self
+        # The language detector's model loads on first use (0.6 s quiet, ~3 s on a loaded machine):
+        # load it before serving, or the first answer's first token would wait for it.
+        from arena.language import preload
+
+        preload()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
