@@ -53,7 +53,7 @@ def test_the_gradio_client_example_casts_a_vote_that_counts(arena: tuple[AppProc
         assert "Opowiedz mi o Krakowie." in answer and detect_language(answer.split("\n\n", 1)[1]) == "pl", answer
     with Store(db) as store:
         assert store.vote_total() == 1  # counted: flagged votes are left out of this total
-    info, table, _audit = Client(app.url, verbose=False).predict(api_name="/leaderboard")
+    info, table, _legend, _fold = Client(app.url, verbose=False).predict(api_name="/leaderboard")
     assert i18n.text("en", "leaderboard.empty") not in info
     assert i18n.text("en", "leaderboard.votes", n=1) in info
     assert len(table["data"]) == 2

@@ -66,7 +66,7 @@ def test_two_replicas_share_votes_leaderboard_and_rate_limits(pg_database: Calla
         boards = []
         for app in apps:
             client = visitor(app.url)
-            info, table, _audit = client.predict("overall", False, api_name="/leaderboard")
+            info, table, _legend, _fold = client.predict("overall", False, api_name="/leaderboard")
             # Each replica stamps the minute it read the counts; the two reads may fall either side of one.
             boards.append((re.sub(r"updated \S+ \S+ UTC", "updated <minute> UTC", info), table))
             client.close()
