@@ -361,7 +361,7 @@ def build_leaderboard_tab(service: ArenaService, texts: Texts, visitor: gr.State
         )
         legend_box = gr.Markdown("", elem_id="leaderboard_legend")
         with texts.bind(gr.Accordion(open=False, elem_id="leaderboard_how"), label="lb.how_to_read"):
-            audit_box = gr.Markdown(details_markdown(default, None), elem_id="leaderboard_audit")
+            audit_box = gr.Markdown("", elem_id="leaderboard_audit")  # filled in the visitor's language on load
         ratings_plot = texts.bind(gr.Plot(elem_id="leaderboard_ratings_plot"), label="leaderboard.ratings_plot")
         with gr.Row():
             win_plot = texts.bind(gr.Plot(elem_id="leaderboard_win_rates"), label="leaderboard.win_rates")
