@@ -60,7 +60,13 @@ def compose(project: str, files: list[Path], *args: str, env: dict[str, str], ti
     for f in files:
         cmd += ["-f", str(f)]
     done = subprocess.run(
-        [*cmd, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **env}, cwd=files[0].parent
+        [*cmd, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        # docker-compose's own 60 s API timeout was hit stopping six containers at load average 20.
+        env={"COMPOSE_HTTP_TIMEOUT": "300", **os.environ, **env},
+        cwd=files[0].parent,
     )
     if done.returncode != 0:
         raise SmokeFailure(f"docker-compose {' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
@@ -301,8 +307,16 @@ def smoke_compose(image: str, base: str) -> dict[str, float]:
             for container in replicas:
                 wait_healthy(container, timeout=300)
             check(docker(*psql, "SELECT count(*) FROM votes") == "1", "the vote is kept across down/up")
+        except BaseException:
+            # What the proxy and the replicas saw, before down removes them.
+            for name in ("proxy_1", "arena_1", "arena_2"):
+                done = subprocess.run(
+                    [DOCKER, "logs", "--tail", "60", f"{project}_{name}"], capture_output=True, text=True, timeout=60
+                )
+                print(f"--- docker logs {project}_{name}\n{done.stdout}{done.stderr}", file=sys.stderr)
+            raise
         finally:
-            compose(project, files, "down", "-v", env=env)
+            compose(project, files, "down", "-v", env=env, timeout=900)
     return figures
 
 

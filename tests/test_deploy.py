@@ -96,7 +96,9 @@ def test_compose_runs_several_arena_processes_behind_the_shipped_sticky_proxy() 
     assert target == "/etc/nginx/conf.d/default.conf" and mode == "ro"
     conf = (ROOT / source).read_text(encoding="utf-8")
     # The upstream is the compose service (every replica's address) on the image's port.
-    assert "server arena:7860 " in conf and "hash $arena_route consistent;" in conf and "listen 80;" in conf
+    assert "server arena:7860 " in conf and "listen 80;" in conf
+    # A plain hash: nginx's consistent hash spreads one name's addresses round-robin (not sticky).
+    assert "\n    hash $arena_route;\n" in conf and "hash $arena_route consistent" not in conf
 
 
 def test_compose_keeps_the_password_out_of_the_url_and_never_sends_an_empty_token() -> None:

@@ -120,7 +120,9 @@ def test_the_shipped_config_renders_with_only_the_addresses_changed(tmp_path: Pa
     assert "listen 127.0.0.1:5555;" in rendered and f"access_log {tmp_path / 'a.log'} arena_route;" in rendered
     # The compose variant is the same file with the compose service as the upstream and its own log.
     compose = (CONF.parent / "nginx-compose.conf").read_text(encoding="utf-8")
-    strip = re.compile(r"^\s*(server \S+:\d+[^;]*;|access_log [^;]*;|#.*)\n", re.MULTILINE)
+    # Besides its upstream and log, it hashes without "consistent" (see its comment).
+    assert "    hash $arena_route;\n" in compose and "    hash $arena_route consistent;\n" in shipped
+    strip = re.compile(r"^\s*(server \S+:\d+[^;]*;|access_log [^;]*;|hash [^;]*;|#.*)\n", re.MULTILINE)
     assert strip.sub("", compose).split("upstream", 1)[1] == strip.sub("", shipped).split("upstream", 1)[1]
 
 
