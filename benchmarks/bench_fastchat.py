@@ -367,7 +367,14 @@ def table(rows: list[Row]) -> str:
             return f"{fmt.format(xa)} / {fmt.format(xf)}"
 
         ratio = a / f if f else float("nan")
-        errs = [sum(sum(p.errors.values()) + p.busy for p in ps) for ps in (r.arena, r.fastchat)]
+        errs = []
+        for ps in (r.arena, r.fastchat):
+            kinds: dict[str, int] = {}
+            for p in ps:
+                for kind, count in [*p.errors.items(), ("busy", p.busy)]:
+                    kinds[kind] = kinds.get(kind, 0) + count
+            detail = ", ".join(f"{k}: {v}" for k, v in sorted(kinds.items()) if v)
+            errs.append(f"{sum(kinds.values())}{f' ({detail})' if detail else ''}")
         out.append(
             f"| {r.rate:g} | {r.visitors} | {a:.3f} / {f:.3f} | {ratio:.2f} "
             f"| {pair('battle', 50, 1 / r.ideal)} | {pair('battle', 95, 1 / r.ideal)} "
