@@ -20,6 +20,7 @@ from arena.registry import ModelSpec
 from arena.replays import fingerprint, is_replay, matches_any
 from arena.service import ArenaService, BattleSession
 from arena.storage import Store
+from arena.ui.panel import reveal_markdown
 from tests.support.services import close, make_service, play, tgi_spec
 
 MODELS = ("alpha-7b", "beta-7b", "gamma-7b")
@@ -101,7 +102,7 @@ def test_replays_across_replicas_are_refused_or_flagged(pg_database: Callable[[]
                 anon = await _anonymous(one, "10.1.0.1", prompt.upper())
                 flagged = await one.vote(anon, "model_b")
                 assert "replayed" in flagged.flags
-                assert any("side-by-side" in note for note in flagged.notes)
+                assert "side-by-side" in reveal_markdown("en", flagged)  # what the page says
 
                 # 3. A replica started after the replay (a restart) sees it too: it is in the database.
                 three = make_service(_specs(servers), s3)

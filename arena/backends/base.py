@@ -101,9 +101,9 @@ class Backend(ABC):
         return []
 
     @classmethod
-    @abstractmethod
     def request_body(cls, spec: ModelSpec, request: GenerationRequest) -> dict[str, Any]:
         """The JSON body sent for ``request`` (without streaming fields; ``python -m arena prompt --json``)."""
+        raise NotImplementedError(f"{cls.__name__} does not say what it sends (override request_body)")
 
     def __init__(self, spec: ModelSpec, timeouts: Timeouts, api_key: str | None = None) -> None:
         self.spec = spec
