@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
@@ -28,10 +27,6 @@ class _Paced(Backend):
         for i in range(self.tokens):
             await asyncio.sleep(self.gap)
             yield Chunk(" w", "length" if i == self.tokens - 1 else None, self.tokens if i == self.tokens - 1 else None)
-
-    @classmethod
-    def request_body(cls, spec: ModelSpec, request: GenerationRequest) -> dict[str, Any]:
-        return {}
 
     async def health(self) -> bool:
         return True
