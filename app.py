@@ -8,6 +8,7 @@ listed there and in docs/configuration.md. The parts and their start-up and shut
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -126,6 +127,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Once the page is served (not competing with start-up for the GIL), and off the request
         # path, or the first prompt would wait for them.
         arena.preload()
+        # What start-up made (Gradio, plotly, the roster's templates: ~300,000 objects) lives as long
+        # as the process: move it out of the garbage collector's reach, so the interpreter's last
+        # collection at exit does not walk it again (SIGTERM to exit 1.2 s -> 0.5 s on a quiet
+        # 2-core machine, several seconds under load: docker stop allows 10 s).
+        gc.collect()
+        gc.freeze()
         demo.block_thread()
     except KeyboardInterrupt:
         pass
