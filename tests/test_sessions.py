@@ -41,8 +41,11 @@ def test_plain_gradio_keeps_a_stale_copy_per_update_cycle() -> None:
 
 def test_arena_blocks_keep_a_session_the_size_of_the_page() -> None:
     report = _probe("toggle-arena")
-    # At most the current copy of each updated component (here two) besides the page's blocks.
-    assert report["session"] == [report["page"] + 2, report["page"] + 2]
+    # At most the current copy of each updated component (here two) besides the page's blocks. With
+    # arena.ui.lean a plain chat or text value no longer files the session's copy a second time under
+    # the copy's own id, so there may be none.
+    for size in report["session"]:
+        assert report["page"] <= size <= report["page"] + 2, report
 
 
 @pytest.fixture(scope="module")
