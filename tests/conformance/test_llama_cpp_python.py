@@ -204,7 +204,8 @@ def test_a_prompt_longer_than_n_ctx_is_context_exceeded(server: str) -> None:
 def test_a_continuation_goes_through_v1_completions(server: str, store: Store) -> None:
     """A base model (raw text continued) and a chat model on the real server meet in a continuation battle."""
     final = continuation_battle(spec(server, "base"), spec(server, "chat"), store)
-    assert final.notices[0].startswith("This round is a text continuation")
+    notice = final.notices[0]
+    assert notice.key == "msg.continuation" and str(notice).startswith("This round is a text continuation")
 
 
 def test_a_stop_string_ending_is_stop(server: str) -> None:
