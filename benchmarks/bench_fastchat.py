@@ -53,6 +53,7 @@ from benchmarks.loadgen import (
     Busy,
     Endpoints,
     GradioApp,
+    ServerProcess,
     Visitor,
     http_client,
     loadavg,
@@ -109,8 +110,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class FastChat:
+class FastChat(ServerProcess):
     """FastChat's Gradio web server (all its tabs, as its docs run it) on a free port."""
+
+    name = "FastChat"
 
     def __init__(self, python: Path, environ: dict[str, str], workdir: Path) -> None:
         endpoints = {
@@ -126,56 +129,29 @@ class FastChat:
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "endpoints.json").write_text(json.dumps(endpoints))
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir / "fastchat.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            [
-                str(python),
-                "-m",
-                "fastchat.serve.gradio_web_server_multi",
-                "--register-api-endpoint-file",
-                "endpoints.json",
-                "--controller-url",
-                "",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
+        command = [
+            str(python),
+            "-m",
+            "fastchat.serve.gradio_web_server_multi",
+            "--register-api-endpoint-file",
+            "endpoints.json",
+            "--controller-url",
+            "",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
+        super().__init__(
+            command,
             cwd=workdir,  # it writes its conversation logs into the working directory
-            env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", "LOGDIR": str(workdir)},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+            env={"LOGDIR": str(workdir)},
+            log_path=workdir / "fastchat.log",
+            url=f"http://127.0.0.1:{self.port}",
         )
-        self.pid = self.proc.pid
 
     def wait_ready(self, timeout: float = 180.0) -> float:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"FastChat exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
-            try:
-                if httpx.get(self.url + "/config", timeout=2).status_code == 200:
-                    return time.monotonic() - self.started
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"FastChat did not answer within {timeout} s:\n{self.log()[-3000:]}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
+        return super().wait_ready(timeout)
 
 
 @dataclass
@@ -419,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         endpoints = Endpoints(
             token_rate=rate, first_token_delay=args.first_token_delay, answer_tokens=args.answer_tokens
         )
-        apps: dict[str, Any] = {}
+        apps: dict[str, ServerProcess] = {}
         try:
             if "arena" in kinds:
                 apps["arena"] = App(

@@ -171,8 +171,70 @@ _APP_MAIN = (
 )
 
 
-class App:
+class ServerProcess:
+    """A web server in a child process, logging to ``log_path``, ready once ``/config`` answers 200.
+
+    ``url`` may be empty at start: then ``url_pattern`` finds it in the log (a server that picks its own
+    free port and prints it).
+    """
+
+    name = "server"
+    url_pattern = re.compile(r"Running on local URL:\s+(http://\S+?)/?\s")
+
+    def __init__(
+        self, command: Sequence[str], *, cwd: Path, env: Mapping[str, str], log_path: Path, url: str = ""
+    ) -> None:
+        self.url = url
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            list(command),
+            cwd=cwd,
+            env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self.pid = self.proc.pid
+
+    def wait_ready(self, timeout: float = 120.0) -> float:
+        """Poll ``/config`` until it answers 200; returns the seconds since the process started."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+            if not self.url:
+                match = self.url_pattern.search(self.log())
+                if match is None:
+                    time.sleep(0.05)
+                    continue
+                self.url = match.group(1)
+            try:
+                if httpx.get(self.url + "/config", timeout=2).status_code == 200:
+                    return time.monotonic() - self.started
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not answer within {timeout} s:\n{self.log()[-3000:]}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+
+class App(ServerProcess):
     """The real arena (``app.py``) on a free port, logging to ``log_path``."""
+
+    name = "app"
 
     def __init__(
         self,
@@ -187,64 +249,22 @@ class App:
         # Port 0: the app picks a free port itself and prints it (a port picked here could be taken by
         # the demo servers the app starts before it listens).
         self.port = port
-        self.url = f"http://127.0.0.1:{port}" if port else ""
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.started = time.monotonic()
         # cpus ("0,1"): pin the app to those cores, e.g. to measure the 2-core target on a bigger machine
         # while the endpoints and the load generator run on the other cores.
         pin = ["taskset", "-c", cpus] if cpus else []
-        self.proc = subprocess.Popen(
-            [
-                *pin,
-                sys.executable,
-                "-c",
-                _APP_MAIN.format(debug=bool(store_debug)),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                *args,
-            ],
-            cwd=ROOT,
-            env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        self.pid = self.proc.pid
-
-    def wait_ready(self, timeout: float = 120.0) -> float:
-        """Poll ``/config`` until it answers 200; returns the seconds since the process started."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"app exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
-            if not self.url:
-                match = re.search(r"Running on local URL:\s+(http://\S+?)/?\s", self.log())
-                if match is None:
-                    time.sleep(0.05)
-                    continue
-                self.url = match.group(1)
-            try:
-                if httpx.get(self.url + "/config", timeout=2).status_code == 200:
-                    return time.monotonic() - self.started
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"app did not answer within {timeout} s:\n{self.log()[-3000:]}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
+        command = [
+            *pin,
+            sys.executable,
+            "-c",
+            _APP_MAIN.format(debug=bool(store_debug)),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *args,
+        ]
+        url = f"http://127.0.0.1:{port}" if port else ""
+        super().__init__(command, cwd=ROOT, env=env or {}, log_path=log_path, url=url)
 
 
 def write_times(log_text: str, what: str) -> list[float]:
