@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from arena.campaigns.model import CampaignAnswer, CampaignVote, pair_key
 from arena.campaigns.results import JUDGMENT_COLUMNS, fit_slice, head_to_head, judgments_csv
 from arena.campaigns.service import DEMO_BUNDLE, CampaignService, install_bundle, slice_results
 from arena.domain import PairCount
-from arena.errors import ConfigError, RateLimited, VoteRejected
+from arena.errors import CampaignDone, ConfigError, RateLimited, VoteRejected
 from arena.journal import Journal, read_journal
 from arena.ratings import fit_ratings
 from arena.storage import Store
@@ -399,6 +400,34 @@ def test_a_comparison_names_no_candidate_until_the_vote(db_url: str, tmp_path: P
     stored = service.store.votes("demo-bilingual")
     assert len(stored) == 1 and stored[0].reason == "clearer" and 0 < (stored[0].propensity or 0) <= 1
     assert events[-1]["event"] == "campaign_vote" and events[-1]["id"] == stored[0].id
+
+
+def test_an_answer_that_names_its_candidate_is_never_shown(db_url: str, tmp_path: Path) -> None:
+    # Pre-generated answers are known before anyone reads them: one that gives its author away is
+    # left out of the comparisons, instead of being shown and its vote flagged afterwards.
+    service, _, _ = _judging(db_url, tmp_path)
+    cstore = service.store
+    prompt = next(p for p in cstore.prompts("demo-bilingual") if p.id == "1-en")
+    honest = CampaignAnswer("demo-bilingual", prompt.id, "alpha-rc", ("A plain answer.",), setting="t0.2")
+    named = CampaignAnswer("demo-bilingual", prompt.id, "beta-rc", ("As Beta-RC, I suggest tea.",), setting="t0.2")
+    roster = CampaignAnswer(
+        "demo-bilingual", prompt.id, "aurora-7b", ("I am Aurora-7B, a demo model.",), setting="t0.8", run=2
+    )
+    cstore.add_answers([honest, named, roster])
+    service.reload()
+    assert set(service.leaked("demo-bilingual")) == {named.id, roster.id}
+    shown: set[str] = set()
+    for i in range(200):
+        try:
+            comparison = service.next_comparison("demo-bilingual", f"10.1.{i // 250}.{i % 250}", "en")
+        except CampaignDone:
+            break
+        shown |= {comparison.choice.answer_a, comparison.choice.answer_b}
+    assert honest.id in shown and not shown & {named.id, roster.id}
+    # A name the prompt itself brought in does not count.
+    echo = CampaignAnswer("demo-bilingual", prompt.id, "gamma", ("You said gamma: fine.",))
+    assert not service.names_itself(replace(prompt, turns=("Explain gamma rays.",)), echo)
+    assert service.names_itself(prompt, echo)
 
 
 def test_a_judge_may_ask_for_prompts_in_one_language(db_url: str, tmp_path: Path) -> None:
