@@ -199,6 +199,9 @@ def test_pair_counts_filter_slices_and_leave_flagged_votes_out(db_url: str) -> N
         assert [p.winner for p in cstore.pair_counts("demo-bilingual", language="ja")] == ["model_a"]
         assert [p.winner for p in cstore.pair_counts("demo-bilingual", category="travel")] == ["tie"]
         assert len(cstore.pair_counts("demo-bilingual", exclude_flags=())) == 3
+        # A slice whose only votes are flagged has nothing to show, so it is not offered.
+        cstore.record_vote(_vote("v4", "aurora-7b", "dune-7b", category="science", flags=["too_fast"]))
+        assert cstore.slice_values("demo-bilingual")["category"] == ["code", "travel"]
 
 
 # --- results ------------------------------------------------------------------------------------
@@ -334,6 +337,8 @@ def test_generation_through_demo_servers_is_stored_and_resumable(tmp_path: Path)
         # The exact prompt of the last turn: chatml rendered by the arena, with the first answer in it.
         assert "<|im_start|>user\nRewrite your previous answer" in (two_turn.rendered_prompt or "")
         assert two_turn.turns[0] in (two_turn.rendered_prompt or "")
+        finishes = (two_turn.finish_reason or "").split(",")
+        assert len(finishes) == 2 and set(finishes) <= {"eos", "length", "stop"}, two_turn.finish_reason
         assert two_turn.params["temperature"] == 0.7 and two_turn.params["max_new_tokens"] == 40
         assert answers[("82", "aurora-7b", "t0")].params.get("do_sample") is False
         openai = answers[("82", "cirrus-7b", "t0.7")]
@@ -582,7 +587,8 @@ def test_generate_resumes_after_an_interruption(tmp_path: Path) -> None:
     while len(CampaignStore(store).done_answer_ids("rc")) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=60)
+    _, stopped = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "run the same command again" in stopped, stopped
     kept = len(CampaignStore(store).done_answer_ids("rc"))
     assert 2 <= kept < 8, kept  # interrupted part-way, with what was finished stored
     again = _cli("generate", "--db", db, "--campaign", "rc", "--demo", "--concurrency", "4",

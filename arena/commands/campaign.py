@@ -196,8 +196,10 @@ class _Progress:
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.last = 0.0
+        self.finished = 0  # answers stored so far (generated or failed)
 
     def __call__(self, done: int, total: int, report: object) -> None:
+        self.finished = done
         now = time.monotonic()
         if self.quiet or (now - self.last < 0.2 and done < total):
             return
@@ -251,18 +253,26 @@ def _generate(args: argparse.Namespace) -> int:
             )
             specs = {m.name: m for m in registry.enabled}
             backends = {name: make_backend(spec, timeouts, environ) for name, spec in specs.items()}
-            report = asyncio.run(
-                generate_answers(
-                    campaign,
-                    cstore.prompts(campaign.id),
-                    specs,
-                    backends,
-                    lambda a: cstore.add_answers([a]),
-                    done=cstore.done_answer_ids(campaign.id),
-                    concurrency=args.concurrency,
-                    progress=_Progress(args.quiet),
+            progress = _Progress(args.quiet)
+            try:
+                report = asyncio.run(
+                    generate_answers(
+                        campaign,
+                        cstore.prompts(campaign.id),
+                        specs,
+                        backends,
+                        lambda a: cstore.add_answers([a]),
+                        done=cstore.done_answer_ids(campaign.id),
+                        concurrency=args.concurrency,
+                        progress=progress,
+                    )
                 )
-            )
+            except KeyboardInterrupt:
+                print(
+                    f"\n{progress.finished} new answers stored; run the same command again to generate the rest.",
+                    file=sys.stderr,
+                )
+                raise
     finally:
         for server in servers:
             server.stop()

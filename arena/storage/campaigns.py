@@ -347,11 +347,12 @@ class CampaignStore:
             return set(conn.execute(stmt).scalars())
 
     def slice_values(self, campaign_id: str) -> dict[str, list[str]]:
-        """The categories, languages and settings that have votes (three DISTINCT queries)."""
+        """The categories, languages and settings that have counted votes (three DISTINCT queries)."""
         out: dict[str, list[str]] = {}
+        counted = [_VOTES.c.campaign_id == campaign_id, *self._flag_filters(DEFAULT_EXCLUDED_FLAGS)]
         with self._guard("reading campaign votes"), self._engine.connect() as conn:
             for key in ("category", "language", "setting"):
-                stmt = sa.select(_VOTES.c[key]).where(_VOTES.c.campaign_id == campaign_id).distinct()
+                stmt = sa.select(_VOTES.c[key]).where(*counted).distinct()
                 out[key] = sorted(conn.execute(stmt).scalars())
         return out
 
