@@ -19,10 +19,17 @@ import pytest
 
 from arena.backends.demo import DEMO_ROSTER_PATH, demo_environ, start_demo_servers
 from arena.campaigns.chooser import Item, choose, pair_probabilities, probability_best
-from arena.campaigns.formats import campaign_from, load_bundle, read_answers, read_prompts, write_answers
+from arena.campaigns.formats import (
+    campaign_from,
+    fastchat_question_id,
+    load_bundle,
+    read_answers,
+    read_prompts,
+    write_answers,
+)
 from arena.campaigns.generate import generate_answers
 from arena.campaigns.model import CampaignAnswer, CampaignVote, pair_key
-from arena.campaigns.results import JUDGMENT_COLUMNS, fit_slice, head_to_head, judgments_csv
+from arena.campaigns.results import JUDGMENT_COLUMNS, fit_slice, head_to_head, judgment_row, judgments_csv
 from arena.campaigns.service import DEMO_BUNDLE, CampaignService, install_bundle, slice_results
 from arena.domain import PairCount
 from arena.errors import CampaignDone, ConfigError, RateLimited, VoteRejected
@@ -79,6 +86,9 @@ def test_fastchat_answers_one_run_per_choice_and_round_trip(tmp_path: Path) -> N
     write_answers(answers, out)
     again = read_answers(out, "c")
     assert [(a.id, a.turns) for a in again] == [(a.id, a.turns) for a in answers]
+    # FastChat's tools key by integer question ids: numeric ids go out as numbers, others as text.
+    assert [json.loads(line)["question_id"] for line in out.read_text(encoding="utf-8").splitlines()] == [81, 81, 82]
+    assert [fastchat_question_id(x) for x in ("81", "081", "1-en", "٣")] == [81, "081", "1-en", "٣"]
     csv_answers = read_answers(DATA / "answers.csv", "c")
     assert csv_answers[0].candidate == "rc-2" and csv_answers[0].turns == ("It is 391.",)
 
@@ -240,6 +250,8 @@ def test_judgments_export_in_mt_bench_columns_first() -> None:
     assert list(row) == JUDGMENT_COLUMNS
     assert (row["question_id"], row["winner"], row["turn"]) == ("81", "model_b", "1")
     assert row["judge"].startswith("arena_") and "c1" in row["judge"]
+    assert judgment_row(_vote("v2", "a", "b", prompt="81"))["question_id"] == 81
+    assert judgment_row(_vote("v3", "a", "b", prompt="1-en"))["question_id"] == "1-en"
 
 
 # --- the comparison chooser ---------------------------------------------------------------------
