@@ -445,6 +445,10 @@ def test_an_answer_that_names_its_candidate_is_never_shown(db_url: str, tmp_path
     echo = CampaignAnswer("demo-bilingual", prompt.id, "gamma", ("You said gamma: fine.",))
     assert not service.names_itself(replace(prompt, turns=("Explain gamma rays.",)), echo)
     assert service.names_itself(prompt, echo)
+    # A plain name counts as a word, not inside another one.
+    sft = CampaignAnswer("demo-bilingual", prompt.id, "sft", ("Open Microsoft Word.",))
+    assert not service.names_itself(prompt, sft)
+    assert service.names_itself(prompt, replace(sft, turns=("This is SFT speaking.",)))
 
 
 def test_a_judge_may_ask_for_prompts_in_one_language(db_url: str, tmp_path: Path) -> None:

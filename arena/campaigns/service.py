@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import unicodedata
 import uuid
@@ -79,11 +80,16 @@ class _Loaded:
 
 
 def _names_in(name: str, text: str, prompt: str = "") -> bool:
+    """Whether a candidate known only by name appears in ``text`` as a word ("sft" is not in "Microsoft")."""
+
     def norm(x: str) -> str:
         return unicodedata.normalize("NFKC", x).casefold()
 
     key = norm(name)
-    return len(name) >= 3 and key in norm(text) and key not in norm(prompt)
+    if len(key) < 3:
+        return False
+    word = re.compile(rf"(?<![0-9a-z\u00c0-\u024f]){re.escape(key)}(?![0-9a-z\u00c0-\u024f])")
+    return word.search(norm(text)) is not None and word.search(norm(prompt)) is None
 
 
 class CampaignService:
