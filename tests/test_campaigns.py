@@ -153,6 +153,34 @@ def test_bundles_load_once_and_answers_resume(db_url: str) -> None:
         assert retried.id in cstore.done_answer_ids(campaign.id)
 
 
+def test_a_reworded_prompt_does_not_keep_answers_to_its_old_words(db_url: str) -> None:
+    store, cstore = _campaign_store(db_url)
+    with store:
+        campaign, _, _ = install_bundle(cstore, DEMO_BUNDLE)
+        prompts = cstore.prompts(campaign.id)
+        first = prompts[0]
+        recategorised = [replace(first, category="other"), *prompts[1:]]
+        assert cstore.save_campaign(campaign, recategorised) == 1  # metadata only: the answers still fit
+        assert len(cstore.answers(campaign.id)) == 128
+        reworded = [replace(first, turns=("Something else entirely?",)), *prompts[1:]]
+        with pytest.raises(ConfigError, match=rf"prompt\(s\) {first.id} changed, and 8 stored answers"):
+            cstore.save_campaign(campaign, reworded)
+        assert cstore.prompts(campaign.id)[0].turns == first.turns  # nothing saved
+        assert len(cstore.answers(campaign.id)) == 128
+        assert cstore.save_campaign(campaign, reworded, reworded="drop") == 1
+        assert cstore.prompts(campaign.id)[0].turns == ("Something else entirely?",)
+        assert {a.prompt_id for a in cstore.answers(campaign.id)} == {p.id for p in prompts[1:]}
+        # generate asks again for exactly the dropped answers.
+        assert len(cstore.done_answer_ids(campaign.id)) == 120
+        # Loading the bundle again restores its words, and its answers replace those to the other words.
+        other = CampaignAnswer(campaign.id, first.id, "aurora-7b", ("About something else.",), setting="t0.2")
+        assert cstore.add_answers([other]) == 1
+        assert install_bundle(cstore, DEMO_BUNDLE)[1:] == (1, 8)
+        assert len(cstore.answers(campaign.id)) == 128 and other.turns not in {
+            a.turns for a in cstore.answers(campaign.id)
+        }
+
+
 def test_replicas_loading_the_same_bundle_together_all_start(db_url: str) -> None:
     import threading
 

@@ -404,7 +404,8 @@ def install_bundle(store: CampaignStore, path: str | Path) -> tuple[Campaign, in
     from arena.campaigns.formats import load_bundle
 
     bundle = load_bundle(path)
-    changed = store.save_campaign(bundle.campaign, bundle.prompts)
+    # A bundle's answers answer its prompts as they are now: stored ones to reworded prompts go.
+    changed = store.save_campaign(bundle.campaign, bundle.prompts, reworded="drop")
     added = store.add_answers(bundle.answers)
     return bundle.campaign, changed, added
 

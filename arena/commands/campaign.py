@@ -53,6 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--runs", type=int, default=1, help="Answers per prompt, candidate and temperature (default 1).")
     p.add_argument("--max-new-tokens", type=int, default=None, help="Cap on each answer's length in tokens.")
+    p.add_argument(
+        "--drop-stale-answers",
+        action="store_true",
+        help="When a prompt's words changed, delete its stored answers (to generate or import them again).",
+    )
 
     p = sub.add_parser("load", help="Load a campaign bundle (a folder with campaign.yaml); loading again adds nothing.")
     _db(p)
@@ -135,7 +140,7 @@ def _create(args: argparse.Namespace) -> int:
     )
     store, cstore = _store(args.db, create=True)
     with store:
-        changed = cstore.save_campaign(campaign, prompts)
+        changed = cstore.save_campaign(campaign, prompts, reworded="drop" if args.drop_stale_answers else "refuse")
     languages = sorted({p.language for p in prompts})
     categories = sorted({p.category for p in prompts})
     n_prompts, n_categories = counted(len(prompts), "prompt"), counted(len(categories), "category", "categories")
