@@ -76,6 +76,10 @@ def test_a_bad_prompt_file_names_the_line_and_what_to_do(tmp_path: Path) -> None
     bad.write_text('{"question_id": 1, "turns": ["a"]}\n{"question_id": 1, "turns": ["b"]}\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="appears twice"):
         read_prompts(bad)
+    wrong = tmp_path / "p.csv"
+    wrong.write_text("question,answer\nHi?,Hello\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"p\.csv:2: the file has no 'id' column \(its columns: question, answer\)"):
+        read_prompts(wrong)
 
 
 def test_fastchat_answers_one_run_per_choice_and_round_trip(tmp_path: Path) -> None:

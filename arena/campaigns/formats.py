@@ -208,6 +208,13 @@ def _fastchat_prompt(path: Path, where: str, item: Mapping[str, Any]) -> Campaig
 def _csv_prompts(path: Path) -> Iterator[CampaignPrompt]:
     for where, row in _csv_rows(path):
         pid = _text(row.get("id") or row.get("question_id"))
+        if pid is None and not {"id", "question_id"} & set(row):
+            raise _fail(
+                path,
+                where,
+                f"the file has no 'id' column (its columns: {', '.join(map(str, row))}); a prompt CSV has "
+                "id, category, language, system and turn_1, turn_2, ... (or one 'prompt').",
+            )
         if pid is None:
             raise _fail(path, where, "every row needs an 'id' column value.")
         turns = _turn_columns(row, ("prompt", "text"))
