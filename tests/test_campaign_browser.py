@@ -85,6 +85,13 @@ def test_judge_one_comparison_and_see_the_results(app: AppProcess, browser, lang
         )
         table = page.inner_text("#campaign_results_table")
         assert all(n in table for n in NAMES) and t("campaign.col_win_draw_pct") in table
+        # The ratings plot is drawn (Plotly renders after the data arrives), with the rated candidates.
+        page.locator("#campaign_results_plot .js-plotly-plot").wait_for(timeout=30_000)
+        page.wait_for_function(
+            "() => document.querySelectorAll('#campaign_results_plot .xtick').length >= 2", timeout=30_000
+        )
+        h2h = page.inner_text("#campaign_results_h2h")  # the head-to-head matrix
+        assert all(n in h2h for n in NAMES) and re.search(r"\b[01]-[01]-0\b", h2h), h2h
         page.screenshot(path=str(ARTIFACTS / f"campaign-{language}-{size}-3-results.png"), full_page=True)
     finally:
         context.close()

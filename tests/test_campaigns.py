@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,13 +19,20 @@ import pytest
 
 from arena.backends.demo import DEMO_ROSTER_PATH, demo_environ, start_demo_servers
 from arena.campaigns.chooser import Item, choose, pair_probabilities, probability_best
-from arena.campaigns.formats import campaign_from, load_bundle, read_answers, read_prompts, write_answers
+from arena.campaigns.formats import (
+    campaign_from,
+    fastchat_question_id,
+    load_bundle,
+    read_answers,
+    read_prompts,
+    write_answers,
+)
 from arena.campaigns.generate import generate_answers
 from arena.campaigns.model import CampaignAnswer, CampaignVote, pair_key
-from arena.campaigns.results import JUDGMENT_COLUMNS, fit_slice, head_to_head, judgments_csv
+from arena.campaigns.results import JUDGMENT_COLUMNS, fit_slice, head_to_head, judgment_row, judgments_csv
 from arena.campaigns.service import DEMO_BUNDLE, CampaignService, install_bundle, slice_results
 from arena.domain import PairCount
-from arena.errors import ConfigError, RateLimited, VoteRejected
+from arena.errors import CampaignDone, ConfigError, RateLimited, VoteRejected
 from arena.journal import Journal, read_journal
 from arena.ratings import fit_ratings
 from arena.storage import Store
@@ -68,6 +76,10 @@ def test_a_bad_prompt_file_names_the_line_and_what_to_do(tmp_path: Path) -> None
     bad.write_text('{"question_id": 1, "turns": ["a"]}\n{"question_id": 1, "turns": ["b"]}\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="appears twice"):
         read_prompts(bad)
+    wrong = tmp_path / "p.csv"
+    wrong.write_text("question,answer\nHi?,Hello\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"p\.csv:2: the file has no 'id' column \(its columns: question, answer\)"):
+        read_prompts(wrong)
 
 
 def test_fastchat_answers_one_run_per_choice_and_round_trip(tmp_path: Path) -> None:
@@ -78,6 +90,9 @@ def test_fastchat_answers_one_run_per_choice_and_round_trip(tmp_path: Path) -> N
     write_answers(answers, out)
     again = read_answers(out, "c")
     assert [(a.id, a.turns) for a in again] == [(a.id, a.turns) for a in answers]
+    # FastChat's tools key by integer question ids: numeric ids go out as numbers, others as text.
+    assert [json.loads(line)["question_id"] for line in out.read_text(encoding="utf-8").splitlines()] == [81, 81, 82]
+    assert [fastchat_question_id(x) for x in ("81", "081", "1-en", "٣")] == [81, "081", "1-en", "٣"]
     csv_answers = read_answers(DATA / "answers.csv", "c")
     assert csv_answers[0].candidate == "rc-2" and csv_answers[0].turns == ("It is 391.",)
 
@@ -142,6 +157,34 @@ def test_bundles_load_once_and_answers_resume(db_url: str) -> None:
         assert retried.id in cstore.done_answer_ids(campaign.id)
 
 
+def test_a_reworded_prompt_does_not_keep_answers_to_its_old_words(db_url: str) -> None:
+    store, cstore = _campaign_store(db_url)
+    with store:
+        campaign, _, _ = install_bundle(cstore, DEMO_BUNDLE)
+        prompts = cstore.prompts(campaign.id)
+        first = prompts[0]
+        recategorised = [replace(first, category="other"), *prompts[1:]]
+        assert cstore.save_campaign(campaign, recategorised) == 1  # metadata only: the answers still fit
+        assert len(cstore.answers(campaign.id)) == 128
+        reworded = [replace(first, turns=("Something else entirely?",)), *prompts[1:]]
+        with pytest.raises(ConfigError, match=rf"prompt\(s\) {first.id} changed, and 8 stored answers"):
+            cstore.save_campaign(campaign, reworded)
+        assert cstore.prompts(campaign.id)[0].turns == first.turns  # nothing saved
+        assert len(cstore.answers(campaign.id)) == 128
+        assert cstore.save_campaign(campaign, reworded, reworded="drop") == 1
+        assert cstore.prompts(campaign.id)[0].turns == ("Something else entirely?",)
+        assert {a.prompt_id for a in cstore.answers(campaign.id)} == {p.id for p in prompts[1:]}
+        # generate asks again for exactly the dropped answers.
+        assert len(cstore.done_answer_ids(campaign.id)) == 120
+        # Loading the bundle again restores its words, and its answers replace those to the other words.
+        other = CampaignAnswer(campaign.id, first.id, "aurora-7b", ("About something else.",), setting="t0.2")
+        assert cstore.add_answers([other]) == 1
+        assert install_bundle(cstore, DEMO_BUNDLE)[1:] == (1, 8)
+        assert len(cstore.answers(campaign.id)) == 128 and other.turns not in {
+            a.turns for a in cstore.answers(campaign.id)
+        }
+
+
 def test_replicas_loading_the_same_bundle_together_all_start(db_url: str) -> None:
     import threading
 
@@ -198,6 +241,9 @@ def test_pair_counts_filter_slices_and_leave_flagged_votes_out(db_url: str) -> N
         assert [p.winner for p in cstore.pair_counts("demo-bilingual", language="ja")] == ["model_a"]
         assert [p.winner for p in cstore.pair_counts("demo-bilingual", category="travel")] == ["tie"]
         assert len(cstore.pair_counts("demo-bilingual", exclude_flags=())) == 3
+        # A slice whose only votes are flagged has nothing to show, so it is not offered.
+        cstore.record_vote(_vote("v4", "aurora-7b", "dune-7b", category="science", flags=["too_fast"]))
+        assert cstore.slice_values("demo-bilingual")["category"] == ["code", "travel"]
 
 
 # --- results ------------------------------------------------------------------------------------
@@ -236,6 +282,8 @@ def test_judgments_export_in_mt_bench_columns_first() -> None:
     assert list(row) == JUDGMENT_COLUMNS
     assert (row["question_id"], row["winner"], row["turn"]) == ("81", "model_b", "1")
     assert row["judge"].startswith("arena_") and "c1" in row["judge"]
+    assert judgment_row(_vote("v2", "a", "b", prompt="81"))["question_id"] == 81
+    assert judgment_row(_vote("v3", "a", "b", prompt="1-en"))["question_id"] == "1-en"
 
 
 # --- the comparison chooser ---------------------------------------------------------------------
@@ -333,6 +381,8 @@ def test_generation_through_demo_servers_is_stored_and_resumable(tmp_path: Path)
         # The exact prompt of the last turn: chatml rendered by the arena, with the first answer in it.
         assert "<|im_start|>user\nRewrite your previous answer" in (two_turn.rendered_prompt or "")
         assert two_turn.turns[0] in (two_turn.rendered_prompt or "")
+        finishes = (two_turn.finish_reason or "").split(",")
+        assert len(finishes) == 2 and set(finishes) <= {"eos", "length", "stop"}, two_turn.finish_reason
         assert two_turn.params["temperature"] == 0.7 and two_turn.params["max_new_tokens"] == 40
         assert answers[("82", "aurora-7b", "t0")].params.get("do_sample") is False
         openai = answers[("82", "cirrus-7b", "t0.7")]
@@ -399,6 +449,38 @@ def test_a_comparison_names_no_candidate_until_the_vote(db_url: str, tmp_path: P
     stored = service.store.votes("demo-bilingual")
     assert len(stored) == 1 and stored[0].reason == "clearer" and 0 < (stored[0].propensity or 0) <= 1
     assert events[-1]["event"] == "campaign_vote" and events[-1]["id"] == stored[0].id
+
+
+def test_an_answer_that_names_its_candidate_is_never_shown(db_url: str, tmp_path: Path) -> None:
+    # Pre-generated answers are known before anyone reads them: one that gives its author away is
+    # left out of the comparisons, instead of being shown and its vote flagged afterwards.
+    service, _, _ = _judging(db_url, tmp_path)
+    cstore = service.store
+    prompt = next(p for p in cstore.prompts("demo-bilingual") if p.id == "1-en")
+    honest = CampaignAnswer("demo-bilingual", prompt.id, "alpha-rc", ("A plain answer.",), setting="t0.2")
+    named = CampaignAnswer("demo-bilingual", prompt.id, "beta-rc", ("As Beta-RC, I suggest tea.",), setting="t0.2")
+    roster = CampaignAnswer(
+        "demo-bilingual", prompt.id, "aurora-7b", ("I am Aurora-7B, a demo model.",), setting="t0.8", run=2
+    )
+    cstore.add_answers([honest, named, roster])
+    service.reload()
+    assert set(service.leaked("demo-bilingual")) == {named.id, roster.id}
+    shown: set[str] = set()
+    for i in range(200):
+        try:
+            comparison = service.next_comparison("demo-bilingual", f"10.1.{i // 250}.{i % 250}", "en")
+        except CampaignDone:
+            break
+        shown |= {comparison.choice.answer_a, comparison.choice.answer_b}
+    assert honest.id in shown and not shown & {named.id, roster.id}
+    # A name the prompt itself brought in does not count.
+    echo = CampaignAnswer("demo-bilingual", prompt.id, "gamma", ("You said gamma: fine.",))
+    assert not service.names_itself(replace(prompt, turns=("Explain gamma rays.",)), echo)
+    assert service.names_itself(prompt, echo)
+    # A plain name counts as a word, not inside another one.
+    sft = CampaignAnswer("demo-bilingual", prompt.id, "sft", ("Open Microsoft Word.",))
+    assert not service.names_itself(prompt, sft)
+    assert service.names_itself(prompt, replace(sft, turns=("This is SFT speaking.",)))
 
 
 def test_a_judge_may_ask_for_prompts_in_one_language(db_url: str, tmp_path: Path) -> None:
@@ -553,7 +635,8 @@ def test_generate_resumes_after_an_interruption(tmp_path: Path) -> None:
     while len(CampaignStore(store).done_answer_ids("rc")) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=60)
+    _, stopped = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "run the same command again" in stopped, stopped
     kept = len(CampaignStore(store).done_answer_ids("rc"))
     assert 2 <= kept < 8, kept  # interrupted part-way, with what was finished stored
     again = _cli("generate", "--db", db, "--campaign", "rc", "--demo", "--concurrency", "4",

@@ -43,6 +43,7 @@ from arena.errors import ConfigError
 __all__ = [
     "Bundle",
     "answer_json",
+    "fastchat_question_id",
     "load_bundle",
     "read_answers",
     "read_prompts",
@@ -68,6 +69,16 @@ def _text(value: Any) -> str | None:
         return None
     text = str(value).strip()
     return text or None
+
+
+def fastchat_question_id(prompt_id: str) -> int | str:
+    """A prompt id as FastChat writes it: a number (``81``) when it is one, so that FastChat's own
+    tools, which key questions, answers and judgments by integer ids, match the arena's files."""
+    return (
+        int(prompt_id)
+        if prompt_id.isascii() and prompt_id.isdigit() and str(int(prompt_id)) == prompt_id
+        else prompt_id
+    )
 
 
 def _records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -197,6 +208,13 @@ def _fastchat_prompt(path: Path, where: str, item: Mapping[str, Any]) -> Campaig
 def _csv_prompts(path: Path) -> Iterator[CampaignPrompt]:
     for where, row in _csv_rows(path):
         pid = _text(row.get("id") or row.get("question_id"))
+        if pid is None and not {"id", "question_id"} & set(row):
+            raise _fail(
+                path,
+                where,
+                f"the file has no 'id' column (its columns: {', '.join(map(str, row))}); a prompt CSV has "
+                "id, category, language, system and turn_1, turn_2, ... (or one 'prompt').",
+            )
         if pid is None:
             raise _fail(path, where, "every row needs an 'id' column value.")
         turns = _turn_columns(row, ("prompt", "text"))
@@ -215,7 +233,12 @@ def write_prompts(prompts: Iterable[CampaignPrompt], path: str | Path) -> None:
     """Write prompts as arena JSONL (FastChat's question.jsonl plus ``language`` and ``system``)."""
     with Path(path).open("w", encoding="utf-8") as f:
         for p in prompts:
-            line = {"question_id": p.id, "category": p.category, "language": p.language, "turns": list(p.turns)}
+            line = {
+                "question_id": fastchat_question_id(p.id),
+                "category": p.category,
+                "language": p.language,
+                "turns": list(p.turns),
+            }
             if p.system:
                 line["system"] = p.system
             f.write(json.dumps(line, ensure_ascii=False) + "\n")
@@ -303,7 +326,7 @@ def _csv_answers(path: Path, campaign_id: str, model: str | None) -> Iterator[Ca
 def answer_json(a: CampaignAnswer) -> dict[str, Any]:
     """One answer as a line of FastChat's model_answer JSONL plus the arena's own fields."""
     return {
-        "question_id": a.prompt_id,
+        "question_id": fastchat_question_id(a.prompt_id),
         "answer_id": a.id,
         "model_id": a.candidate,
         "choices": [{"index": a.run - 1, "turns": list(a.turns)}],

@@ -4,7 +4,9 @@ Every prompt x candidate x setting x run that has no stored answer yet is asked,
 ``concurrency`` at a time; each answer is stored as soon as it is complete, so an interrupted run
 loses only the answers in flight and the next run picks up where it stopped (failed answers are
 asked again). Each answer keeps the exact rendered prompt of its last turn (the messages, as JSON,
-for a server that applies its own template), its parameters, finish reason, token count and timing.
+for a server that applies its own template; it holds the earlier turns and answers), its parameters,
+the finish reason of each turn (comma-separated), the tokens of all turns, the first turn's time to
+first token and the time of all turns.
 """
 
 from __future__ import annotations
@@ -117,6 +119,7 @@ async def _one(
     if job.prompt.system:
         conversation.append({"role": "system", "content": job.prompt.system})
     turns: list[str] = []
+    finishes: list[str] = []
     last: _Turn | None = None
     prepared: templates.Prepared | None = None
     ttft_ms = total_ms = None
@@ -128,6 +131,7 @@ async def _one(
             prepared = _request_for(spec, conversation, job.setting, campaign.max_new_tokens)
             last = await _answer_turn(backend, prepared, clock)
             turns.append(last.text)
+            finishes.append(last.finish or "unknown")
             conversation.append({"role": "assistant", "content": last.text})
             if ttft_ms is None and last.ttft is not None:
                 ttft_ms = round(last.ttft * 1000)
@@ -151,7 +155,8 @@ async def _one(
         run=job.run,
         rendered_prompt=rendered,
         params=params,
-        finish_reason=None if error or last is None else (last.finish or None),
+        # One reason per turn ("length,eos"): a first answer cut short shapes every later turn.
+        finish_reason=None if error or last is None else (",".join(finishes) if len(finishes) > 1 else last.finish),
         generated_tokens=tokens or None,
         ttft_ms=ttft_ms,
         total_ms=total_ms,

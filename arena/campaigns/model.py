@@ -125,7 +125,7 @@ class CampaignAnswer:
     run: int = 1
     rendered_prompt: str | None = None  # exactly what the model was given for the last turn
     params: dict[str, Any] = field(default_factory=dict)
-    finish_reason: str | None = None
+    finish_reason: str | None = None  # of each turn, comma-separated when there are several ("length,eos")
     generated_tokens: int | None = None
     ttft_ms: int | None = None
     total_ms: int | None = None

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from arena.campaigns.formats import dump_csv
+from arena.campaigns.formats import dump_csv, fastchat_question_id
 from arena.campaigns.model import CampaignVote
 from arena.domain import IntervalMethod, PairCount
 from arena.ratings import RatingsResult, fit_ratings
@@ -232,7 +232,7 @@ JUDGMENT_COLUMNS = [
 def judgment_row(v: CampaignVote) -> dict[str, Any]:
     """One judgment in MT-Bench's human-judgment columns plus the arena's (``judge`` is a salted hash)."""
     return {
-        "question_id": v.prompt_id,
+        "question_id": fastchat_question_id(v.prompt_id),
         "model_a": v.model_a,
         "model_b": v.model_b,
         "winner": v.winner,

@@ -11,6 +11,8 @@ the vote: the comparison a judge sees lives in their session, and the page recei
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import threading
 import unicodedata
 import uuid
@@ -35,6 +37,8 @@ from arena.storage import Store
 from arena.storage.campaigns import CampaignStore
 
 __all__ = ["CampaignDone", "CampaignReveal", "CampaignService", "Comparison", "NoCampaign"]
+
+log = logging.getLogger(__name__)
 
 Status = Literal["ready", "voting", "voted"]
 
@@ -72,11 +76,20 @@ class _Loaded:
     candidates: tuple[str, ...]
     probabilities: dict[tuple[str, str], float]
     votes_since_refresh: int = 0
+    leaked: tuple[str, ...] = ()  # answers that name their own candidate: never shown
 
 
-def _names_in(name: str, text: str) -> bool:
-    norm = unicodedata.normalize("NFKC", text).casefold()
-    return len(name) >= 3 and unicodedata.normalize("NFKC", name).casefold() in norm
+def _names_in(name: str, text: str, prompt: str = "") -> bool:
+    """Whether a candidate known only by name appears in ``text`` as a word ("sft" is not in "Microsoft")."""
+
+    def norm(x: str) -> str:
+        return unicodedata.normalize("NFKC", x).casefold()
+
+    key = norm(name)
+    if len(key) < 3:
+        return False
+    word = re.compile(rf"(?<![0-9a-z\u00c0-\u024f]){re.escape(key)}(?![0-9a-z\u00c0-\u024f])")
+    return word.search(norm(text)) is not None and word.search(norm(prompt)) is None
 
 
 class CampaignService:
@@ -129,17 +142,31 @@ class CampaignService:
         prompts = {p.id: p for p in self.store.prompts(campaign_id)}
         answers = {a.id: a for a in self.store.answers(campaign_id, ok_only=True) if a.ok and a.prompt_id in prompts}
         grouped: dict[tuple[str, str], dict[str, list[str]]] = {}
+        leaked: list[str] = []
         for a in answers.values():
             if len(a.turns) != len(prompts[a.prompt_id].turns):
                 continue  # an answer must cover every turn of its prompt
+            if self.names_itself(prompts[a.prompt_id], a):
+                # Known before anyone sees it, unlike a live answer: such an answer is never shown,
+                # so no judge learns a candidate's name before voting.
+                leaked.append(a.id)
+                continue
             grouped.setdefault((a.prompt_id, a.setting), {}).setdefault(a.candidate, []).append(a.id)
+        if leaked:
+            log.warning(
+                "campaign %s: %d answer(s) name their own candidate and are never shown to judges "
+                "(`python -m arena campaign export --answers` lists them with their ids): %s",
+                campaign_id,
+                len(leaked),
+                ", ".join(sorted(leaked)[:5]) + (" ..." if len(leaked) > 5 else ""),
+            )
         items = [
             Item(pid, setting, {c: tuple(sorted(ids)) for c, ids in by.items()})
             for (pid, setting), by in sorted(grouped.items())
             if len(by) >= 2
         ]
         candidates = tuple(sorted({c for it in items for c in it.answers}))
-        loaded = _Loaded(campaign, prompts, answers, items, candidates, {})
+        loaded = _Loaded(campaign, prompts, answers, items, candidates, {}, leaked=tuple(sorted(leaked)))
         loaded.probabilities = self._probabilities(loaded)
         with self._lock:
             self._loaded[campaign_id] = loaded
@@ -200,15 +227,27 @@ class CampaignService:
             shown_clock=self.arena._clock(),
         )
 
+    def names_itself(self, prompt: CampaignPrompt, answer: CampaignAnswer) -> bool:
+        """Whether ``answer`` gives its candidate away (what the prompt brought in does not count).
+
+        Roster candidates go through the arena's identity matcher (names, aliases, served ids, in
+        self-naming context); a candidate known only by name (imported answers) counts anywhere.
+        """
+        text = "\n".join(answer.turns)
+        asked = "\n".join(t for t in (prompt.system, *prompt.turns) if t)
+        name = answer.candidate
+        if name in {m.name for m in self.arena.registry.enabled}:
+            return self.arena.identity.names_itself(name, text, asked)
+        return _names_in(name, text, asked)
+
+    def leaked(self, campaign_id: str) -> tuple[str, ...]:
+        """The ids of the answers never shown because they name their own candidate."""
+        return self._load(campaign_id).leaked
+
     def _flags(self, comparison: Comparison) -> tuple[str, ...]:
         flags: list[str] = []
-        for answer in (comparison.answer_a, comparison.answer_b):
-            text = "\n".join(answer.turns)
-            name = answer.candidate
-            roster = name in self.arena.registry
-            if self.arena.identity.names_itself(name, text) or (not roster and _names_in(name, text)):
-                flags.append("identity_leak")
-                break
+        if any(self.names_itself(comparison.prompt, a) for a in (comparison.answer_a, comparison.answer_b)):
+            flags.append("identity_leak")
         if self.arena._clock() - comparison.shown_clock < self.arena.settings.min_read_seconds:
             flags.append("too_fast")
         return tuple(flags)
@@ -365,7 +404,8 @@ def install_bundle(store: CampaignStore, path: str | Path) -> tuple[Campaign, in
     from arena.campaigns.formats import load_bundle
 
     bundle = load_bundle(path)
-    changed = store.save_campaign(bundle.campaign, bundle.prompts)
+    # A bundle's answers answer its prompts as they are now: stored ones to reworded prompts go.
+    changed = store.save_campaign(bundle.campaign, bundle.prompts, reworded="drop")
     added = store.add_answers(bundle.answers)
     return bundle.campaign, changed, added
 

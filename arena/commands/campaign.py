@@ -53,6 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--runs", type=int, default=1, help="Answers per prompt, candidate and temperature (default 1).")
     p.add_argument("--max-new-tokens", type=int, default=None, help="Cap on each answer's length in tokens.")
+    p.add_argument(
+        "--drop-stale-answers",
+        action="store_true",
+        help="When a prompt's words changed, delete its stored answers (to generate or import them again).",
+    )
 
     p = sub.add_parser("load", help="Load a campaign bundle (a folder with campaign.yaml); loading again adds nothing.")
     _db(p)
@@ -135,7 +140,7 @@ def _create(args: argparse.Namespace) -> int:
     )
     store, cstore = _store(args.db, create=True)
     with store:
-        changed = cstore.save_campaign(campaign, prompts)
+        changed = cstore.save_campaign(campaign, prompts, reworded="drop" if args.drop_stale_answers else "refuse")
     languages = sorted({p.language for p in prompts})
     categories = sorted({p.category for p in prompts})
     n_prompts, n_categories = counted(len(prompts), "prompt"), counted(len(categories), "category", "categories")
@@ -196,8 +201,10 @@ class _Progress:
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.last = 0.0
+        self.finished = 0  # answers stored so far (generated or failed)
 
     def __call__(self, done: int, total: int, report: object) -> None:
+        self.finished = done
         now = time.monotonic()
         if self.quiet or (now - self.last < 0.2 and done < total):
             return
@@ -251,18 +258,26 @@ def _generate(args: argparse.Namespace) -> int:
             )
             specs = {m.name: m for m in registry.enabled}
             backends = {name: make_backend(spec, timeouts, environ) for name, spec in specs.items()}
-            report = asyncio.run(
-                generate_answers(
-                    campaign,
-                    cstore.prompts(campaign.id),
-                    specs,
-                    backends,
-                    lambda a: cstore.add_answers([a]),
-                    done=cstore.done_answer_ids(campaign.id),
-                    concurrency=args.concurrency,
-                    progress=_Progress(args.quiet),
+            progress = _Progress(args.quiet)
+            try:
+                report = asyncio.run(
+                    generate_answers(
+                        campaign,
+                        cstore.prompts(campaign.id),
+                        specs,
+                        backends,
+                        lambda a: cstore.add_answers([a]),
+                        done=cstore.done_answer_ids(campaign.id),
+                        concurrency=args.concurrency,
+                        progress=progress,
+                    )
                 )
-            )
+            except KeyboardInterrupt:
+                print(
+                    f"\n{progress.finished} new answers stored; run the same command again to generate the rest.",
+                    file=sys.stderr,
+                )
+                raise
     finally:
         for server in servers:
             server.stop()

@@ -6,7 +6,7 @@ import contextlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import sqlalchemy as sa
 from sqlalchemy import exc
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from arena.campaigns.model import Campaign, CampaignAnswer, CampaignPrompt, CampaignVote
 from arena.domain import WINNERS, PairCount, Winner
-from arena.errors import StorageError, VoteRejected
+from arena.errors import ConfigError, StorageError, VoteRejected
 from arena.messages import Message
 from arena.storage.store import DEFAULT_EXCLUDED_FLAGS, Store, _clean_text, _describe, _join_flags, _split_flags
 from arena.storage.tables import CampaignAnswerRow, CampaignPromptRow, CampaignRow, CampaignVoteRow
@@ -156,12 +156,23 @@ class CampaignStore:
 
     # -- campaigns and prompts ------------------------------------------------------------------
 
-    def save_campaign(self, campaign: Campaign, prompts: Sequence[CampaignPrompt]) -> int:
+    def save_campaign(
+        self, campaign: Campaign, prompts: Sequence[CampaignPrompt], *, reworded: Literal["refuse", "drop"] = "refuse"
+    ) -> int:
         """Create or update a campaign and its prompts; returns how many prompts were added or changed.
 
         Prompts are matched by id: new ones are added, changed ones updated, none removed (votes refer to them).
+        A prompt whose words changed (its turns or system prompt, not its category or language) no longer
+        matches its stored answers: with ``reworded="drop"`` those answers are deleted (to be generated or
+        imported again); with ``"refuse"`` nothing is saved.
+
+        Raises
+        ------
+        ConfigError
+            A reworded prompt has stored answers and ``reworded`` is ``"refuse"``.
         """
         changed = 0
+        rewritten: list[str] = []
         with self._guard("saving a campaign"), self._write() as conn:
             row = {
                 "title": campaign.title,
@@ -192,12 +203,27 @@ class CampaignStore:
                     )
                     changed += 1
                 elif any(old[k] != v for k, v in values.items()):
+                    if old["system"] != values["system"] or old["turns"] != values["turns"]:
+                        rewritten.append(p.id)
                     conn.execute(
                         sa.update(_PROMPTS)
                         .where(_PROMPTS.c.campaign_id == campaign.id, _PROMPTS.c.prompt_id == p.id)
                         .values(**values)
                     )
                     changed += 1
+            if rewritten:
+                stale = sa.and_(_ANSWERS.c.campaign_id == campaign.id, _ANSWERS.c.prompt_id.in_(rewritten))
+                answered = sorted(conn.execute(sa.select(_ANSWERS.c.prompt_id).where(stale).distinct()).scalars())
+                if answered and reworded == "refuse":
+                    n = conn.execute(sa.select(sa.func.count()).select_from(_ANSWERS).where(stale)).scalar_one()
+                    listed = ", ".join(answered[:5]) + (" ..." if len(answered) > 5 else "")
+                    raise ConfigError(
+                        f"campaign {campaign.id}: the words of prompt(s) {listed} changed, and {n} stored answers "
+                        "answer the old words; nothing was saved. Give a changed prompt a new id (its votes stay "
+                        "with the old one), or pass --drop-stale-answers to delete those answers and generate "
+                        "or import them again."
+                    )
+                conn.execute(sa.delete(_ANSWERS).where(stale))
         return changed
 
     def campaign(self, campaign_id: str) -> Campaign | None:
@@ -347,11 +373,12 @@ class CampaignStore:
             return set(conn.execute(stmt).scalars())
 
     def slice_values(self, campaign_id: str) -> dict[str, list[str]]:
-        """The categories, languages and settings that have votes (three DISTINCT queries)."""
+        """The categories, languages and settings that have counted votes (three DISTINCT queries)."""
         out: dict[str, list[str]] = {}
+        counted = [_VOTES.c.campaign_id == campaign_id, *self._flag_filters(DEFAULT_EXCLUDED_FLAGS)]
         with self._guard("reading campaign votes"), self._engine.connect() as conn:
             for key in ("category", "language", "setting"):
-                stmt = sa.select(_VOTES.c[key]).where(_VOTES.c.campaign_id == campaign_id).distinct()
+                stmt = sa.select(_VOTES.c[key]).where(*counted).distinct()
                 out[key] = sorted(conn.execute(stmt).scalars())
         return out
 
