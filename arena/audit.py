@@ -84,7 +84,8 @@ class Thresholds:
     level: float = 0.95  # of every interval and test
     # separation: share of neighbouring pairs the simultaneous (max-t) test does not separate.
     max_unseparated_share: float = 0.25
-    # rank_intervals: median width (highest - lowest rank) of the 95% rank ranges.
+    # rank_intervals: median width (highest - lowest rank) of the 95% rank ranges (the upper median,
+    # a whole number): above 1, the median model could take three places or more.
     max_median_rank_width: float = 1.0
     # voter_concentration: voter-bootstrap standard errors over battle-bootstrap ones.
     max_voter_se_ratio: float = 1.15
@@ -637,9 +638,12 @@ def _probe_rank_intervals(theta: Float, draws: Float, th: Thresholds) -> tuple[I
     low = np.floor(np.quantile(ranks, tail, axis=0)).astype(np.int64)
     high = np.ceil(np.quantile(ranks, 1 - tail, axis=0)).astype(np.int64)
     width = high - low
-    median = float(np.median(width))
+    # The upper median: a whole number of ranks that at least half the models' ranges reach (the
+    # plain median of 0, 0, 1, 1 would be a range "0.5 ranks" wide, which no model has).
+    median = int(np.quantile(width, 0.5, method="higher"))
     fired = median > th.max_median_rank_width
     widest = int(np.argmax(width))
+    places = median + 1
     return (
         low,
         high,
@@ -647,8 +651,8 @@ def _probe_rank_intervals(theta: Float, draws: Float, th: Thresholds) -> tuple[I
             "rank_intervals",
             fired,
             median,
-            f"Half the models could sit anywhere in a range of {median:g} ranks or more ({th.level:.0%} "
-            f"range); the widest spans ranks {low[widest]}-{high[widest]}.",
+            f"The median model's {th.level:.0%} range of ranks spans {places} place{'' if places == 1 else 's'} "
+            f"(2-4 spans 3); the widest spans ranks {low[widest]}-{high[widest]}.",
         ),
     )
 

@@ -136,6 +136,30 @@ def test_cli_audit_text_and_errors(tmp_path: Path) -> None:
     assert few.returncode == 2 and "at least 20" in few.stderr
 
 
+def test_rank_ranges_are_summarised_in_whole_places() -> None:
+    """Two models that swap in some resamples (ranges 1-2) and two that never do: the plain median
+    width is 0.5, a range "0.5 ranks" wide that no model has; the probe says 1 (two places)."""
+    from arena.audit import _probe_rank_intervals
+    from arena.ui.leaderboard import audit_sentences
+
+    rng = np.random.default_rng(0)
+    theta = np.array([1.0, 0.9, 0.0, -1.9])
+    draws = theta + np.zeros((400, 4))
+    draws[:, :2] += rng.normal(0, 0.2, (400, 2))  # m0 and m1 swap about a third of the time
+    low, high, probe = _probe_rank_intervals(theta, draws, THRESHOLDS)
+    assert (high - low).tolist() == [1, 1, 0, 0]
+    assert probe.value == 1 and type(probe.value) is int and not probe.fired
+    assert "spans 2 places" in probe.reason and "0.5" not in probe.reason
+    wide = draws.copy()
+    wide[:, 2:] = theta[2:] + rng.normal(0, 3, (400, 2))  # now m2 and m3 could sit anywhere
+    _, _, probe = _probe_rank_intervals(theta, wide, THRESHOLDS)
+    assert probe.fired and probe.value >= 2
+    result = audit(planted.rows(planted.too_few_votes()), resamples=200, seed=1)
+    sentence = next(s for s in audit_sentences("en", result) if "places or more" in s)
+    places = int(result.probe("rank_intervals").value) + 1
+    assert f"any of {places} places" in sentence
+
+
 def test_thresholds_live_in_one_place() -> None:
     src = (ROOT / "arena" / "audit.py").read_text(encoding="utf-8")
     probes = src[src.index("# --- probes") :]
@@ -159,12 +183,19 @@ def test_the_leaderboard_shows_rank_ranges_and_tiers_and_audits_once_per_vote_ch
         view = cache.view(store)
         assert view.audit is not None and cache.fits == 1
         value = table_value("en", view.result, view.audit)
-        assert value["headers"] == ["Rank", "Model", "Rating", "95% interval", "Votes"]
+        assert value["headers"] == ["Rank", "Tier", "Model", "Rating", "95% interval", "Votes"]
         ranks = [row[0] for row in value["data"]]
         assert any("–" in str(r) for r in ranks)  # ranges, where the votes leave the order open
         assert len(set(ranks)) < len(ranks)  # neighbours the votes do not separate share a range
         assert ranks != [1] * len(ranks)
-        assert i18n.text("en", "lb.legend_ranges") in legend("en", view.result, view.audit)  # and it is said why
+        # The tiers are the separation test's, row by row, and some neighbours share one.
+        tiers = {row[2]: row[1] for row in value["data"]}
+        assert tiers == dict(zip(view.audit.models, view.audit.tier, strict=True))
+        assert len(set(tiers.values())) < len(tiers)
+        said = legend("en", view.result, view.audit)
+        assert i18n.text("en", "lb.legend_ranges") in said  # and it is said why
+        assert i18n.text("en", "lb.legend_tiers") in said
+        assert table_value("en", view.result)["headers"][1] == "Model"  # no audit, no tier column
         assert cache.view(store).audit is view.audit and cache.fits == 1  # cached with the fit
         store.import_battles(items([("m0", "m7", "model_a")], prefix="late"))
         again = cache.view(store)

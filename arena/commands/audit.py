@@ -24,7 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--db", metavar="URL", default=None, help="Database URL (default: DATABASE_URL, else db/arena.sqlite3)."
     )
     parser.add_argument(
-        "--slice", default="overall", help="overall (default), named, pool:chat, pool:base or lang:<code>."
+        "--slice",
+        default="overall",
+        help="overall (default), named, pool:chat, pool:base, lang:<code> or cat:<category>.",
     )
     parser.add_argument("--json", action="store_true", help='Print {"probes": [{"name", "fired", "value", "reason"}]}.')
     parser.add_argument(
@@ -34,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from arena.audit import audit
+    from arena.audit import THRESHOLDS, audit
     from arena.leaderboard import parse_slice
 
     settings = Settings.load(os.environ, db=args.db)
@@ -59,11 +61,14 @@ def run(args: argparse.Namespace) -> int:
         value = "—" if p.value is None else f"{p.value:g}"
         print(f"{'FIRED' if p.fired else 'ok':>5}  {p.name:<{width}}  {value:>8}  {p.reason}")
     if result.models:
-        print("\nrank ranges and tiers (tiers split where the simultaneous test separates neighbours):")
+        print(
+            f"\n{THRESHOLDS.level:.0%} rank ranges and tiers of the {len(result.models)} audited models (a new tier "
+            "starts where the simultaneous test separates neighbours; ratings centred on these models):"
+        )
         mw = max(len(m) for m in result.models)
         for m, r, lo, hi, t in zip(
             result.models, result.ratings, result.rank_low, result.rank_high, result.tier, strict=True
         ):
-            ranks = f"{lo}" if lo == hi else f"{lo}-{hi}"
-            print(f"  tier {t:>2}  {m:<{mw}}  {r:7.1f}  ranks {ranks}")
+            ranks = f"rank  {lo}" if lo == hi else f"ranks {lo}-{hi}"
+            print(f"  tier {t:>2}  {m:<{mw}}  {r:7.1f}  {ranks}")
     return 0
