@@ -134,6 +134,13 @@ def test_cli_audit_text_and_errors(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "Unknown slice" in bad.stderr
     few = arena("audit", "--db", url, "--resamples", "5")
     assert few.returncode == 2 and "at least 20" in few.stderr
+    # One recorded voter: the voter probes cannot run, and the table says so rather than "ok".
+    alone = store_board(f"sqlite:///{tmp_path / 'c.sqlite3'}", planted.battles(800, 3, voters=1))
+    done = arena("audit", "--db", alone, "--resamples", "50")
+    assert done.returncode == 0, done.stderr
+    status = {line.split()[1]: line.split()[0] for line in done.stdout.splitlines()[1:10]}
+    assert status["voter_concentration"] == status["annotator_influence"] == "n/a"
+    assert status["position_bias"] == status["connectivity"] == "ok"
 
 
 def test_rank_ranges_are_summarised_in_whole_places() -> None:

@@ -59,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
     width = max(len(p.name) for p in result.probes)
     for p in result.probes:
         value = "—" if p.value is None else f"{p.value:g}"
-        print(f"{'FIRED' if p.fired else 'ok':>5}  {p.name:<{width}}  {value:>8}  {p.reason}")
+        # A probe with no figure could not run (too few models, voters or triads): not a pass.
+        status = "FIRED" if p.fired else "n/a" if p.value is None else "ok"
+        print(f"{status:>5}  {p.name:<{width}}  {value:>8}  {p.reason}")
     if result.models:
         print(
             f"\n{THRESHOLDS.level:.0%} rank ranges and tiers of the {len(result.models)} audited models (a new tier "
