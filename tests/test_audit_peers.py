@@ -1,4 +1,6 @@
-"""arena/audit.py against arenakit (PyPI, MIT) where both compute the same quantity.
+"""arena/audit.py and arena/ratings.py against arenakit (PyPI, MIT) and LMArena's arena-rank where
+they compute the same quantity (fits, first-slot advantage, Rao-Kupper, verdicts, the votes' Gini,
+style control, sandwich intervals).
 
 arenakit needs matplotlib and pydantic, so it lives in its own virtual environment, never in the
 runtime: ``$ARENA_PEER_VENVS/arenakit`` (default ``~/.cache/arena-peers``), built here on first use
