@@ -71,6 +71,52 @@ def test_the_audit_fit_equals_the_leaderboard_fit() -> None:
         assert rating == pytest.approx(board.row(model).rating, abs=0.05)  # the ridge is worth ~0.04 battles
 
 
+@pytest.mark.parametrize(("tie_policy", "bothbad_policy"), [("exclude", None), ("half", "exclude")])
+def test_the_audit_counts_ties_as_the_leaderboard_does(tie_policy: str, bothbad_policy: str | None) -> None:
+    """With ties (or both-bad votes) left out of the fit, the audit judges that fit: its ratings are
+    the leaderboard's, and the tie probe weighs the other conventions against it. On the draw-prone
+    board the split convention lifts the weak m6 above m5, so it is among the pairs that reverse."""
+    from arena.domain import PairCount
+
+    battles = planted.draw_prone_model()
+    if bothbad_policy:  # the draws as both-bad votes
+        battles = [(a, b, "tie (bothbad)" if w == "tie" else w, v) for a, b, w, v in battles]
+    rows = planted.rows(battles)
+    result = audit(rows, resamples=200, seed=1, tie_policy=tie_policy, bothbad_policy=bothbad_policy)
+    board = fit_ratings(
+        [PairCount(a, b, w, c) for a, b, w, _, c in rows],  # type: ignore[arg-type]
+        interval="sandwich",
+        bootstrap_rounds=0,
+        tie_policy=tie_policy,  # type: ignore[arg-type]
+        bothbad_policy=bothbad_policy,  # type: ignore[arg-type]
+    )
+    for model, rating in zip(result.models, result.ratings, strict=True):
+        # The ridge (~0.04 battles) weighs a little more on m6, rated ~460 below the rest.
+        assert rating == pytest.approx(board.row(model).rating, abs=0.5)
+    assert result.models.index("m5") < result.models.index("m6")  # left out, the draws lift m6 no more
+    ties = result.probe("tie_convention")
+    assert ties.fired and "instead of splitting them" not in ties.reason, ties.reason
+    split = audit(rows, resamples=200, seed=1)
+    assert split.models.index("m6") < split.models.index("m5")
+    with pytest.raises(ValueError, match="tie_policy must be"):
+        audit(rows, tie_policy="drop")
+
+
+def test_the_leaderboard_audits_with_its_own_tie_policy(tmp_path: Path) -> None:
+    from arena.leaderboard import FitParams, LeaderboardCache
+
+    url = store_board(f"sqlite:///{tmp_path / 'd.sqlite3'}", planted.draw_prone_model())
+    with Store(url) as store:
+        view = LeaderboardCache(FitParams(tie_policy="exclude", bootstrap_rounds=50, audit_resamples=100)).view(store)
+    assert view.audit is not None
+    settled = [r.model for r in view.result.rows if r.rank is not None]
+    assert list(view.audit.models) == settled  # the rank ranges follow the order of the ratings shown
+    done = arena("audit", "--db", url, "--tie-policy", "exclude", "--resamples", "50", "--json")
+    assert done.returncode == 0, done.stderr
+    reason = next(p["reason"] for p in json.loads(done.stdout)["probes"] if p["name"] == "tie_convention")
+    assert "instead of leaving them out" in reason
+
+
 def test_the_separation_test_holds_its_level_on_a_board_of_equals() -> None:
     """Eight equal models: the simultaneous test may separate a neighbour in at most ~5% of boards."""
     rng = np.random.default_rng(3)

@@ -33,6 +33,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resamples", type=int, default=1000, metavar="N", help="Bootstrap resamples (default 1000, at least 20)."
     )
     parser.add_argument("--seed", type=int, default=0, help="Seed of the resampling (default 0).")
+    parser.add_argument(
+        "--tie-policy",
+        choices=("half", "exclude"),
+        default=None,
+        help="How ties enter the fit, as for `ratings` (default: settings, ARENA_TIE_POLICY).",
+    )
+    parser.add_argument(
+        "--bothbad-policy",
+        choices=("half", "exclude"),
+        default=None,
+        help="How 'both bad' votes enter the fit, apart from ties (default: settings, else as --tie-policy).",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,7 +62,13 @@ def run(args: argparse.Namespace) -> int:
         if store.current_revision() is None:
             raise ConfigError(f"{store.url} has no arena tables; run `python -m arena db upgrade` or import battles.")
         rows = store.voter_counts(**sl.filters())
-    result = audit(rows, resamples=args.resamples, seed=args.seed)
+    result = audit(
+        rows,
+        resamples=args.resamples,
+        seed=args.seed,
+        tie_policy=args.tie_policy or settings.tie_policy,
+        bothbad_policy=args.bothbad_policy or settings.bothbad_policy or None,
+    )
     if args.json:
         print(json.dumps(result.as_dict(), ensure_ascii=False, indent=2))
         return 0
