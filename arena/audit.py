@@ -18,8 +18,8 @@ Probes
                         (the median gap between neighbours).
 ``position_bias``       the advantage of being shown first (the fit's intercept, in log-odds) and
                         whether correcting for it reorders a separated pair.
-``tie_convention``      whether a separated pair reverses when ties are dropped or modelled
-                        (Rao-Kupper) instead of split half and half.
+``tie_convention``      whether a separated pair reverses when ties are counted another way than
+                        the fit counts them (split half and half, dropped, or Rao-Kupper).
 ``intransitivity``      cyclic triads of the who-beat-whom majority graph against what the fit predicts.
 ``connectivity``        groups of models that never met.
 ``coverage``            models with too few battles, and battles spread unevenly over models (Gini).
@@ -84,7 +84,8 @@ class Thresholds:
     level: float = 0.95  # of every interval and test
     # separation: share of neighbouring pairs the simultaneous (max-t) test does not separate.
     max_unseparated_share: float = 0.25
-    # rank_intervals: median width (highest - lowest rank) of the 95% rank ranges.
+    # rank_intervals: median width (highest - lowest rank) of the 95% rank ranges (the upper median,
+    # a whole number): above 1, the median model could take three places or more.
     max_median_rank_width: float = 1.0
     # voter_concentration: voter-bootstrap standard errors over battle-bootstrap ones.
     max_voter_se_ratio: float = 1.15
@@ -465,21 +466,30 @@ def audit(
     resamples: int = 1000,
     seed: int = 0,
     thresholds: Thresholds = THRESHOLDS,
+    tie_policy: str = "half",
+    bothbad_policy: str | None = None,
 ) -> AuditResult:
     """Run every probe on ``(model_a, model_b, winner, voter, count)`` rows.
 
-    Ties and both-bad votes count half a win each way (as the leaderboard's default). The audited
-    models are the largest group that the models with at least ``thresholds.min_votes`` votes form
-    among themselves (all models' largest group when fewer than two have that many);
-    ``connectivity`` and ``coverage`` look at every model.
+    Ties and both-bad votes enter as the leaderboard's fit takes them: ``tie_policy`` ``"half"`` (a
+    half win each way, the default) or ``"exclude"``, and ``bothbad_policy`` the same for both-bad
+    votes (default: as ``tie_policy``), so the rank ranges and tiers belong to the ratings shown
+    beside them. The audited models are the largest group that the models with at least
+    ``thresholds.min_votes`` votes (of every kind, as the leaderboard counts them) form among
+    themselves (all models' largest group when fewer than two have that many); ``connectivity``
+    and ``coverage`` look at every model.
 
     Raises
     ------
     ValueError
-        For an unknown winner or ``resamples < 20`` (too few to estimate a 95% quantile).
+        For an unknown winner or policy, or ``resamples < 20`` (too few to estimate a 95% quantile).
     """
     if resamples < 20:
         raise ValueError(f"resamples must be at least 20 for {thresholds.level:.0%} quantiles, not {resamples}.")
+    bothbad_policy = tie_policy if bothbad_policy is None else bothbad_policy
+    for name, policy in (("tie_policy", tie_policy), ("bothbad_policy", bothbad_policy)):
+        if policy not in ("half", "exclude"):
+            raise ValueError(f"{name} must be 'half' or 'exclude', not {policy!r}.")
     full = Board.from_rows(rows)
     rng = np.random.default_rng(seed)
     n_all = len(full.models)
@@ -502,14 +512,19 @@ def audit(
             probes.setdefault(name, Probe(name, False, None, "Fewer than two models have met: nothing to audit."))
         return AuditResult(tuple(probes[p] for p in PROBE_NAMES), (), (), (), (), (), full.n_battles, resamples)
 
-    # Re-index the largest group as its own board.
+    # Re-index the largest group as its own board: every vote (for the tie probe), and the votes the
+    # fit counts (for everything else).
     remap = np.full(n_all, -1, dtype=np.int64)
     remap[main] = np.arange(main.size)
     keep = (remap[full.a] >= 0) & (remap[full.b] >= 0)
     sub = full.subset(keep)
-    board = Board(
+    every = Board(
         tuple(full.models[i] for i in main), full.voters, remap[sub.a], remap[sub.b], sub.kind, sub.voter, sub.count
     )
+    left_out = ((every.kind == TIE) & (tie_policy == "exclude")) | (
+        (every.kind == BOTHBAD) & (bothbad_policy == "exclude")
+    )
+    board = every.subset(~left_out)
     n = main.size
     flat = board.collapsed()  # what needs no voters works on far fewer cells
     y, nn = _matrices(flat, n)
@@ -524,7 +539,7 @@ def audit(
     probes["voter_concentration"] = _probe_voters(board, n, theta, draws, sep, resamples, rng, thresholds)
     probes["annotator_influence"] = _probe_influence(board, n, theta, thresholds)
     probes["position_bias"] = _probe_position(flat, n, theta, sep, thresholds)
-    probes["tie_convention"] = _probe_ties(flat, n, theta, sep, thresholds)
+    probes["tie_convention"] = _probe_ties(every.collapsed(), n, theta, sep, thresholds, (tie_policy, bothbad_policy))
     probes["intransitivity"] = _probe_cycles(flat, n, rng, thresholds)
 
     order = sep["order"]
@@ -637,9 +652,12 @@ def _probe_rank_intervals(theta: Float, draws: Float, th: Thresholds) -> tuple[I
     low = np.floor(np.quantile(ranks, tail, axis=0)).astype(np.int64)
     high = np.ceil(np.quantile(ranks, 1 - tail, axis=0)).astype(np.int64)
     width = high - low
-    median = float(np.median(width))
+    # The upper median: a whole number of ranks that at least half the models' ranges reach (the
+    # plain median of 0, 0, 1, 1 would be a range "0.5 ranks" wide, which no model has).
+    median = int(np.quantile(width, 0.5, method="higher"))
     fired = median > th.max_median_rank_width
     widest = int(np.argmax(width))
+    places = median + 1
     return (
         low,
         high,
@@ -647,8 +665,8 @@ def _probe_rank_intervals(theta: Float, draws: Float, th: Thresholds) -> tuple[I
             "rank_intervals",
             fired,
             median,
-            f"Half the models could sit anywhere in a range of {median:g} ranks or more ({th.level:.0%} "
-            f"range); the widest spans ranks {low[widest]}-{high[widest]}.",
+            f"The median model's {th.level:.0%} range of ranks spans {places} place{'' if places == 1 else 's'} "
+            f"(2-4 spans 3); the widest spans ranks {low[widest]}-{high[widest]}.",
         ),
     )
 
@@ -753,7 +771,11 @@ def _probe_position(board: Board, n: int, theta: Float, sep: dict[str, Any], th:
     return Probe("position_bias", fired, round(h, 4), text + ".", {"se": se, "reordered": len(flips)})
 
 
-def _probe_ties(board: Board, n: int, theta: Float, sep: dict[str, Any], th: Thresholds) -> Probe:
+def _probe_ties(
+    board: Board, n: int, theta: Float, sep: dict[str, Any], th: Thresholds, policies: tuple[str, str]
+) -> Probe:
+    """Whether counting ties another way reverses a separated pair; ``board`` holds every vote and
+    ``policies`` says how the fit behind ``theta`` and ``sep`` counted ties and both-bad votes."""
     c = board.count
     tie_share = float(c[board.kind >= TIE].sum() / max(c.sum(), 1))
     if tie_share < th.min_tie_share:
@@ -763,15 +785,22 @@ def _probe_ties(board: Board, n: int, theta: Float, sep: dict[str, Any], th: Thr
             0,
             f"Only {tie_share:.1%} of the votes are ties or both bad: how they are counted cannot change the order.",
         )
-    y_d, nn_d = _matrices(board, n, ties="drop")
-    dropped = fit_one(y_d, nn_d, theta)
-    rk = _fit_rao_kupper(board, n, theta)
-    flips = sorted(set(_reversals(dropped, sep)) | set(_reversals(rk, sep)))
+    alternatives: list[Float] = []
+    if policies != ("exclude", "exclude"):
+        y_d, nn_d = _matrices(board, n, ties="drop")
+        alternatives.append(fit_one(y_d, nn_d, theta))
+    if policies != ("half", "half"):
+        y_h, nn_h = _matrices(board, n)
+        alternatives.append(fit_one(y_h, nn_h, theta))
+    alternatives.append(_fit_rao_kupper(board, n, theta))
+    flips = sorted({pair for alt in alternatives for pair in _reversals(alt, sep)})
     listing = ", ".join(f"{board.models[u]} / {board.models[v]}" for u, v in flips)
-    text = f"{tie_share:.0%} of the votes are ties or both bad; " + (
-        f"dropping them or modelling them (Rao-Kupper) instead of splitting them reverses {listing}."
-        if flips
-        else "dropping them or modelling them (Rao-Kupper) instead of splitting them reverses no separated pair."
+    other_ways = {
+        ("half", "half"): "dropping them or modelling them (Rao-Kupper) instead of splitting them",
+        ("exclude", "exclude"): "splitting them or modelling them (Rao-Kupper) instead of leaving them out",
+    }.get(policies, "counting them another way (split, left out or Rao-Kupper)")
+    text = f"{tie_share:.0%} of the votes are ties or both bad; {other_ways} reverses " + (
+        f"{listing}." if flips else "no separated pair."
     )
     pairs = [f"{board.models[u]} / {board.models[v]}" for u, v in flips]
     return Probe("tie_convention", bool(flips), len(flips), text, {"tie_share": tie_share, "pairs": pairs})

@@ -94,6 +94,8 @@ RATINGS_COLUMNS: tuple[str, ...] = (
     "group",
     "bothbad_policy",
     "level",
+    "scale",
+    "anchor",
 )
 BATTLE_COLUMNS: tuple[str, ...] = (
     "question_id",
@@ -208,6 +210,11 @@ def _utc(ts: datetime) -> str:
 
 def ratings_rows(result: RatingsResult, slice_name: str, cutoff: datetime) -> Iterator[dict[str, Any]]:
     """One ``RATINGS_COLUMNS`` mapping per rated model (best first), as plain Python values."""
+    # The anchor pins the ratings of its own group only; other groups keep their mean of 1000.
+    pinned_group, anchor = None, ""
+    if result.anchor is not None:
+        pinned_group = next((r.component for r in result.rows if r.model == result.anchor[0]), None)
+        anchor = f"{result.anchor[0]}={result.anchor[1]:g}"
     for r in result.rows:
         yield {
             "model": r.model,
@@ -236,6 +243,8 @@ def ratings_rows(result: RatingsResult, slice_name: str, cutoff: datetime) -> It
             "group": r.component + 1,
             "bothbad_policy": result.bothbad_policy,
             "level": result.level,
+            "scale": result.scale,  # rating points per unit of log-odds
+            "anchor": anchor if r.component == pinned_group else "",  # MODEL=RATING, where it pins this row
         }
 
 

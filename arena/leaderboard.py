@@ -227,7 +227,14 @@ def audit_slice(store: Store, sl: Slice, params: FitParams) -> AuditResult:
 
     rows = store.voter_counts(**sl.filters())
     th = THRESHOLDS if params.min_votes == THRESHOLDS.min_votes else Thresholds(min_votes=params.min_votes)
-    return audit(rows, resamples=max(params.audit_resamples, 20), seed=params.seed, thresholds=th)
+    return audit(
+        rows,
+        resamples=max(params.audit_resamples, 20),
+        seed=params.seed,
+        thresholds=th,
+        tie_policy=params.tie_policy,
+        bothbad_policy=params.bothbad_policy,
+    )
 
 
 def style_slice(store: Store, sl: Slice, params: FitParams) -> StyleResult:

@@ -71,6 +71,52 @@ def test_the_audit_fit_equals_the_leaderboard_fit() -> None:
         assert rating == pytest.approx(board.row(model).rating, abs=0.05)  # the ridge is worth ~0.04 battles
 
 
+@pytest.mark.parametrize(("tie_policy", "bothbad_policy"), [("exclude", None), ("half", "exclude")])
+def test_the_audit_counts_ties_as_the_leaderboard_does(tie_policy: str, bothbad_policy: str | None) -> None:
+    """With ties (or both-bad votes) left out of the fit, the audit judges that fit: its ratings are
+    the leaderboard's, and the tie probe weighs the other conventions against it. On the draw-prone
+    board the split convention lifts the weak m6 above m5, so it is among the pairs that reverse."""
+    from arena.domain import PairCount
+
+    battles = planted.draw_prone_model()
+    if bothbad_policy:  # the draws as both-bad votes
+        battles = [(a, b, "tie (bothbad)" if w == "tie" else w, v) for a, b, w, v in battles]
+    rows = planted.rows(battles)
+    result = audit(rows, resamples=200, seed=1, tie_policy=tie_policy, bothbad_policy=bothbad_policy)
+    board = fit_ratings(
+        [PairCount(a, b, w, c) for a, b, w, _, c in rows],  # type: ignore[arg-type]
+        interval="sandwich",
+        bootstrap_rounds=0,
+        tie_policy=tie_policy,  # type: ignore[arg-type]
+        bothbad_policy=bothbad_policy,  # type: ignore[arg-type]
+    )
+    for model, rating in zip(result.models, result.ratings, strict=True):
+        # The ridge (~0.04 battles) weighs a little more on m6, rated ~460 below the rest.
+        assert rating == pytest.approx(board.row(model).rating, abs=0.5)
+    assert result.models.index("m5") < result.models.index("m6")  # left out, the draws lift m6 no more
+    ties = result.probe("tie_convention")
+    assert ties.fired and "instead of splitting them" not in ties.reason, ties.reason
+    split = audit(rows, resamples=200, seed=1)
+    assert split.models.index("m6") < split.models.index("m5")
+    with pytest.raises(ValueError, match="tie_policy must be"):
+        audit(rows, tie_policy="drop")
+
+
+def test_the_leaderboard_audits_with_its_own_tie_policy(tmp_path: Path) -> None:
+    from arena.leaderboard import FitParams, LeaderboardCache
+
+    url = store_board(f"sqlite:///{tmp_path / 'd.sqlite3'}", planted.draw_prone_model())
+    with Store(url) as store:
+        view = LeaderboardCache(FitParams(tie_policy="exclude", bootstrap_rounds=50, audit_resamples=100)).view(store)
+    assert view.audit is not None
+    settled = [r.model for r in view.result.rows if r.rank is not None]
+    assert list(view.audit.models) == settled  # the rank ranges follow the order of the ratings shown
+    done = arena("audit", "--db", url, "--tie-policy", "exclude", "--resamples", "50", "--json")
+    assert done.returncode == 0, done.stderr
+    reason = next(p["reason"] for p in json.loads(done.stdout)["probes"] if p["name"] == "tie_convention")
+    assert "instead of leaving them out" in reason
+
+
 def test_the_separation_test_holds_its_level_on_a_board_of_equals() -> None:
     """Eight equal models: the simultaneous test may separate a neighbour in at most ~5% of boards."""
     rng = np.random.default_rng(3)
@@ -134,6 +180,37 @@ def test_cli_audit_text_and_errors(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "Unknown slice" in bad.stderr
     few = arena("audit", "--db", url, "--resamples", "5")
     assert few.returncode == 2 and "at least 20" in few.stderr
+    # One recorded voter: the voter probes cannot run, and the table says so rather than "ok".
+    alone = store_board(f"sqlite:///{tmp_path / 'c.sqlite3'}", planted.battles(800, 3, voters=1))
+    done = arena("audit", "--db", alone, "--resamples", "50")
+    assert done.returncode == 0, done.stderr
+    status = {line.split()[1]: line.split()[0] for line in done.stdout.splitlines()[1:10]}
+    assert status["voter_concentration"] == status["annotator_influence"] == "n/a"
+    assert status["position_bias"] == status["connectivity"] == "ok"
+
+
+def test_rank_ranges_are_summarised_in_whole_places() -> None:
+    """Two models that swap in some resamples (ranges 1-2) and two that never do: the plain median
+    width is 0.5, a range "0.5 ranks" wide that no model has; the probe says 1 (two places)."""
+    from arena.audit import _probe_rank_intervals
+    from arena.ui.leaderboard import audit_sentences
+
+    rng = np.random.default_rng(0)
+    theta = np.array([1.0, 0.9, 0.0, -1.9])
+    draws = theta + np.zeros((400, 4))
+    draws[:, :2] += rng.normal(0, 0.2, (400, 2))  # m0 and m1 swap about a third of the time
+    low, high, probe = _probe_rank_intervals(theta, draws, THRESHOLDS)
+    assert (high - low).tolist() == [1, 1, 0, 0]
+    assert probe.value == 1 and type(probe.value) is int and not probe.fired
+    assert "spans 2 places" in probe.reason and "0.5" not in probe.reason
+    wide = draws.copy()
+    wide[:, 2:] = theta[2:] + rng.normal(0, 3, (400, 2))  # now m2 and m3 could sit anywhere
+    _, _, probe = _probe_rank_intervals(theta, wide, THRESHOLDS)
+    assert probe.fired and probe.value >= 2
+    result = audit(planted.rows(planted.too_few_votes()), resamples=200, seed=1)
+    sentence = next(s for s in audit_sentences("en", result) if "places or more" in s)
+    places = int(result.probe("rank_intervals").value) + 1
+    assert f"any of {places} places" in sentence
 
 
 def test_thresholds_live_in_one_place() -> None:
@@ -159,12 +236,19 @@ def test_the_leaderboard_shows_rank_ranges_and_tiers_and_audits_once_per_vote_ch
         view = cache.view(store)
         assert view.audit is not None and cache.fits == 1
         value = table_value("en", view.result, view.audit)
-        assert value["headers"] == ["Rank", "Model", "Rating", "95% interval", "Votes"]
+        assert value["headers"] == ["Rank", "Tier", "Model", "Rating", "95% interval", "Votes"]
         ranks = [row[0] for row in value["data"]]
         assert any("–" in str(r) for r in ranks)  # ranges, where the votes leave the order open
         assert len(set(ranks)) < len(ranks)  # neighbours the votes do not separate share a range
         assert ranks != [1] * len(ranks)
-        assert i18n.text("en", "lb.legend_ranges") in legend("en", view.result, view.audit)  # and it is said why
+        # The tiers are the separation test's, row by row, and some neighbours share one.
+        tiers = {row[2]: row[1] for row in value["data"]}
+        assert tiers == dict(zip(view.audit.models, view.audit.tier, strict=True))
+        assert len(set(tiers.values())) < len(tiers)
+        said = legend("en", view.result, view.audit)
+        assert i18n.text("en", "lb.legend_ranges") in said  # and it is said why
+        assert i18n.text("en", "lb.legend_tiers") in said
+        assert table_value("en", view.result)["headers"][1] == "Model"  # no audit, no tier column
         assert cache.view(store).audit is view.audit and cache.fits == 1  # cached with the fit
         store.import_battles(items([("m0", "m7", "model_a")], prefix="late"))
         again = cache.view(store)

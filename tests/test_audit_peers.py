@@ -1,4 +1,6 @@
-"""arena/audit.py against arenakit (PyPI, MIT) where both compute the same quantity.
+"""arena/audit.py and arena/ratings.py against arenakit (PyPI, MIT) and LMArena's arena-rank where
+they compute the same quantity (fits, first-slot advantage, Rao-Kupper, verdicts, the votes' Gini,
+style control, sandwich intervals).
 
 arenakit needs matplotlib and pydantic, so it lives in its own virtual environment, never in the
 runtime: ``$ARENA_PEER_VENVS/arenakit`` (default ``~/.cache/arena-peers``), built here on first use
@@ -161,3 +163,48 @@ def test_style_control_agrees_with_arena_rank(arena_rank: Path) -> None:
         assert by[m].rating == pytest.approx(theirs["ratings"][i], abs=0.5)
         ours_width = by[m].ci_upper - by[m].ci_lower
         assert ours_width == pytest.approx(theirs["upper"][i] - theirs["lower"][i], rel=0.02)
+
+
+@pytest.mark.parametrize("tie_rate", [0.0, 0.3])
+def test_sandwich_intervals_are_as_narrow_as_arena_ranks(arena_rank: Path, tie_rate: float) -> None:
+    """The interval floor may not widen what the votes carry (issue 22): on a board of ten close
+    models with 0% or 30% ties (half of them both-bad), the shown sandwich intervals equal
+    arena-rank's BradleyTerry sandwich intervals to 1%. The floor that ignored ties made them
+    1.11-1.21 times as wide at 30% ties (measured here, 2026-12-06)."""
+    import math
+    from collections import Counter
+
+    from scipy.special import expit
+
+    from arena.domain import PairCount
+    from arena.ratings import fit_ratings
+
+    rng = np.random.default_rng(5)
+    theta = np.linspace(-0.6, 0.6, 10)
+    eta = -math.log((1 - tie_rate) / (1 + tie_rate))  # Rao-Kupper: tie_rate between equal models
+    battles: list[tuple[str, str, str]] = []
+    for i in range(10):
+        for j in range(i + 1, 10):
+            d = theta[i] - theta[j]
+            pa, pb = expit(d - eta), expit(-d - eta)
+            a, b, tied = rng.multinomial(60, [pa, pb, max(1 - pa - pb, 0.0)])
+            battles += [(f"m{i}", f"m{j}", "model_a")] * a + [(f"m{i}", f"m{j}", "model_b")] * b
+            battles += [(f"m{i}", f"m{j}", "tie")] * (tied // 2) + [(f"m{i}", f"m{j}", "both_bad")] * (tied - tied // 2)
+    done = subprocess.run(
+        [str(arena_rank), str(ROOT / "tests" / "support" / "peer_arena_rank_bt.py")],
+        input=json.dumps({"battles": battles}),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    theirs = json.loads(done.stdout)
+    ours_winner = {"both_bad": "tie (bothbad)"}
+    rows = [PairCount(a, b, ours_winner.get(w, w), c) for (a, b, w), c in Counter(battles).items()]
+    result = fit_ratings(rows, interval="sandwich", bootstrap_rounds=0)
+    assert all(r.rank is not None for r in result.rows)
+    for i, model in enumerate(theirs["models"]):
+        r = result.row(model)
+        assert r.rating == pytest.approx(theirs["ratings"][i], abs=0.01)
+        width = r.ci_upper - r.ci_lower
+        assert width == pytest.approx(theirs["upper"][i] - theirs["lower"][i], rel=0.01), model

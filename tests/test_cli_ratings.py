@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -177,6 +178,16 @@ def test_level_anchor_and_bothbad_policy_on_the_command_line(grouped: str, tmp_p
     assert float(pinned["b"]["rating"]) == pytest.approx(1200)
     assert float(pinned["a"]["rating"]) - 1200 == pytest.approx(float(base["a"]["rating"]) - float(base["b"]["rating"]))
     assert float(pinned["x"]["rating"]) == pytest.approx(float(base["x"]["rating"]))  # the other group keeps 1000
+    assert pinned["a"]["anchor"] == pinned["b"]["anchor"] == "b=1200" and pinned["x"]["anchor"] == ""
+    assert base["a"]["anchor"] == "" and float(base["a"]["scale"]) == pytest.approx(400 / math.log(10))
+    halved = fit("--scale", "200")
+    assert halved["a"]["scale"] == "200.0"
+    for m in ("a", "x"):  # 200 points per log-odds instead of 173.7: distances from 1000 and widths in proportion
+        assert float(halved[m]["rating"]) - 1000 == pytest.approx(
+            (float(base[m]["rating"]) - 1000) * 200 / 400 * math.log(10)
+        )
+        half_width = float(halved[m]["ci_upper"]) - float(halved[m]["ci_lower"])
+        assert half_width == pytest.approx(width[m] * 200 / 400 * math.log(10))
     apart = fit("--bothbad-policy", "exclude")
     assert apart["x"]["bothbad_policy"] == "exclude" and apart["x"]["tie_policy"] == "half"
     # x beat y 40-30 with 10 both-bad: without those the gap widens, and the records stay the same.

@@ -49,11 +49,12 @@ def test_the_leaderboard_shows_what_the_votes_support(app: AppProcess, browser, 
         "() => (document.querySelector('#leaderboard_table')?.textContent || '').includes('newcomer')", timeout=60_000
     )
     body = page.locator("#leaderboard_table").text_content() or ""
-    assert t("column.interval") in body and t("column.votes") in body
+    assert t("column.interval") in body and t("column.votes") in body and t("column.tier") in body
     assert "—" in body  # the newcomer's two votes carry no rank
     assert "–" in body  # ranges where the votes leave the order open
     shown = page.locator("#leaderboard_legend").inner_text()
     assert t("lb.legend_ranges") in shown and t("lb.legend_preliminary", n=30) in shown  # and why, in plain words
+    assert t("lb.legend_tiers") in shown  # neighbours the votes do not separate share a tier
     assert "alpha" not in page.locator("#leaderboard_tab").inner_text()  # statistics stay in the closed fold
     page.get_by_text(t("lb.how_to_read")).click()  # "How to read this" opens the fold
     page.locator("#leaderboard_audit li").first.wait_for(timeout=30_000)
@@ -67,5 +68,11 @@ def test_the_leaderboard_shows_what_the_votes_support(app: AppProcess, browser, 
     assert t("style.length") in info
     styled = page.locator("#leaderboard_table").text_content() or ""
     assert "—" in styled  # no rank for the newcomer in the style-controlled table either
+    # The legend follows the table shown: the style-controlled one has no rank ranges and no tiers.
+    page.wait_for_function(
+        "(t) => !document.querySelector('#leaderboard_legend').innerText.includes(t)", arg=t("lb.legend_tiers")
+    )
+    shown = page.locator("#leaderboard_legend").inner_text()
+    assert t("lb.legend_ranges") not in shown and t("lb.legend_preliminary", n=30) in shown
     page.screenshot(path=str(ARTIFACTS / f"leaderboard-{language}-{size}-style.png"), full_page=True)
     context.close()

@@ -65,3 +65,31 @@ def test_the_sandwich_caveat_is_not_shown_beside_bootstrap_intervals() -> None:
     assert any("bootstrap ones" in n for n in fit_notes("en", sandwich))
     fold = details_markdown("en", bootstrap)
     assert "prefer the bootstrap ones" not in fold and i18n.text("en", "lb.researchers") in fold
+
+
+def test_groups_that_never_met_get_a_group_column_and_a_legend_line() -> None:
+    """Two groups that never met: a Group column (last, after the tier the audit gives the largest
+    group), each model's group number, and the legend says to compare only within a group."""
+    from arena.audit import audit
+
+    counts = [
+        pc("a", "b", "model_a", 40),
+        pc("a", "b", "model_b", 20),
+        pc("b", "c", "model_a", 35),
+        pc("b", "c", "model_b", 25),
+        pc("x", "y", "model_a", 45),
+        pc("x", "y", "model_b", 15),
+    ]
+    result = fit_ratings(counts, bootstrap_rounds=100)
+    checked = audit([(c.model_a, c.model_b, c.winner, "v", c.count) for c in counts], resamples=100)
+    for language in i18n.LANGUAGES:
+        value = table_value(language, result, checked)
+        assert value["headers"][1] == i18n.text(language, "column.tier")
+        assert value["headers"][-1] == i18n.text(language, "column.group")
+        group = {row[2]: row[-1] for row in value["data"]}
+        assert group == {"a": 1, "b": 1, "c": 1, "x": 2, "y": 2}
+        tier = {row[2]: row[1] for row in value["data"]}
+        assert tier["x"] == tier["y"] == "" and all(type(tier[m]) is int for m in "abc")  # the audit's group only
+        assert i18n.text(language, "lb.legend_groups") in legend(language, result, checked)
+    single = fit_ratings(counts[:4], bootstrap_rounds=100)
+    assert table_value("en", single)["headers"][-1] == i18n.text("en", "column.votes")

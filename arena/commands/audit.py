@@ -24,17 +24,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--db", metavar="URL", default=None, help="Database URL (default: DATABASE_URL, else db/arena.sqlite3)."
     )
     parser.add_argument(
-        "--slice", default="overall", help="overall (default), named, pool:chat, pool:base or lang:<code>."
+        "--slice",
+        default="overall",
+        help="overall (default), named, pool:chat, pool:base, lang:<code> or cat:<category>.",
     )
     parser.add_argument("--json", action="store_true", help='Print {"probes": [{"name", "fired", "value", "reason"}]}.')
     parser.add_argument(
         "--resamples", type=int, default=1000, metavar="N", help="Bootstrap resamples (default 1000, at least 20)."
     )
     parser.add_argument("--seed", type=int, default=0, help="Seed of the resampling (default 0).")
+    parser.add_argument(
+        "--tie-policy",
+        choices=("half", "exclude"),
+        default=None,
+        help="How ties enter the fit, as for `ratings` (default: settings, ARENA_TIE_POLICY).",
+    )
+    parser.add_argument(
+        "--bothbad-policy",
+        choices=("half", "exclude"),
+        default=None,
+        help="How 'both bad' votes enter the fit, apart from ties (default: settings, else as --tie-policy).",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from arena.audit import audit
+    from arena.audit import THRESHOLDS, audit
     from arena.leaderboard import parse_slice
 
     settings = Settings.load(os.environ, db=args.db)
@@ -48,7 +62,13 @@ def run(args: argparse.Namespace) -> int:
         if store.current_revision() is None:
             raise ConfigError(f"{store.url} has no arena tables; run `python -m arena db upgrade` or import battles.")
         rows = store.voter_counts(**sl.filters())
-    result = audit(rows, resamples=args.resamples, seed=args.seed)
+    result = audit(
+        rows,
+        resamples=args.resamples,
+        seed=args.seed,
+        tie_policy=args.tie_policy or settings.tie_policy,
+        bothbad_policy=args.bothbad_policy or settings.bothbad_policy or None,
+    )
     if args.json:
         print(json.dumps(result.as_dict(), ensure_ascii=False, indent=2))
         return 0
@@ -57,13 +77,18 @@ def run(args: argparse.Namespace) -> int:
     width = max(len(p.name) for p in result.probes)
     for p in result.probes:
         value = "—" if p.value is None else f"{p.value:g}"
-        print(f"{'FIRED' if p.fired else 'ok':>5}  {p.name:<{width}}  {value:>8}  {p.reason}")
+        # A probe with no figure could not run (too few models, voters or triads): not a pass.
+        status = "FIRED" if p.fired else "n/a" if p.value is None else "ok"
+        print(f"{status:>5}  {p.name:<{width}}  {value:>8}  {p.reason}")
     if result.models:
-        print("\nrank ranges and tiers (tiers split where the simultaneous test separates neighbours):")
+        print(
+            f"\n{THRESHOLDS.level:.0%} rank ranges and tiers of the {len(result.models)} audited models (a new tier "
+            "starts where the simultaneous test separates neighbours; ratings centred on these models):"
+        )
         mw = max(len(m) for m in result.models)
         for m, r, lo, hi, t in zip(
             result.models, result.ratings, result.rank_low, result.rank_high, result.tier, strict=True
         ):
-            ranks = f"{lo}" if lo == hi else f"{lo}-{hi}"
-            print(f"  tier {t:>2}  {m:<{mw}}  {r:7.1f}  ranks {ranks}")
+            ranks = f"rank  {lo}" if lo == hi else f"ranks {lo}-{hi}"
+            print(f"  tier {t:>2}  {m:<{mw}}  {r:7.1f}  {ranks}")
     return 0

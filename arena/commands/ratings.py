@@ -41,7 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", metavar="FILE", default=None, help="Write ratings.csv here (one row per model and slice)."
     )
     parser.add_argument(
-        "--slice", default=None, help="Only this slice: overall, named, pool:chat, pool:base or lang:<code>."
+        "--slice",
+        default=None,
+        help="Only this slice: overall, named, pool:chat, pool:base, lang:<code> or cat:<category>.",
     )
     parser.add_argument(
         "--bootstrap", type=int, default=None, metavar="N", help="Bootstrap rounds (default: settings)."

@@ -186,22 +186,35 @@ def _ranks(result: RatingsResult, audit: AuditResult | None) -> dict[str, tuple[
     return ranges
 
 
+def _tiers(audit: AuditResult | None) -> dict[str, int]:
+    """Each audited model's tier (1 = the top run of neighbours the votes do not tell apart)."""
+    if audit is None:
+        return {}
+    return dict(zip(audit.models, audit.tier, strict=True))
+
+
 def table_value(language: str, result: RatingsResult | None, audit: AuditResult | None = None) -> dict[str, Any]:
     """The table a visitor reads: rank, model, rating, its 95% interval, votes (``None``: no rows).
 
     With an audit, the rank is the model's 95% range of ranks ("2–3": the votes do not order it
-    against its neighbours yet). A preliminary model has no rank ("—"); when groups never met, a
-    group column comes last.
+    against its neighbours yet), and a tier column follows it: a new tier starts only where the
+    simultaneous separation test tells two neighbours apart, so models in one tier may be in either
+    order even where their rank ranges do not overlap. A preliminary model has no rank ("—") and no
+    tier; when groups never met, a group column comes last.
     """
     keys = list(COLUMN_KEYS)
     rows: list[list[object]] = []
+    tiers = _tiers(audit)
     if result is not None:
         ranks = _ranks(result, audit)
         for row in leaderboard_rows(result):
             model = str(row[1])
             span = ranks.get(model)
             rank = NO_RANK if span is None else _rank_range(*span)
-            rows.append([rank, model, row[2], str(row[3]).replace(" – ", "–"), row[4], *row[7:]])
+            tier: list[object] = [tiers.get(model, "") if span is not None else ""] if tiers else []
+            rows.append([rank, *tier, model, row[2], str(row[3]).replace(" – ", "–"), row[4], *row[7:]])
+        if tiers:
+            keys.insert(1, "column.tier")
         if has_groups(result):
             keys.append("column.group")
     return {"headers": [i18n.text(language, k) for k in keys], "data": rows}
@@ -216,6 +229,9 @@ def legend(language: str, result: RatingsResult | None, audit: AuditResult | Non
     lines = []
     if any(span is not None and span[0] != span[1] for span in ranks.values()):
         lines.append(t(language, "lb.legend_ranges"))
+    tiers = list(_tiers(audit).values())
+    if len(set(tiers)) < len(tiers):
+        lines.append(t(language, "lb.legend_tiers"))
     ranked = [r for r in result.rows if ranks.get(r.model) is not None and math.isfinite(r.ci_lower)]
     for i, a in enumerate(ranked):
         for b in ranked[i + 1 :]:
@@ -279,6 +295,14 @@ def style_table_value(language: str, style: StyleResult, min_votes: int = 0) -> 
     return {"headers": [i18n.text(language, k) for k in STYLE_KEYS], "data": rows}
 
 
+def style_legend(language: str, style: StyleResult, min_votes: int) -> str:
+    """The plain sentences under the style-controlled table: it has no rank ranges and no tiers, so
+    only the "—" line can apply."""
+    if any(r.votes < min_votes for r in style.rows):
+        return i18n.text(language, "lb.legend_preliminary", n=min_votes)
+    return ""
+
+
 def style_summary(language: str, style: StyleResult) -> str:
     """One line on what the style-controlled view is, with the style coefficients."""
     if not style.rows:
@@ -307,7 +331,7 @@ def audit_sentences(language: str, audit: AuditResult | None) -> list[str]:
             pairs = p.detail.get("pairs", [])
             values = {"pairs": len(pairs), "unseparated": sum(not x["simultaneous"] for x in pairs)}
         elif p.name == "rank_intervals":
-            values = {"width": f"{float(p.value):g}"}
+            values = {"places": int(p.value) + 1}  # a range of width 2 (e.g. 3-5) spans 3 places
         elif p.name == "voter_concentration":
             values = {"ratio": f"{float(p.value):.1f}"}
         elif p.name == "annotator_influence":
@@ -403,6 +427,7 @@ def build_leaderboard_tab(service: ArenaService, texts: Texts, visitor: gr.State
             else:
                 text = f"{style_summary(who.language, style)}\n\n{text}"
                 value = style_table_value(who.language, style, view.result.min_votes)
+                notes = style_legend(who.language, style, view.result.min_votes)
         return {
             info: text,
             table: value,
