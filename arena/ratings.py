@@ -73,7 +73,8 @@ Ranks and preliminary ratings
 -----------------------------
 ``rank = 1 + number of ranked models in the same group whose lower bound is above this model's upper
 bound``: models whose intervals overlap share a rank. A preliminary model (below) gets no rank
-(``None``, shown as "—") and does not count against the others: its votes cannot carry one. In a
+(``None``, shown as "—"), does not count against the others (its votes cannot carry one) and is
+listed after the ranked models, whatever its rating. In a
 group that is not strongly connected (exact ratings infinite), a model of another strongly connected
 part counts as above only if it also beat this one head to head significantly (``_may_outrank``):
 there the gap between the parts, and so the intervals, come from the alpha pull. A model with fewer
@@ -453,7 +454,9 @@ def fit_ratings(
         if held:
             notes.append(Message("note.ranks_shared", {"models": ", ".join(sorted(held)), "alpha": f"{alphas[k]:g}"}))
 
-    order = sorted(rated_idx.tolist(), key=lambda i: (-ratings[i], names[i]))
+    # Ranked models first, then the preliminary ones: a 2-vote newcomer with a lucky rating must not
+    # head the table with its "—" (seen on real data).
+    order = sorted(rated_idx.tolist(), key=lambda i: (not settled[i], -ratings[i], names[i]))
     rows = _rating_rows(
         order,
         tally,

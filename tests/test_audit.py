@@ -332,3 +332,16 @@ def test_verbose_answers_winning_is_caught_by_style_control_not_by_the_vote_prob
     assert not [
         c for c in fit_style(StyleBattle(a, b, w, x, y) for a, b, w, _, x, y in calm).coefficients if c.significant
     ]
+
+
+def test_the_style_table_lists_a_lucky_newcomer_after_the_ranked_models() -> None:
+    from arena.style import StyleResult, StyleRow
+    from arena.ui.leaderboard import style_table_value
+
+    rows = (
+        StyleRow("newcomer", 1300.0, 1100.0, 1500.0, 1290.0, 2),
+        StyleRow("a", 1050.0, 1020.0, 1080.0, 1050.0, 400),
+        StyleRow("b", 950.0, 920.0, 980.0, 950.0, 400),
+    )
+    table = style_table_value("en", StyleResult(rows, (), 401, 0.95), 30)
+    assert [(row[0], row[1]) for row in table["data"]] == [(1, "a"), (2, "b"), ("—", "newcomer")]

@@ -386,6 +386,19 @@ def test_preliminary_below_min_votes() -> None:
     assert any(n.key == "note.preliminary" and "epsilon" in str(n.params["models"]) for n in res.notes)
 
 
+def test_a_lucky_newcomer_is_listed_after_the_ranked_models() -> None:
+    # Two wins over the top model give a newcomer the highest rating; with 2 votes it has no rank
+    # and must not head the table (real LMArena data showed a 2-vote model first).
+    rows = [*MIXED, pc("newcomer", "alpha", "model_a", 2)]
+    res = fit_ratings(rows, interval="sandwich", bootstrap_rounds=0, min_votes=10)
+    newcomer = res.row("newcomer")
+    assert newcomer.preliminary and newcomer.rank is None
+    assert newcomer.rating == max(r.rating for r in res.rows)
+    assert res.rows[-1].model == "newcomer"
+    ranked = [r.rating for r in res.rows if not r.preliminary]
+    assert ranked == sorted(ranked, reverse=True) and res.rows[0].rank == 1
+
+
 def test_matrices() -> None:
     res = fit_ratings(MIXED, interval="sandwich", bootstrap_rounds=0)
     ix = {m: i for i, m in enumerate(res.models)}
@@ -451,7 +464,7 @@ def test_disconnected_groups_are_fitted_apart() -> None:
 
 def test_unbeaten_model_is_finite_on_top_and_noted() -> None:
     rows = [*MIXED, pc("champ", "alpha", "model_a", 5), pc("beta", "champ", "model_b", 4)]
-    res = fit_ratings(rows, bootstrap_rounds=200)
+    res = fit_ratings(rows, bootstrap_rounds=200, min_votes=1)  # 9 votes: ranked here
     assert res.rows[0].model == "champ"
     assert all(math.isfinite(x) for r in res.rows for x in (r.rating, r.ci_lower, r.ci_upper))
     assert res.alpha_used == pytest.approx(0.01)

@@ -281,12 +281,13 @@ STYLE_KEYS = (
 def style_table_value(language: str, style: StyleResult, min_votes: int = 0) -> dict[str, Any]:
     """The style-controlled table: rank by separated intervals, rating, interval, plain rating.
 
-    As in the plain table, a model with fewer than ``min_votes`` votes has no rank ("—") and does
-    not push the others down.
+    As in the plain table, a model with fewer than ``min_votes`` votes has no rank ("—"), does
+    not push the others down and comes after the ranked models.
     """
     settled = [r for r in style.rows if r.votes >= min_votes]
     rows: list[list[object]] = []
-    for r in style.rows:
+    # Preliminary models after the ranked ones, as in the plain table.
+    for r in sorted(style.rows, key=lambda r: r.votes < min_votes):
         rank: object = NO_RANK
         if r.votes >= min_votes:
             rank = 1 + sum(bool(o.ci_lower > r.ci_upper) for o in settled)
