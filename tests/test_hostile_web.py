@@ -239,6 +239,22 @@ def test_details_and_downloads_leave_one_file_per_slice(app: AppProcess) -> None
     assert sorted((tmp / "gradio").rglob("*.csv")) == cached_before  # Gradio's copies: one per file made
 
 
+def test_campaign_results_leave_one_file_per_slice(app: AppProcess) -> None:
+    """Each new vote makes a new results file; the older one goes (one per vote count was kept forever)."""
+    tmp: Path = app.tmp  # type: ignore[attr-defined]
+    made = set()
+    for _ in range(3):
+        q = Queue(app.url)
+        assert q.result("accept_terms", [None])[0]
+        assert q.result("campaign_next", ["demo-bilingual", "", None])[0]
+        assert q.result("campaign_vote_a", ["", None, None])[0]
+        assert q.result("campaign_results", ["demo-bilingual", "overall", None])[0]
+        made |= {p.name for p in (tmp / "tmp").glob("arena-campaign-*/*.csv")}
+    assert len(made) == 3, made  # three states of the votes, three files made one after the other
+    kept = [p.name for p in (tmp / "tmp").glob("arena-campaign-*/*") if p.is_file()]
+    assert len(kept) == 1, kept
+
+
 # -- who a visitor is -----------------------------------------------------------------------------
 
 
