@@ -292,11 +292,31 @@ def test_forged_forwarded_for_never_makes_a_new_visitor(tmp_path: Path, hops: in
             if hops:
                 break  # the visitor is 198.51.100.7 whatever the peer: the limit is already used up
         if hops:
+            # From the other peer too, forged entries left of the same proxy entry are that visitor.
+            assert not _battle(app.url, local=other, xff="203.0.113.77, 198.51.100.7")[0]
             # A different address written by our proxy is a different visitor, from any peer.
             assert _battle(app.url, local=other, xff="203.0.113.1, 198.51.100.8")[0]
         else:
             # Without trusted proxies, a header from the loopback is not believed either.
             assert not _battle(app.url, local="127.0.0.1", xff="198.51.100.99")[0]
+    finally:
+        app.stop()
+
+
+def test_addresses_of_one_ipv6_network_are_one_visitor(tmp_path: Path) -> None:
+    """Behind our proxy (one trusted hop): a /64 is one visitor, whichever of its 2^64 addresses it uses."""
+    app = start(tmp_path, {"ARENA_BATTLES_PER_MINUTE": "2", "ARENA_TRUSTED_PROXY_HOPS": "1"})
+    try:
+        addresses = ("2001:db8:7:7::1", "2001:db8:7:7::beef", "2001:db8:7:7:ffff::1")
+        results = [_battle(app.url, local=None, xff=address) for address in addresses]
+        assert [ok for ok, _ in results] == [True, True, False], results
+        assert "limit of 2 new battles per minute" in (results[2][1] or "")
+        assert not _battle(app.url, local=None, xff="2001:db8:7:7:1234:5678:9abc:def0")[0]
+        assert _battle(app.url, local=None, xff="2001:db8:7:8::1")[0]  # the next /64: another subscriber
+        # An IPv4 address written as IPv6 is that IPv4 visitor.
+        assert _battle(app.url, local=None, xff="198.51.100.20")[0]
+        assert _battle(app.url, local=None, xff="::ffff:198.51.100.20")[0]
+        assert not _battle(app.url, local=None, xff="::ffff:198.51.100.20")[0]
     finally:
         app.stop()
 
