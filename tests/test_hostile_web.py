@@ -333,6 +333,24 @@ def test_a_session_hash_is_no_credential_from_another_address(app: AppProcess) -
     assert "belongs to another connection" in error
     ok, error = owner.result("send", ["Hello from home", None, None], first_only=True)
     assert ok, error
+    # Gradio's other routes that name a session: the thief can neither cancel the owner's running
+    # event (no event id needed) nor hold and drop its heartbeat (which closes the session's events).
+    owner.result("new_round", [None, None])
+    index = owner.fns["send"]
+    body = {"data": ["Tell me about rivers.", None, None], "fn_index": index, "session_hash": owner.session}
+    event = owner.client.post("/queue/join", json={**body, "event_data": None, "trigger_id": None}).json()["event_id"]
+    cancel = thief.client.post("/cancel", json={"session_hash": owner.session, "fn_index": index, "event_id": event})
+    assert cancel.status_code == 403 and "belongs to another connection" in cancel.json()["error"], cancel.text
+    with thief.client.stream("GET", f"/heartbeat/{owner.session}") as heartbeat:
+        assert heartbeat.status_code == 403
+    with owner.client.stream("GET", f"/queue/data?session_hash={owner.session}") as stream:
+        for line in stream.iter_lines():
+            message = json.loads(line[5:]) if line.startswith("data:") else {}
+            if message.get("msg") == "process_completed" and message.get("event_id") == event:
+                break
+    assert message["success"] and message["output"].get("data"), message  # answered, not cut short
+    with owner.client.stream("GET", f"/heartbeat/{owner.session}") as heartbeat:
+        assert heartbeat.status_code == 200  # the owner's own heartbeat is untouched
 
 
 # -- chat text in a real browser --------------------------------------------------------------------
