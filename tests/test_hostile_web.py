@@ -155,6 +155,16 @@ def test_a_huge_body_is_refused_before_it_is_read(app: AppProcess) -> None:
     assert httpx.get(app.url + "/gradio_api/info").status_code == 200  # the app is fine
 
 
+def test_the_page_takes_no_file_uploads(app: AppProcess) -> None:
+    """Gradio stores any upload for an hour whether a component asked for it or not; the page has no file input."""
+    tmp: Path = app.tmp  # type: ignore[attr-defined]
+    before = sorted(p for p in (tmp / "gradio").rglob("*") if p.is_file())
+    for _ in range(5):
+        r = httpx.post(app.url + "/gradio_api/upload", files={"files": ("beacon.bin", b"\0" * 60_000)})
+        assert r.status_code == 403 and "does not match the page" in r.json()["error"], r.text
+    assert sorted(p for p in (tmp / "gradio").rglob("*") if p.is_file()) == before
+
+
 def test_the_longest_prompt_fits_the_body_limit(app: AppProcess) -> None:
     q = Queue(app.url)
     assert q.result("accept_terms", [None])[0]
