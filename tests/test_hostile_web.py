@@ -163,6 +163,14 @@ def test_the_page_takes_no_file_uploads(app: AppProcess) -> None:
         r = httpx.post(app.url + "/gradio_api/upload", files={"files": ("beacon.bin", b"\0" * 60_000)})
         assert r.status_code == 403 and "does not match the page" in r.json()["error"], r.text
     assert sorted(p for p in (tmp / "gradio").rglob("*") if p.is_file()) == before
+    # Nor the screen recorder (ffmpeg on the posted video where installed), nor the run history's Hub bucket.
+    r = httpx.post(app.url + "/gradio_api/process_recording", files={"video": ("r.mp4", b"\0" * 1000)})
+    assert r.status_code == 403, r.text
+    r = httpx.post(
+        app.url + "/gradio_api/run-history/connect", json={"bucket_id": "x/y"}, headers={"authorization": "Bearer t"}
+    )
+    assert r.status_code == 404, r.text
+    assert httpx.get(app.url + "/gradio_api/runs").status_code == 404
 
 
 def test_the_longest_prompt_fits_the_body_limit(app: AppProcess) -> None:

@@ -427,10 +427,14 @@ def _guard(demo: ArenaBlocks, service: ArenaService, visitor: gr.State) -> None:
     def message(key: str, headers: Mapping[str, str]) -> str:
         return i18n.text(i18n.negotiate(headers.get("accept-language"), settings.default_language), key)
 
-    # No component of the page takes a file, so Gradio's upload route is closed (see guard.py).
+    # Gradio's routes the page does not use are closed (see guard.py): uploads while no component
+    # takes a file, and the screen recorder's ffmpeg.
     takes_files = any(isinstance(block, _FILE_INPUTS) for block in demo.blocks.values())
+    closed = (
+        ("/gradio_api/process_recording",) if takes_files else ("/gradio_api/upload", "/gradio_api/process_recording")
+    )
     guard: dict[str, Any] = {
-        "upload_path": None if takes_files else "/gradio_api/upload",
+        "closed": closed,
         "max_body": settings.max_request_bytes,
         "visitor_key": service.visitor_key,
         "binding": binding,

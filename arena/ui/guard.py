@@ -13,10 +13,12 @@
   /gradio_api/cancel`` (which cancels the session's running event of a given ``fn_index``, no
   event id needed) and ``/gradio_api/stream/{session_hash}/...``; events themselves are checked
   by :mod:`arena.ui.inputs`;
-* refuses file uploads (``POST /gradio_api/upload``) when the page has no input that takes a file:
-  Gradio stores every upload in its cache for as long as ``delete_cache`` keeps it, whether any
-  component asked for it or not (500 uploads of 60 KB: 500 files, 29 MiB, in 4.4 s from one
-  visitor);
+* refuses Gradio routes the page does not use (``closed``): file uploads (``POST
+  /gradio_api/upload``) when the page has no input that takes a file, since Gradio stores every
+  upload in its cache for as long as ``delete_cache`` keeps it, whether any component asked for it
+  or not (500 uploads of 60 KB: 500 files, 29 MiB, in 4.4 s from one visitor); and
+  ``/gradio_api/process_recording`` (the settings panel's screen recorder), which runs ffmpeg on
+  the posted video wherever ffmpeg is installed (as on Hugging Face Spaces);
 * adds a ``Content-Security-Policy`` to HTML pages: images only from the arena itself and no form
   submissions, so text in a chat can never make the browser fetch a third party's image (a
   tracking beacon) or post a form.
@@ -130,7 +132,7 @@ class RequestGuard:
         stream_path: str = "/gradio_api/queue/data",
         join_path: str = "/gradio_api/queue/join",
         cancel_path: str = "/gradio_api/cancel",
-        upload_path: str | None = "/gradio_api/upload",
+        closed: tuple[str, ...] = ("/gradio_api/upload", "/gradio_api/process_recording"),
     ) -> None:
         self.app = app
         self.max_body = max_body
@@ -141,7 +143,7 @@ class RequestGuard:
         self.stream_path = stream_path
         self.join_path = join_path
         self.cancel_path = cancel_path
-        self.upload_path = upload_path  # None: uploads are allowed (the page has file inputs)
+        self.closed = closed  # paths refused whatever the method
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -156,7 +158,7 @@ class RequestGuard:
         if not self._may_use(scope, headers, self._session_in_url(scope)):
             await _plain(send, 403, self.message(OTHER_VISITOR, headers))
             return
-        if self.upload_path is not None and path.endswith(self.upload_path):
+        if path.rstrip("/").endswith(self.closed):
             await _plain(send, 403, self.message(BAD_REQUEST, headers))
             return
         if scope.get("method") in ("POST", "PUT", "PATCH"):
