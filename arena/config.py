@@ -213,13 +213,15 @@ class Settings:
         0,
         "ARENA_TRUSTED_PROXY_HOPS",
         "How many reverse proxies in front of the arena append to X-Forwarded-For; 0 ignores the header "
-        "(anyone can forge it) and uses the connecting address.",
+        "(anyone can forge it) and uses the connecting address. An IPv6 visitor is their /64 network.",
     )
     battles_per_minute: int = _setting(
-        20, "ARENA_BATTLES_PER_MINUTE", "New battles one visitor (one IP address) may start per minute; 0: no limit."
+        20,
+        "ARENA_BATTLES_PER_MINUTE",
+        "New battles one visitor (one IPv4 address or IPv6 /64 network) may start per minute; 0: no limit.",
     )
     votes_per_hour: int = _setting(
-        240, "ARENA_VOTES_PER_HOUR", "Votes one visitor (one IP address) may cast per hour; 0: no limit."
+        240, "ARENA_VOTES_PER_HOUR", "Votes one visitor (one IPv4 address or IPv6 /64) may cast per hour; 0: no limit."
     )
     min_read_seconds: float = _setting(
         2.0,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from arena.messages import Message
 
-__all__ = ["Limit", "check_limit", "client_ip"]
+__all__ = ["IPV6_PREFIX", "Limit", "check_limit", "client_ip", "visitor_address"]
 
 
 def _valid_ip(text: str) -> str | None:
@@ -47,6 +47,29 @@ def client_ip(peer: str | None, headers: Mapping[str, str], trusted_hops: int) -
     if len(entries) < trusted_hops:
         return fallback
     return _valid_ip(entries[-trusted_hops]) or fallback
+
+
+IPV6_PREFIX = 64
+"""IPv6 addresses in one network of this size are one visitor (a subscriber's whole /64)."""
+
+
+def visitor_address(ip: str) -> str:
+    """The address that stands for one visitor: an IPv4 address, or an IPv6 address's /64 network.
+
+    An IPv6 subscriber gets a whole /64 (2^64 addresses; privacy extensions change the address by
+    themselves, and anyone can pick any of them): counted per address, every request could be a
+    new visitor, free of the limits. An IPv4 address written as IPv6 (``::ffff:192.0.2.1``) is the
+    IPv4 address. Anything that is not an address is returned as it is.
+    """
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False))
+    return str(address)
 
 
 def _header_items(headers: Mapping[str, str]) -> list[tuple[str, str]]:

@@ -31,7 +31,7 @@ from arena.identity import IdentityMatcher
 from arena.journal import message_json
 from arena.language import detect_language
 from arena.leaderboard import FitParams, LeaderboardCache, LeaderboardView
-from arena.limits import Limit, check_limit, client_ip
+from arena.limits import Limit, check_limit, client_ip, visitor_address
 from arena.messages import Message
 from arena.pairing import Pairing, PairSampler, unpairable
 from arena.ratings import fit_ratings
@@ -326,8 +326,9 @@ class ArenaService:
     # -- sessions -----------------------------------------------------------------------------
 
     def visitor_key(self, peer: str | None, headers: Mapping[str, str]) -> str:
-        """The visitor's identity for rate limits: their IP address (X-Forwarded-For only behind trusted proxies)."""
-        return client_ip(peer, headers, self.settings.trusted_proxy_hops)
+        """The visitor's identity for rate limits, session binding and replays: their IP address
+        (X-Forwarded-For only behind trusted proxies), an IPv6 address's /64 network."""
+        return visitor_address(client_ip(peer, headers, self.settings.trusted_proxy_hops))
 
     def client_hash(self, client_key: str) -> str:
         """A salted hash of the visitor's identity; raw addresses are never stored."""

@@ -9,7 +9,8 @@ away) or ``no-leak``, each with the model it came from and the visitor's prompt.
 real one (models.yaml) plus the demo roster. An older detector is loaded from git (``git show
 REV:arena/identity.py``) and run on the same rows. Prints one table per detector: overall, per
 language, and per split: ``dev`` rows were written with the detector, ``heldout`` rows were written
-after it and never tuned on.
+after it and never tuned on, ``audit`` rows were written by a second engineer in the audit after
+issue 16, without reading the rules, and never tuned on.
 
 ``--battles N`` replays issue 16's report end to end: N side-by-side battles cirrus-7b vs dune-7b
 on the demo servers (which quote the prompt in their answers) with the prompt "Tell me about cirrus
@@ -101,7 +102,9 @@ def table(name: str, rows: list[dict[str, Any]], detect: Detector) -> dict[str, 
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     overall = scores(rows, detect)
     slices = [("all", rows), *((lang, [r for r in rows if r["lang"] == lang]) for lang in LANGS)]
-    slices += [(f"split={split}", [r for r in rows if r.get("split") == split]) for split in ("dev", "heldout")]
+    slices += [
+        (f"split={split}", [r for r in rows if r.get("split") == split]) for split in ("dev", "heldout", "audit")
+    ]
     for label, subset in slices:
         s = overall if label == "all" else scores(subset, detect)
         leaks = sum(r["label"] == "leak" for r in subset)

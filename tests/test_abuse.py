@@ -15,7 +15,7 @@ from arena import i18n
 from arena.backends.demo import DemoServer
 from arena.domain import WINNERS
 from arena.errors import PromptRejected, RateLimited, VoteRejected
-from arena.limits import Limit, check_limit, client_ip
+from arena.limits import Limit, check_limit, client_ip, visitor_address
 from arena.messages import Message
 from arena.registry import ModelSpec
 from arena.service import Allowed, clean_prompt
@@ -65,6 +65,22 @@ def test_client_ip_joins_repeated_headers() -> None:
     headers = Headers(raw=[(b"x-forwarded-for", b"6.6.6.6"), (b"x-forwarded-for", b"203.0.113.9")])
     assert client_ip("10.0.0.5", headers, 1) == "203.0.113.9"
     assert client_ip("10.0.0.5", headers, 2) == "6.6.6.6"
+
+
+@pytest.mark.parametrize(
+    ("ip", "visitor"),
+    [
+        ("203.0.113.9", "203.0.113.9"),
+        ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:eeee:dddd:cccc", "2001:db8:1:2::/64"),  # any address of the /64: one visitor
+        ("2001:db8:1:3::1", "2001:db8:1:3::/64"),  # the next /64 is another subscriber
+        ("::ffff:203.0.113.9", "203.0.113.9"),  # IPv4 written as IPv6 is the IPv4 address
+        ("::1", "::/64"),
+        ("unknown", "unknown"),
+    ],
+)
+def test_an_ipv6_subscribers_addresses_are_one_visitor(ip: str, visitor: str) -> None:
+    assert visitor_address(ip) == visitor
 
 
 def test_limit_message_names_the_limit() -> None:

@@ -155,6 +155,24 @@ def test_a_huge_body_is_refused_before_it_is_read(app: AppProcess) -> None:
     assert httpx.get(app.url + "/gradio_api/info").status_code == 200  # the app is fine
 
 
+def test_the_page_takes_no_file_uploads(app: AppProcess) -> None:
+    """Gradio stores any upload for an hour whether a component asked for it or not; the page has no file input."""
+    tmp: Path = app.tmp  # type: ignore[attr-defined]
+    before = sorted(p for p in (tmp / "gradio").rglob("*") if p.is_file())
+    for _ in range(5):
+        r = httpx.post(app.url + "/gradio_api/upload", files={"files": ("beacon.bin", b"\0" * 60_000)})
+        assert r.status_code == 403 and "does not match the page" in r.json()["error"], r.text
+    assert sorted(p for p in (tmp / "gradio").rglob("*") if p.is_file()) == before
+    # Nor the screen recorder (ffmpeg on the posted video where installed), nor the run history's Hub bucket.
+    r = httpx.post(app.url + "/gradio_api/process_recording", files={"video": ("r.mp4", b"\0" * 1000)})
+    assert r.status_code == 403, r.text
+    r = httpx.post(
+        app.url + "/gradio_api/run-history/connect", json={"bucket_id": "x/y"}, headers={"authorization": "Bearer t"}
+    )
+    assert r.status_code == 404, r.text
+    assert httpx.get(app.url + "/gradio_api/runs").status_code == 404
+
+
 def test_the_longest_prompt_fits_the_body_limit(app: AppProcess) -> None:
     q = Queue(app.url)
     assert q.result("accept_terms", [None])[0]
@@ -239,6 +257,22 @@ def test_details_and_downloads_leave_one_file_per_slice(app: AppProcess) -> None
     assert sorted((tmp / "gradio").rglob("*.csv")) == cached_before  # Gradio's copies: one per file made
 
 
+def test_campaign_results_leave_one_file_per_slice(app: AppProcess) -> None:
+    """Each new vote makes a new results file; the older one goes (one per vote count was kept forever)."""
+    tmp: Path = app.tmp  # type: ignore[attr-defined]
+    made = set()
+    for _ in range(3):
+        q = Queue(app.url)
+        assert q.result("accept_terms", [None])[0]
+        assert q.result("campaign_next", ["demo-bilingual", "", None])[0]
+        assert q.result("campaign_vote_a", ["", None, None])[0]
+        assert q.result("campaign_results", ["demo-bilingual", "overall", None])[0]
+        made |= {p.name for p in (tmp / "tmp").glob("arena-campaign-*/*.csv")}
+    assert len(made) == 3, made  # three states of the votes, three files made one after the other
+    kept = [p.name for p in (tmp / "tmp").glob("arena-campaign-*/*") if p.is_file()]
+    assert len(kept) == 1, kept
+
+
 # -- who a visitor is -----------------------------------------------------------------------------
 
 
@@ -276,11 +310,31 @@ def test_forged_forwarded_for_never_makes_a_new_visitor(tmp_path: Path, hops: in
             if hops:
                 break  # the visitor is 198.51.100.7 whatever the peer: the limit is already used up
         if hops:
+            # From the other peer too, forged entries left of the same proxy entry are that visitor.
+            assert not _battle(app.url, local=other, xff="203.0.113.77, 198.51.100.7")[0]
             # A different address written by our proxy is a different visitor, from any peer.
             assert _battle(app.url, local=other, xff="203.0.113.1, 198.51.100.8")[0]
         else:
             # Without trusted proxies, a header from the loopback is not believed either.
             assert not _battle(app.url, local="127.0.0.1", xff="198.51.100.99")[0]
+    finally:
+        app.stop()
+
+
+def test_addresses_of_one_ipv6_network_are_one_visitor(tmp_path: Path) -> None:
+    """Behind our proxy (one trusted hop): a /64 is one visitor, whichever of its 2^64 addresses it uses."""
+    app = start(tmp_path, {"ARENA_BATTLES_PER_MINUTE": "2", "ARENA_TRUSTED_PROXY_HOPS": "1"})
+    try:
+        addresses = ("2001:db8:7:7::1", "2001:db8:7:7::beef", "2001:db8:7:7:ffff::1")
+        results = [_battle(app.url, local=None, xff=address) for address in addresses]
+        assert [ok for ok, _ in results] == [True, True, False], results
+        assert "limit of 2 new battles per minute" in (results[2][1] or "")
+        assert not _battle(app.url, local=None, xff="2001:db8:7:7:1234:5678:9abc:def0")[0]
+        assert _battle(app.url, local=None, xff="2001:db8:7:8::1")[0]  # the next /64: another subscriber
+        # An IPv4 address written as IPv6 is that IPv4 visitor.
+        assert _battle(app.url, local=None, xff="198.51.100.20")[0]
+        assert _battle(app.url, local=None, xff="::ffff:198.51.100.20")[0]
+        assert not _battle(app.url, local=None, xff="::ffff:198.51.100.20")[0]
     finally:
         app.stop()
 
@@ -297,6 +351,24 @@ def test_a_session_hash_is_no_credential_from_another_address(app: AppProcess) -
     assert "belongs to another connection" in error
     ok, error = owner.result("send", ["Hello from home", None, None], first_only=True)
     assert ok, error
+    # Gradio's other routes that name a session: the thief can neither cancel the owner's running
+    # event (no event id needed) nor hold and drop its heartbeat (which closes the session's events).
+    owner.result("new_round", [None, None])
+    index = owner.fns["send"]
+    body = {"data": ["Tell me about rivers.", None, None], "fn_index": index, "session_hash": owner.session}
+    event = owner.client.post("/queue/join", json={**body, "event_data": None, "trigger_id": None}).json()["event_id"]
+    cancel = thief.client.post("/cancel", json={"session_hash": owner.session, "fn_index": index, "event_id": event})
+    assert cancel.status_code == 403 and "belongs to another connection" in cancel.json()["error"], cancel.text
+    with thief.client.stream("GET", f"/heartbeat/{owner.session}") as heartbeat:
+        assert heartbeat.status_code == 403
+    with owner.client.stream("GET", f"/queue/data?session_hash={owner.session}") as stream:
+        for line in stream.iter_lines():
+            message = json.loads(line[5:]) if line.startswith("data:") else {}
+            if message.get("msg") == "process_completed" and message.get("event_id") == event:
+                break
+    assert message["success"] and message["output"].get("data"), message  # answered, not cut short
+    with owner.client.stream("GET", f"/heartbeat/{owner.session}") as heartbeat:
+        assert heartbeat.status_code == 200  # the owner's own heartbeat is untouched
 
 
 # -- chat text in a real browser --------------------------------------------------------------------

@@ -8,12 +8,15 @@ database (a third one stands for a replica restarted in between), and the SQLite
 from __future__ import annotations
 
 import asyncio
+import difflib
+import random
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from arena import replays
 from arena.backends.demo import DemoServer
 from arena.errors import PromptRejected
 from arena.registry import ModelSpec
@@ -42,6 +45,63 @@ LONG_AGO, FAR_FUTURE = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tz
 def test_replay_matching(first: str, second: str, same: bool) -> None:
     assert is_replay(fingerprint(first), fingerprint(second)) is same
     assert matches_any([first], [fingerprint(second)]) is same
+
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def _prose(rng: random.Random, n: int) -> str:
+    """``n`` made-up words of 2-9 letters: text as varied as a real prompt's."""
+    return " ".join("".join(rng.choice(_LETTERS) for _ in range(rng.randint(2, 9))) for _ in range(n))
+
+
+def test_long_near_replays_are_found_and_long_prompts_that_differ_are_not() -> None:
+    rng = random.Random(3)
+    prompt = _prose(rng, 400)  # ~2,000 letters: compared by their shingles
+    middle = len(prompt) // 2
+    for near in ("please " + prompt, prompt[:middle] + " indeed, " + prompt[middle:], prompt[:-30] + " thank you"):
+        assert matches_any([near], [fingerprint(prompt)]), near[:40]
+    preamble = "Answer as a careful historian would, citing the sources you rely on. " * 4
+    assert not matches_any([preamble + _prose(rng, 300)], [fingerprint(preamble + _prose(rng, 300))])
+    assert not matches_any([_prose(rng, 400)], [fingerprint(prompt)])
+
+
+def test_the_work_of_one_match_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A vote compares its battle's prompts with up to 500 stored ones: difflib on 2,000-character
+    fingerprints took 0.13-0.33 s per pair, ~24 minutes of CPU for one vote of a crafted visitor."""
+    budget = replays.MAX_NEAR_CHECKS * replays.CLOSE_CHARS**2
+    work = [0]
+
+    class Counting(difflib.SequenceMatcher):  # type: ignore[type-arg]
+        def ratio(self) -> float:
+            work[0] += len(self.a) * len(self.b)
+            assert work[0] <= budget, "difflib work past the bound"
+            return super().ratio()
+
+    monkeypatch.setattr(replays, "SequenceMatcher", Counting)
+    rng = random.Random(5)
+
+    def mutated(base: str, share: float) -> str:
+        letters = list(base)
+        for _ in range(int(len(letters) * share)):
+            letters[rng.randrange(len(letters))] = rng.choice("abcdefghij")
+        return "".join(letters)
+
+    # Long prompts alike in letters and lengths, never the same prompt: decided without difflib.
+    long_base = "".join(rng.choice("abcdefghij") for _ in range(2000))
+    stored = [fingerprint(mutated(long_base, 0.3)) for _ in range(500)]
+    assert not matches_any([mutated(long_base, 0.3) for _ in range(8)], stored)
+    assert work[0] == 0
+    # Short ones sharing their shingles in another order each need difflib: past the bound the
+    # visitor's own vote is taken for a replay rather than paid for.
+    base = "".join(rng.choice("abcdefghij") for _ in range(400))
+    blocks = [base[i : i + 20] for i in range(0, 400, 20)]
+    shuffled = [fingerprint("".join(rng.sample(blocks, len(blocks)))) for _ in range(100)]
+    assert not matches_any([base], shuffled[: replays.MAX_NEAR_CHECKS])
+    assert 0 < work[0] <= budget
+    spent = work[0]
+    assert matches_any([base], shuffled)
+    assert work[0] == spent
 
 
 def _specs(servers: list[DemoServer]) -> list[ModelSpec]:

@@ -388,6 +388,20 @@ def build_page(service: ArenaService, campaigns: CampaignService | None = None) 
     return demo, texts
 
 
+# Components through which a page uploads files (Gradio's /upload route serves only them).
+_FILE_INPUTS = (
+    gr.File,
+    gr.UploadButton,
+    gr.Image,
+    gr.ImageEditor,
+    gr.Audio,
+    gr.Video,
+    gr.Gallery,
+    gr.Model3D,
+    gr.MultimodalTextbox,
+)
+
+
 def _guard(demo: ArenaBlocks, service: ArenaService, visitor: gr.State) -> None:
     """Input limits before every event, and the HTTP guard in front of Gradio's routes (see SECURITY.md)."""
     settings = service.settings
@@ -413,7 +427,14 @@ def _guard(demo: ArenaBlocks, service: ArenaService, visitor: gr.State) -> None:
     def message(key: str, headers: Mapping[str, str]) -> str:
         return i18n.text(i18n.negotiate(headers.get("accept-language"), settings.default_language), key)
 
+    # Gradio's routes the page does not use are closed (see guard.py): uploads while no component
+    # takes a file, and the screen recorder's ffmpeg.
+    takes_files = any(isinstance(block, _FILE_INPUTS) for block in demo.blocks.values())
+    closed = (
+        ("/gradio_api/process_recording",) if takes_files else ("/gradio_api/upload", "/gradio_api/process_recording")
+    )
     guard: dict[str, Any] = {
+        "closed": closed,
         "max_body": settings.max_request_bytes,
         "visitor_key": service.visitor_key,
         "binding": binding,

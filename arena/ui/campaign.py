@@ -7,8 +7,6 @@ turns and the two answers' texts, and the two candidates' names only with the re
 from __future__ import annotations
 
 import asyncio
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -19,6 +17,7 @@ from arena.campaigns.results import SliceResult, results_csv
 from arena.campaigns.service import CampaignReveal, CampaignService, Comparison
 from arena.domain import Winner
 from arena.errors import ArenaError
+from arena.ui.downloads import Downloads
 from arena.ui.leaderboard import ratings_chart
 from arena.ui.panel import LATEX, VOTES, client_key
 from arena.ui.texts import Texts, Visitor, error, message, refusal
@@ -267,7 +266,7 @@ def build_campaign_results(service: CampaignService, texts: Texts, visitor: gr.S
     """The campaign results inside ``tab`` (the leaderboard tab): table, plot, head to head, CSV."""
     campaigns = service.campaigns()
     default = texts.default
-    folder: list[Path] = []
+    downloads = Downloads(prefix="arena-campaign-")
     with gr.Accordion(open=True, elem_id="campaign_results") as box:
         with gr.Row():
             pick = texts.bind(
@@ -317,11 +316,13 @@ def build_campaign_results(service: CampaignService, texts: Texts, visitor: gr.S
             header, matrix = await asyncio.to_thread(service.head_to_head, chosen)
         except ArenaError as e:
             return {info: f"⚠️ {message(language, e)}"}
-        if not folder:
-            folder.append(Path(tempfile.mkdtemp(prefix="arena-campaign-")))
-        path = folder[0] / f"campaign-{chosen}-{name.replace(':', '-')}-{result.judgments}.csv"
-        if not path.exists():
-            path.write_text(results_csv([result]), encoding="utf-8")
+        # One file per campaign and slice, the older deleted (one per vote count was kept forever).
+        path = await downloads.made(
+            f"campaign-{chosen}",
+            name,
+            str(result.judgments),
+            lambda p: p.write_text(results_csv([result]), encoding="utf-8"),
+        )
         text = (
             i18n.text(language, "campaign.summary", n=result.judgments)
             if result.judgments

@@ -6,8 +6,19 @@
   ``Content-Length``) or as soon as a chunked body passes the limit, so no route ever parses,
   copies or keeps more than ``max_body`` bytes of one request (Gradio itself reads and parses
   any size on the event loop: a 100 MB prompt stalled every visitor for ~10 s);
-* refuses ``GET /gradio_api/queue/data?session_hash=...`` (the stream of a session's results)
-  from a visitor other than the one the session belongs to (see :class:`SessionBinding`);
+* refuses every route that names a page session from a visitor other than the one the session
+  belongs to (see :class:`SessionBinding`): ``GET /gradio_api/queue/data?session_hash=...`` (the
+  stream of a session's results), ``GET /gradio_api/heartbeat/{session_hash}`` (whose disconnect
+  closes the session's running events and marks its state for deletion), ``POST
+  /gradio_api/cancel`` (which cancels the session's running event of a given ``fn_index``, no
+  event id needed) and ``/gradio_api/stream/{session_hash}/...``; events themselves are checked
+  by :mod:`arena.ui.inputs`;
+* refuses Gradio routes the page does not use (``closed``): file uploads (``POST
+  /gradio_api/upload``) when the page has no input that takes a file, since Gradio stores every
+  upload in its cache for as long as ``delete_cache`` keeps it, whether any component asked for it
+  or not (500 uploads of 60 KB: 500 files, 29 MiB, in 4.4 s from one visitor); and
+  ``/gradio_api/process_recording`` (the settings panel's screen recorder), which runs ffmpeg on
+  the posted video wherever ffmpeg is installed (as on Hugging Face Spaces);
 * adds a ``Content-Security-Policy`` to HTML pages: images only from the arena itself and no form
   submissions, so text in a chat can never make the browser fetch a third party's image (a
   tracking beacon) or post a form.
@@ -18,6 +29,7 @@ No Gradio here: the middleware speaks plain ASGI.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
@@ -34,6 +46,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # Images and forms only: scripts, styles and fonts stay as Gradio serves them.
 CONTENT_SECURITY_POLICY = "img-src 'self' data: blob:; form-action 'none'"
+
+# Routes that name a session in their path (Gradio's heartbeat and media streams).
+_SESSION_IN_PATH = re.compile(r"/gradio_api/(?:heartbeat|stream)/([^/]+)")
 
 # Message keys (arena/i18n); ``message(key, headers)`` renders them in the visitor's language.
 TOO_LARGE = "msg.too_large"
@@ -99,7 +114,7 @@ class _Headers(Mapping[str, str]):
 
 
 class RequestGuard:
-    """ASGI middleware: body size cap, session binding of the result stream, content policy.
+    """ASGI middleware: body size cap, session binding of the routes that name a session, content policy.
 
     ``visitor_key(peer, headers)`` is the arena's one rule for who a visitor is
     (``ArenaService.visitor_key``); ``binding`` is shared with the event handlers' own check.
@@ -116,6 +131,8 @@ class RequestGuard:
         message: Callable[[str, Mapping[str, str]], str] = lambda key, _headers: key,
         stream_path: str = "/gradio_api/queue/data",
         join_path: str = "/gradio_api/queue/join",
+        cancel_path: str = "/gradio_api/cancel",
+        closed: tuple[str, ...] = ("/gradio_api/upload", "/gradio_api/process_recording"),
     ) -> None:
         self.app = app
         self.max_body = max_body
@@ -125,6 +142,8 @@ class RequestGuard:
         self.message = message
         self.stream_path = stream_path
         self.join_path = join_path
+        self.cancel_path = cancel_path
+        self.closed = closed  # paths refused whatever the method
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -135,27 +154,42 @@ class RequestGuard:
         if declared is not None and (not declared.strip().isdigit() or int(declared) > self.max_body):
             await _plain(send, 413, self.message(TOO_LARGE, headers))
             return
-        if (
-            self.binding is not None
-            and self.visitor_key is not None
-            and scope.get("path", "").endswith(self.stream_path)
-        ):
-            session = (parse_qs((scope.get("query_string") or b"").decode("latin-1")).get("session_hash") or [""])[0]
-            client = scope.get("client")
-            visitor = self.visitor_key(client[0] if client else None, headers)
-            if session and not self.binding.claim(session, visitor):
-                await _plain(send, 403, self.message(OTHER_VISITOR, headers))
-                return
+        path = str(scope.get("path", ""))
+        if not self._may_use(scope, headers, self._session_in_url(scope)):
+            await _plain(send, 403, self.message(OTHER_VISITOR, headers))
+            return
+        if path.rstrip("/").endswith(self.closed):
+            await _plain(send, 403, self.message(BAD_REQUEST, headers))
+            return
         if scope.get("method") in ("POST", "PUT", "PATCH"):
             body = await self._read_body(receive)
             if body is None:
                 await _plain(send, 413, self.message(TOO_LARGE, headers))
                 return
-            if scope.get("path", "").endswith(self.join_path) and not self._joinable(body):
+            if path.endswith(self.join_path) and not self._joinable(body):
                 await _plain(send, 400, self.message(BAD_REQUEST, headers))
+                return
+            if path.endswith(self.cancel_path) and not self._may_use(scope, headers, _session_in_body(body)):
+                await _plain(send, 403, self.message(OTHER_VISITOR, headers))
                 return
             receive = _replay(body, receive)
         await self.app(scope, receive, _with_policy(send))
+
+    def _session_in_url(self, scope: Scope) -> str:
+        """The session a GET route names: the result stream's query, the heartbeat's or a stream's path."""
+        path = str(scope.get("path", ""))
+        if path.endswith(self.stream_path):
+            query = parse_qs(bytes(scope.get("query_string") or b"").decode("latin-1"))
+            return (query.get("session_hash") or [""])[0]
+        found = _SESSION_IN_PATH.search(path)
+        return found.group(1) if found else ""
+
+    def _may_use(self, scope: Scope, headers: _Headers, session: str) -> bool:
+        """False when ``session`` belongs to another visitor (binding it to this one if new)."""
+        if not session or self.binding is None or self.visitor_key is None:
+            return True
+        client = scope.get("client")
+        return self.binding.claim(session, self.visitor_key(client[0] if client else None, headers))
 
     def _joinable(self, body: bytes) -> bool:
         """False for a queue request naming an event the page does not have (Gradio answered 500).
@@ -188,6 +222,15 @@ class RequestGuard:
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
+
+
+def _session_in_body(body: bytes) -> str:
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return ""
+    session = request.get("session_hash") if isinstance(request, dict) else None
+    return session if isinstance(session, str) else ""
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import atexit
 import logging
 import math
-import re
-import shutil
-import tempfile
-from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -34,54 +28,10 @@ from arena.ratings import RatingsResult
 from arena.service import ArenaService
 from arena.storage.store import DEFAULT_EXCLUDED_FLAGS
 from arena.style import StyleResult
+from arena.ui.downloads import Downloads
 from arena.ui.texts import Texts, Visitor, message, warning
 
 log = logging.getLogger(__name__)
-
-
-class _Downloads:
-    """A private temporary folder for the files offered for download, made on first use.
-
-    One file per (kind, slice) at a time: a file is named by the state of the votes it holds, made
-    once per state (concurrent requests wait for the one export), and the older files of the same
-    kind and slice are deleted when a newer one is made. Slices are only those with votes
-    (:class:`arena.leaderboard.LeaderboardCache`), so the folder holds at most two files per slice
-    whatever is asked; it is removed when the process exits.
-    """
-
-    def __init__(self) -> None:
-        self._dir: Path | None = None
-        self._lock = asyncio.Lock()
-        self.written: dict[Path, object] = {}  # what ``write`` returned for each file kept
-
-    def folder(self) -> Path:
-        if self._dir is None:
-            self._dir = Path(tempfile.mkdtemp(prefix="arena-downloads-"))
-            atexit.register(shutil.rmtree, self._dir, True)
-        return self._dir
-
-    def path(self, kind: str, slice_name: str, state: str) -> Path:
-        return self.folder() / _safe(f"{kind}-{slice_name}-{state}.csv")
-
-    async def made(self, kind: str, slice_name: str, state: str, write: Callable[[Path], object]) -> Path:
-        """The file for this state, written by ``write(path)`` in a worker thread unless it exists."""
-        path = self.path(kind, slice_name, state)
-        async with self._lock:
-            if not path.exists():
-                partial = path.with_name(path.name + ".part")
-                result = await asyncio.to_thread(write, partial)
-                partial.replace(path)
-                self.written[path] = result
-                prefix = _safe(f"{kind}-{slice_name}-")
-                for old in self.folder().glob(f"{prefix}*.csv"):
-                    if old != path:
-                        old.unlink(missing_ok=True)
-                        self.written.pop(old, None)
-        return path
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
 COLUMN_KEYS = ("column.rank", "column.model", "column.rating", "column.interval", "column.votes")
@@ -356,7 +306,7 @@ def audit_markdown(language: str, audit: AuditResult | None) -> str:
 
 
 def build_leaderboard_tab(service: ArenaService, texts: Texts, visitor: gr.State) -> gr.Tab:
-    downloads = _Downloads()
+    downloads = Downloads()
     default = texts.default
     tab: gr.Tab  # Gradio's __enter__ is untyped
     with gr.Tab(id="leaderboard", elem_id="leaderboard_tab") as tab:

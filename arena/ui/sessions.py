@@ -121,6 +121,10 @@ class ArenaBlocks(LeanUpdates):
     def launch(self, *args: Any, **kwargs: Any) -> Any:
         from fastapi.middleware import Middleware  # Gradio's app is a FastAPI app
 
+        # Gradio 6's run history keeps every event's inputs and outputs (prompts, answers) in the
+        # visitor's browser storage for its /runs page, and adds routes (a Hub bucket for signed-in
+        # users) the arena does not use: a shared computer would keep the prompts. Off.
+        kwargs.setdefault("run_history", False)
         app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
         app_kwargs["middleware"] = [
             *app_kwargs.get("middleware", []),
