@@ -371,18 +371,24 @@ class ArenaService:
     # -- battles --------------------------------------------------------------------------------
 
     def _max_input_tokens(self, name: str) -> int | None:
-        """The prompt budget the server told: TGI's max_input_tokens, or its context less the answer's."""
+        """The prompt budget the server told: its context less the answer's, and at most TGI's max_input_tokens.
+
+        TGI refuses a prompt over either limit (``--max-input-tokens``, and ``--max-total-tokens``
+        for prompt plus ``max_new_tokens``); Shisa's card sets 3696 and 4096, so with a 1024-token
+        answer the total is the tighter one.
+        """
         info = self.server_info.get(name)
         if info is None:
             return None
+        limits: list[int] = []
         if info.max_input_tokens:
-            return info.max_input_tokens
+            limits.append(info.max_input_tokens)
         if info.max_total_tokens:
             cap = self.settings.max_new_tokens or None
             wanted = self.registry[name].params.max_new_tokens
             answer = min(x for x in (wanted, cap) if x) if (wanted or cap) else 0
-            return max(1, info.max_total_tokens - answer)
-        return None
+            limits.append(max(1, info.max_total_tokens - answer))
+        return min(limits) if limits else None
 
     def _jobs(self, session: BattleSession) -> tuple[tuple[SideJob, SideJob], tuple[Message, ...]]:
         jobs: list[SideJob] = []

@@ -376,6 +376,13 @@ class DemoServer:
         ``max_new_tokens`` and stop sequences apply; for benchmarks that need a fixed answer length.
     port:
         0 picks a free port; restarts reuse the port first bound.
+    context:
+        The context (prompt + answer, in the demo's tokens) the OpenAI flavours enforce.
+    max_input_tokens:
+        When set, TGI's native routes enforce TGI's limits as TGI does (``max_total_tokens`` =
+        ``context``): HTTP 422 "`inputs` tokens + `max_new_tokens` must be <= N" first, then
+        "`inputs` must have less than N tokens"; ``/info`` reports both. When None they enforce none
+        and ``/info`` reports 4095 and 4096.
 
     Attributes
     ----------
@@ -406,11 +413,13 @@ class DemoServer:
         flavour: str = "vllm",
         context: int = 4096,
         sampling: bool = False,
+        max_input_tokens: int | None = None,
     ) -> None:
         if flavour not in FLAVOURS:
             raise ValueError(f"flavour must be one of {FLAVOURS}")
         self.flavour = flavour
         self.context = context
+        self.max_input_tokens = max_input_tokens
         self.interrupt_requests = True  # llama-cpp-python's default (--interrupt_requests)
         self.arrivals = 0  # requests received on any route (llama-cpp-python's interruption)
         self.interrupted = 0  # answers ended by another request's arrival
@@ -660,6 +669,19 @@ class DemoServer:
                 f"Input validation error: `max_new_tokens` must be < {_MAX_TOTAL_TOKENS}. "
                 f"Given: {params['max_new_tokens']}"
             )
+        if self.max_input_tokens is not None:
+            # TGI's order (router/src/validation.rs): the total first, then the input alone.
+            tokens, new = len(_tokenize(prompt)), params.get("max_new_tokens") or 0
+            if tokens + new > self.context:
+                raise _Rejected(
+                    f"Input validation error: `inputs` tokens + `max_new_tokens` must be <= {self.context}. "
+                    f"Given: {tokens} `inputs` tokens and {new} `max_new_tokens`"
+                )
+            if tokens > self.max_input_tokens:
+                raise _Rejected(
+                    f"Input validation error: `inputs` must have less than {self.max_input_tokens} tokens. "
+                    f"Given: {tokens}"
+                )
         return prompt, params
 
     def _tgi_plan(self, prompt: str, params: Mapping[str, Any]) -> _Plan:
@@ -787,8 +809,8 @@ class DemoServer:
                 "max_concurrent_requests": 128,
                 "max_best_of": 2,
                 "max_stop_sequences": _MAX_STOP_SEQUENCES,
-                "max_input_tokens": _MAX_INPUT_TOKENS,
-                "max_total_tokens": _MAX_TOTAL_TOKENS,
+                "max_input_tokens": _MAX_INPUT_TOKENS if self.max_input_tokens is None else self.max_input_tokens,
+                "max_total_tokens": _MAX_TOTAL_TOKENS if self.max_input_tokens is None else self.context,
                 "validation_workers": 2,
                 "max_client_batch_size": 4,
                 "router": "text-generation-router",
