@@ -841,12 +841,13 @@ class DemoServer:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise _Rejected("`messages` must be a non-empty list")
+        # vLLM takes any role its chat template knows (Huozi's card: 系统/用户/助手); the others take these three.
+        custom_roles = self.flavour == "vllm"
         for m in messages:
-            if (
-                not isinstance(m, dict)
-                or m.get("role") not in ("system", "user", "assistant")
-                or not isinstance(m.get("content"), str)
-            ):
+            role = m.get("role") if isinstance(m, dict) else None
+            if not (
+                role in ("system", "user", "assistant") or (custom_roles and isinstance(role, str) and role)
+            ) or not isinstance(m.get("content"), str):
                 raise _Rejected("each message needs a role (system, user or assistant) and a string content")
         if not isinstance(body.get("model"), str):
             raise _Rejected("`model` is required")
@@ -927,7 +928,10 @@ class DemoServer:
             body = self._openai_validate(body, completion)
         except _Rejected as e:
             return self._openai_error(422, e.message, "invalid_request_error")
-        user_text = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
+        # The newest user message (under a custom role name, the newest message: the arena ends with it).
+        user_text = next(
+            (m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), body["messages"][-1]["content"]
+        )
         text = self._answer_text(" ".join(user_text.split()), body, language_of=user_text)
         plan = _Plan(text, body.get("max_tokens"), body["stop"], include_stop=False)
         finish = {"eos_token": "stop", "stop_sequence": "stop", "length": "length"}[plan.finish]
