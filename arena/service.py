@@ -298,6 +298,15 @@ class ArenaService:
         """Whether ``name`` is streaming an answer now (read by the health checks' thread)."""
         return self._streaming.get(name, 0) > 0
 
+    def server_streaming(self, name: str) -> bool:
+        """Whether any model served from ``name``'s URL is streaming an answer now (what the health checks read).
+
+        A probe for one model reaches its whole server: llama-cpp-python serving several models ends
+        any running answer when it arrives, and queues the probe behind it otherwise.
+        """
+        url = self.registry[name].url
+        return any(n > 0 and self.registry[m].url == url for m, n in list(self._streaming.items()))
+
     def learn_server_info(self, name: str, info: ServerInfo) -> None:
         """Keep what a server reported about itself (its context) for the next turns."""
         self.server_info[name] = info
@@ -314,7 +323,7 @@ class ArenaService:
                 make_backend,
                 interval=self.settings.health_interval,
                 timeout=self.settings.connect_timeout + self.settings.read_timeout,
-                busy=self.streaming,
+                busy=self.server_streaming,
                 on_info=self.learn_server_info,
             ).start()
         return self.health_checker

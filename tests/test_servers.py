@@ -437,3 +437,36 @@ def test_tgi_messages_serves_the_placeholder_tgi_and_its_own_id_and_tells_its_co
 
         final = asyncio.run(battle())
         assert all(a.ok and a.text for a in final.answers)  # type: ignore[attr-defined]
+
+
+def test_a_model_is_not_probed_while_another_model_of_its_server_streams(store: Store) -> None:
+    """Two roster entries on one llama-cpp-python server (its --config_file serves several models):
+    a probe for the idle one would still end the other's answer, so the checks skip the whole server."""
+    with (
+        DemoServer(MODEL, flavour="llama-cpp-python", token_rate=40, first_token_delay=0.01) as shared,
+        DemoServer(MODEL, flavour="vllm", token_rate=40, first_token_delay=0.01) as other,
+    ):
+        idle = spec("llama-cpp-python", shared.url, "idle")
+        specs = [spec("llama-cpp-python", shared.url, "lcp"), spec("vllm", other.url, "other"), idle]
+        service = make_service(specs, store)
+        probes = [make_backend(idle, PATIENT, {})]
+
+        async def go() -> tuple[bool, str | None]:
+            try:
+                session = service.new_session("visitor", models=("lcp", "other"))
+                last = None
+                async for view in service.send(session, "Tell me about rivers"):
+                    last = view
+                    if any(a.text for a in view.answers) and view.streaming:
+                        assert service.server_streaming("idle") and not service.streaming("idle")
+                        await check_once(service.health, probes, timeout=5, busy=service.server_streaming)
+                assert last is not None
+                return last.can_vote, last.answers[session.models.index("lcp")].finish_reason
+            finally:
+                await close(service)
+                for p in probes:
+                    await p.aclose()
+
+        can_vote, finish = asyncio.run(go())
+        assert can_vote and finish == "eos" and shared.interrupted == 0
+        assert not service.server_streaming("idle")
