@@ -22,6 +22,7 @@ from arena.registry import GenerationParams, ModelSpec
 from arena.storage import Store
 from tests.conformance.checks import (
     SLOW,
+    context_refusals_are_not_the_models_failure,
     continuation_battle,
     stop_string_round_trip,
     too_long_prompt_is_context_exceeded,
@@ -122,3 +123,11 @@ def test_a_stop_string_ending_is_stop(server: str) -> None:
     """llama-server says finish_reason "stop" for a stop string and for EOS alike (no stop_reason): the
     arena does not send it stop strings, cuts the stream itself and stores ``stop``."""
     stop_string_round_trip(spec(server))
+
+
+def test_too_long_prompts_in_battles_are_never_the_models_failure(server: str, store: Store) -> None:
+    """The context is learnt from /v1/models (``meta.n_ctx``; the spec gives none): far too long is
+    refused before sending; an undercounted one gets llama-server's HTTP 400, shown as the arena's
+    own message, three times, and the model stays in the pool."""
+    keys = context_refusals_are_not_the_models_failure(spec(server, "left"), spec(server, "right"), store)
+    assert keys == ["msg.prompt_too_long"] + ["msg.context_exceeded"] * 6
