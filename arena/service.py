@@ -277,7 +277,7 @@ class ArenaService:
         models = self.playable_models()
         for name in unpairable(models):
             spec = self.registry[name]
-            partner = "a chat model that can complete raw text" if spec.kind == "base" else "another chat model"
+            partner = "chat model that can complete raw text" if spec.kind == "base" else "other chat model"
             log.warning(
                 "model %s can never play: no %s is enabled to meet it (see docs/models.md, continuation battles)",
                 name,

@@ -365,7 +365,7 @@ def test_start_up_warns_about_unpairable_models_and_settings_a_server_ignores(
     other = ModelSpec(name="other", backend="openai", server="ollama", url="http://127.0.0.1:1/v1", model="x")
     with caplog.at_level(logging.WARNING):
         make_service([lone_base, messages_only, other.model_copy(update={"continuation": False})], store)
-    assert "model lone-base can never play" in caplog.text
+    assert "model lone-base can never play: no chat model that can complete raw text is enabled" in caplog.text
     assert "model msgs: its server (tgi-messages) does not read repetition_penalty" in caplog.text
 
 
@@ -470,3 +470,21 @@ def test_a_model_is_not_probed_while_another_model_of_its_server_streams(store: 
         can_vote, finish = asyncio.run(go())
         assert can_vote and finish == "eos" and shared.interrupted == 0
         assert not service.server_streaming("idle")
+
+
+def test_tgi_messages_unreachable_is_unavailable() -> None:
+    """Nothing listening: the probe says the server is down (not that a connection broke)."""
+    from arena.errors import BackendUnavailable
+    from tests.support.app_process import free_port
+
+    down = spec("tgi-messages", f"http://127.0.0.1:{free_port()}").model_copy(update={"model": "tgi"})
+    backend = make_backend(down, PATIENT, {})
+
+    async def go() -> None:
+        try:
+            await backend.probe()
+        finally:
+            await backend.aclose()
+
+    with pytest.raises(BackendUnavailable):
+        asyncio.run(go())

@@ -357,6 +357,7 @@ class OpenAIBackend(Backend):
     async def _probe_tgi(self) -> ServerInfo:
         """TGI's ``GET /info`` at the root of the Messages API's ``.../v1`` URL."""
         from arena.backends.tgi import TgiBackend, _status_error
+        from arena.backends.tgi import _translate as _translate_http
 
         root = self.spec.url.rstrip("/").removesuffix("/v1")
         if self._tgi_http is None:
@@ -372,7 +373,7 @@ class OpenAIBackend(Backend):
         except BackendError:
             raise
         except (httpx2.HTTPError, ValueError) as e:
-            raise _translate(e) from e
+            raise _translate_http(e) from e
         if self.spec.model in (TGI_PLACEHOLDER, info.model_id):
             return dataclasses.replace(info, model_id=self.spec.model)
         return info
