@@ -21,9 +21,11 @@ Flavours (``flavour=``): the OpenAI routes (``/v1/chat/completions``, ``/v1/comp
 servers"); the TGI native routes are the same for all:
 
 ``"vllm"`` (default)     ``stop_reason`` names the matched stop string; ``usage``; ``max_model_len`` in
-                         ``/v1/models``; a too-long prompt is HTTP 400 "maximum context length"
+                         ``/v1/models``; a too-long prompt is HTTP 400 "maximum context length"; any
+                         role name (a chat template's own, e.g. Huozi's 系统/用户/助手)
 ``"tgi-messages"``       TGI's Messages API: ``finish_reason`` "stop" for both a stop string and EOS,
-                         no ``stop_reason``; HTTP 422 "must be <= N"; no ``/v1/completions``
+                         no ``stop_reason``; HTTP 422 "must be <= N"; no ``/v1/completions``; the
+                         model id and limits in TGI's ``/info`` (``max_input_tokens`` sets them)
 ``"llama-server"``       no ``stop_reason``; ``usage``; ``meta.n_ctx`` in ``/v1/models``; HTTP 400
                          ``exceed_context_size_error``; reads ``repeat_penalty``
 ``"llama-cpp-python"``   no ``stop_reason``, no ``usage``; a too-long prompt gets an empty HTTP 200;
