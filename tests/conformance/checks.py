@@ -103,7 +103,7 @@ def context_refusals_are_not_the_models_failure(left: ModelSpec, right: ModelSpe
         try:
             await check_once(service.health, probes, timeout=30, on_info=service.learn_server_info)
             with pytest.raises(PromptTooLong) as refused:
-                await play(service, service.new_session("visitor"), "river mountain " * 400)
+                await play(service, service.new_session("visitor"), "river mountain " * 150)
             keys.append(refused.value.message.key)
             for _ in range(3):
                 final = (await play(service, service.new_session("visitor"), "0123456789 " * 55))[-1]
