@@ -488,3 +488,41 @@ def test_tgi_messages_unreachable_is_unavailable() -> None:
 
     with pytest.raises(BackendUnavailable):
         asyncio.run(go())
+
+
+def test_llama_cpp_pythons_refusal_breaking_off_is_context_exceeded(caplog: pytest.LogCaptureFixture) -> None:
+    """Seen on the real server (tests/conformance): a prompt over n_ctx sometimes gets an HTTP 200 whose
+    body breaks off before any event instead of ending empty. Before any event, that is its refusal too."""
+    with DemoServer(MODEL, flavour="llama-cpp-python", context=64, token_rate=400, first_token_delay=0.01) as server:
+        server.cut_refusals = True
+        model = spec("llama-cpp-python", server.url)
+        with caplog.at_level(logging.CRITICAL, logger="uvicorn.error"), pytest.raises(ContextExceeded):
+            asyncio.run(collect(model, ask(model, "river " * 200, max_new_tokens=16)))
+        # A prompt that fits streams as usual.
+        text, finish, _ = asyncio.run(collect(model, ask(model, "Tell me about rivers", max_new_tokens=16)))
+        assert text and finish == "length"
+
+
+def test_the_next_battle_after_a_llama_cpp_python_refusal_plays(store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    """llama-cpp-python closes the connection of a request its worker failed, after answering it; a
+    pooled connection then broke the next battle (measured on the real server: 19 of 60 requests)."""
+    with DemoServer(MODEL, flavour="llama-cpp-python", context=64, token_rate=400, first_token_delay=0.01) as server:
+        server.interrupt_requests = False
+        service = make_service(
+            [spec("llama-cpp-python", server.url, "a"), spec("llama-cpp-python", server.url, "b")], store
+        )
+
+        async def go() -> list[list[str | None]]:
+            kinds = []
+            try:
+                for prompt in ["river " * 100, "Tell me about rivers"] * 4:
+                    final = (await play(service, service.new_session("visitor"), prompt))[-1]
+                    kinds.append([a.error_kind for a in final.answers])
+            finally:
+                await close(service)
+            return kinds
+
+        with caplog.at_level(logging.CRITICAL, logger="uvicorn.error"):
+            kinds = asyncio.run(go())
+        assert kinds == [["ContextExceeded"] * 2, [None, None]] * 4
+        assert service.health.available() == {"a", "b"}

@@ -28,7 +28,9 @@ servers"); the TGI native routes are the same for all:
                          model id and limits in TGI's ``/info`` (``max_input_tokens`` sets them)
 ``"llama-server"``       no ``stop_reason``; ``usage``; ``meta.n_ctx`` in ``/v1/models``; HTTP 400
                          ``exceed_context_size_error``; reads ``repeat_penalty``
-``"llama-cpp-python"``   no ``stop_reason``, no ``usage``; a too-long prompt gets an empty HTTP 200;
+``"llama-cpp-python"``   no ``stop_reason``, no ``usage``; a too-long prompt gets an empty HTTP 200,
+                         or (``server.cut_refusals``) an HTTP 200 whose body breaks off before its
+                         first event, as the real one does when its worker raises at the wrong moment;
                          with ``interrupt_requests`` (its default) any request that arrives while an
                          answer streams ends that answer with ``[DONE]`` and no ``finish_reason``
 ``"ollama"``             no ``stop_reason``; ids ``NAME:TAG``; a too-long prompt is cut silently
@@ -289,6 +291,27 @@ def _exact_length(text: str, tokens: int) -> str:
     return "".join(_tokenize("\n\n".join([text] * repeats))[:tokens])
 
 
+async def _broken_body() -> AsyncIterator[bytes]:
+    """A response body that fails before its first byte: uvicorn drops the connection mid-response."""
+    raise _BodyBroken("Requested tokens exceed context window")
+    yield b""  # a generator
+
+
+class _BodyBroken(Exception):
+    """Raised inside a response body on purpose (llama-cpp-python's context refusal)."""
+
+
+class _AnsweredThenFailed(Response):
+    """A complete response, then the application fails, as llama-cpp-python's worker does for a prompt
+    over n_ctx: uvicorn then closes the connection without a ``Connection: close`` header, so a client
+    may still send its next request on it (the real worker fails a moment after the answer ends)."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await super().__call__(scope, receive, send)
+        await asyncio.sleep(0.3)
+        raise _BodyBroken("Requested tokens exceed context window")
+
+
 def _tokenize(text: str) -> list[str]:
     """Split into small pieces: a word with its leading whitespace, or one or two CJK characters."""
     pieces: list[str] = []
@@ -423,6 +446,7 @@ class DemoServer:
         self.context = context
         self.max_input_tokens = max_input_tokens
         self.interrupt_requests = True  # llama-cpp-python's default (--interrupt_requests)
+        self.cut_refusals = False  # llama-cpp-python: a too-long prompt's body breaks off instead of ending
         self.arrivals = 0  # requests received on any route (llama-cpp-python's interruption)
         self.interrupted = 0  # answers ended by another request's arrival
         if token_rate <= 0:
@@ -914,7 +938,10 @@ class DemoServer:
                 400,
             )
         if self.flavour == "llama-cpp-python":
-            return Response(b"", 200, media_type="text/event-stream")  # its generator raised before the first event
+            # Its generator raised before the first event: the body ends empty, or breaks off.
+            if self.cut_refusals:
+                return StreamingResponse(_broken_body(), 200, media_type="text/event-stream")
+            return _AnsweredThenFailed(b"", 200, media_type="text/event-stream")
         return None  # ollama: the prompt is cut to the context without a word
 
     async def _chat(self, request: Request) -> Response:
