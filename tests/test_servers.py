@@ -505,7 +505,7 @@ def test_llama_cpp_pythons_refusal_breaking_off_is_context_exceeded(caplog: pyte
 
 def test_the_next_battle_after_a_llama_cpp_python_refusal_plays(store: Store, caplog: pytest.LogCaptureFixture) -> None:
     """llama-cpp-python closes the connection of a request its worker failed, after answering it; a
-    pooled connection then broke the next battle (measured on the real server: 19 of 60 requests)."""
+    pooled connection then broke the next battle (the real server: benchmarks/bench_lcp_refusals.py)."""
     with DemoServer(MODEL, flavour="llama-cpp-python", context=64, token_rate=400, first_token_delay=0.01) as server:
         server.interrupt_requests = False
         service = make_service(

@@ -236,8 +236,9 @@ class OpenAIBackend(Backend):
             )
             # llama-cpp-python closes a connection after a request its worker failed (a prompt over
             # n_ctx) just after answering it, so the next request sent on it from the pool broke
-            # ("connection broken", the model's failure): 19 of 60 refusals in a row, measured against
-            # the real server. It answers one request at a time, so a connection per request costs nothing.
+            # ("connection broken", the model's failure): 29 of 60 requests after refusals, measured
+            # against the real server (benchmarks/bench_lcp_refusals.py). It answers one request at a
+            # time, so a connection per request costs nothing that matters.
             close = {"Connection": "close"} if self.spec.server_kind == "llama-cpp-python" else None
             self._client = openai.AsyncOpenAI(
                 base_url=self.spec.url,
