@@ -75,8 +75,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = write_tiny_model(Path(tmp) / "tiny.gguf")
         port = free_port()
-        args_ = [str(VENV / "bin" / "python"), "-m", "llama_cpp.server", "--model", str(model), "--model_alias",
-                 "tiny", "--n_ctx", str(N_CTX), "--n_threads", "1", "--port", str(port), "--interrupt_requests", "False"]  # fmt: skip
+        args_ = [
+            str(VENV / "bin" / "python"), "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "tiny",
+            "--n_ctx", str(N_CTX), "--n_threads", "1", "--port", str(port), "--interrupt_requests", "False",
+        ]  # fmt: skip
         proc = subprocess.Popen(args_, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         try:
