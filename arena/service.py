@@ -277,7 +277,7 @@ class ArenaService:
         models = self.playable_models()
         for name in unpairable(models):
             spec = self.registry[name]
-            partner = "a chat model that can complete raw text" if spec.kind == "base" else "another chat model"
+            partner = "chat model that can complete raw text" if spec.kind == "base" else "other chat model"
             log.warning(
                 "model %s can never play: no %s is enabled to meet it (see docs/models.md, continuation battles)",
                 name,
@@ -298,6 +298,15 @@ class ArenaService:
         """Whether ``name`` is streaming an answer now (read by the health checks' thread)."""
         return self._streaming.get(name, 0) > 0
 
+    def server_streaming(self, name: str) -> bool:
+        """Whether any model served from ``name``'s URL is streaming an answer now (what the health checks read).
+
+        A probe for one model reaches its whole server: llama-cpp-python serving several models ends
+        any running answer when it arrives, and queues the probe behind it otherwise.
+        """
+        url = self.registry[name].url
+        return any(n > 0 and self.registry[m].url == url for m, n in list(self._streaming.items()))
+
     def learn_server_info(self, name: str, info: ServerInfo) -> None:
         """Keep what a server reported about itself (its context) for the next turns."""
         self.server_info[name] = info
@@ -314,7 +323,7 @@ class ArenaService:
                 make_backend,
                 interval=self.settings.health_interval,
                 timeout=self.settings.connect_timeout + self.settings.read_timeout,
-                busy=self.streaming,
+                busy=self.server_streaming,
                 on_info=self.learn_server_info,
             ).start()
         return self.health_checker
@@ -372,18 +381,24 @@ class ArenaService:
     # -- battles --------------------------------------------------------------------------------
 
     def _max_input_tokens(self, name: str) -> int | None:
-        """The prompt budget the server told: TGI's max_input_tokens, or its context less the answer's."""
+        """The prompt budget the server told: its context less the answer's, and at most TGI's max_input_tokens.
+
+        TGI refuses a prompt over either limit (``--max-input-tokens``, and ``--max-total-tokens``
+        for prompt plus ``max_new_tokens``); Shisa's card sets 3696 and 4096, so with a 1024-token
+        answer the total is the tighter one.
+        """
         info = self.server_info.get(name)
         if info is None:
             return None
+        limits: list[int] = []
         if info.max_input_tokens:
-            return info.max_input_tokens
+            limits.append(info.max_input_tokens)
         if info.max_total_tokens:
             cap = self.settings.max_new_tokens or None
             wanted = self.registry[name].params.max_new_tokens
             answer = min(x for x in (wanted, cap) if x) if (wanted or cap) else 0
-            return max(1, info.max_total_tokens - answer)
-        return None
+            limits.append(max(1, info.max_total_tokens - answer))
+        return min(limits) if limits else None
 
     def _jobs(self, session: BattleSession) -> tuple[tuple[SideJob, SideJob], tuple[Message, ...]]:
         jobs: list[SideJob] = []

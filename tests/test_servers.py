@@ -365,5 +365,164 @@ def test_start_up_warns_about_unpairable_models_and_settings_a_server_ignores(
     other = ModelSpec(name="other", backend="openai", server="ollama", url="http://127.0.0.1:1/v1", model="x")
     with caplog.at_level(logging.WARNING):
         make_service([lone_base, messages_only, other.model_copy(update={"continuation": False})], store)
-    assert "model lone-base can never play" in caplog.text
+    assert "model lone-base can never play: no chat model that can complete raw text is enabled" in caplog.text
     assert "model msgs: its server (tgi-messages) does not read repetition_penalty" in caplog.text
+
+
+def test_tgi_refusing_an_input_longer_than_max_input_tokens_is_context_exceeded() -> None:
+    """TGI answers HTTP 422 "`inputs` must have less than N tokens" when the prompt alone is over
+    ``--max-input-tokens`` (its total may still fit): the prompt's fault, like the total's refusal."""
+    with DemoServer(MODEL, max_input_tokens=40, context=4096, token_rate=400, first_token_delay=0.01) as server:
+        model = tgi_spec("t", server.url)
+        request = GenerationRequest(params=GenerationParams(max_new_tokens=16), prompt="river " * 100)
+        with pytest.raises(ContextExceeded):
+            asyncio.run(collect(model, request))
+        # The total's refusal, for the same server, is one too.
+        request = GenerationRequest(params=GenerationParams(max_new_tokens=4090), prompt="river " * 30)
+        with pytest.raises(ContextExceeded):
+            asyncio.run(collect(model, request))
+
+
+def test_the_input_limit_leaves_room_for_the_answer_where_tgi_tells_both(store: Store) -> None:
+    """Shisa's TGI command: --max-input-length 3696 --max-total-tokens 4096. With a 1024-token answer a
+    3696-token prompt would be refused; the arena truncates to 4096 - 1024 before sending instead."""
+    with DemoServer(MODEL, max_input_tokens=3696, context=4096) as server:
+        model = tgi_spec("m", server.url)
+        backend = make_backend(model, PATIENT, {})
+
+        async def probe() -> ServerInfo:
+            try:
+                return await backend.probe()
+            finally:
+                await backend.aclose()
+
+        info = asyncio.run(probe())
+        assert (info.max_input_tokens, info.max_total_tokens) == (3696, 4096)
+        service = make_service([model, tgi_spec("other", server.url)], store, settings={"max_new_tokens": 1024})
+        service.learn_server_info("m", info)
+        assert service._max_input_tokens("m") == 4096 - 1024
+        service.learn_server_info("m", ServerInfo(max_input_tokens=2000, max_total_tokens=4096))
+        assert service._max_input_tokens("m") == 2000
+
+
+@pytest.mark.parametrize("model_id", ["tgi", "org/served-7b"])
+def test_tgi_messages_serves_the_placeholder_tgi_and_its_own_id_and_tells_its_context(
+    model_id: str, store: Store
+) -> None:
+    """TGI's Messages API ignores the request's ``model`` (its docs write "tgi") while its /v1/models
+    names the real model: either is the right model. Its limits come from TGI's /info."""
+    with DemoServer("org/served-7b", flavour="tgi-messages", max_input_tokens=1000, context=2048) as server:
+        right = spec("tgi-messages", server.url, "right").model_copy(update={"model": model_id})
+        wrong = spec("tgi-messages", server.url, "wrong").model_copy(update={"model": "org/other-7b"})
+        tracker = HealthTracker(["right", "wrong"])
+        backends = [make_backend(right, PATIENT, {}), make_backend(wrong, PATIENT, {})]
+        infos: dict[str, ServerInfo] = {}
+
+        async def go() -> None:
+            await check_once(tracker, backends, timeout=5, on_info=infos.__setitem__)
+            for b in backends:
+                await b.aclose()
+
+        asyncio.run(go())
+        assert tracker.available() == {"right"}
+        assert (infos["right"].max_input_tokens, infos["right"].max_total_tokens) == (1000, 2048)
+        # It plays: a chat battle on the same server, the model field as written.
+        service = make_service([right, right.model_copy(update={"name": "twin"})], store)
+
+        async def battle() -> object:
+            try:
+                return (await play(service, service.new_session("v"), "Tell me about rivers"))[-1]
+            finally:
+                await close(service)
+
+        final = asyncio.run(battle())
+        assert all(a.ok and a.text for a in final.answers)  # type: ignore[attr-defined]
+
+
+def test_a_model_is_not_probed_while_another_model_of_its_server_streams(store: Store) -> None:
+    """Two roster entries on one llama-cpp-python server (its --config_file serves several models):
+    a probe for the idle one would still end the other's answer, so the checks skip the whole server."""
+    with (
+        DemoServer(MODEL, flavour="llama-cpp-python", token_rate=40, first_token_delay=0.01) as shared,
+        DemoServer(MODEL, flavour="vllm", token_rate=40, first_token_delay=0.01) as other,
+    ):
+        idle = spec("llama-cpp-python", shared.url, "idle")
+        specs = [spec("llama-cpp-python", shared.url, "lcp"), spec("vllm", other.url, "other"), idle]
+        service = make_service(specs, store)
+        probes = [make_backend(idle, PATIENT, {})]
+
+        async def go() -> tuple[bool, str | None]:
+            try:
+                session = service.new_session("visitor", models=("lcp", "other"))
+                last = None
+                async for view in service.send(session, "Tell me about rivers"):
+                    last = view
+                    if any(a.text for a in view.answers) and view.streaming:
+                        assert service.server_streaming("idle") and not service.streaming("idle")
+                        await check_once(service.health, probes, timeout=5, busy=service.server_streaming)
+                assert last is not None
+                return last.can_vote, last.answers[session.models.index("lcp")].finish_reason
+            finally:
+                await close(service)
+                for p in probes:
+                    await p.aclose()
+
+        can_vote, finish = asyncio.run(go())
+        assert can_vote and finish == "eos" and shared.interrupted == 0
+        assert not service.server_streaming("idle")
+
+
+def test_tgi_messages_unreachable_is_unavailable() -> None:
+    """Nothing listening: the probe says the server is down (not that a connection broke)."""
+    from arena.errors import BackendUnavailable
+    from tests.support.app_process import free_port
+
+    down = spec("tgi-messages", f"http://127.0.0.1:{free_port()}").model_copy(update={"model": "tgi"})
+    backend = make_backend(down, PATIENT, {})
+
+    async def go() -> None:
+        try:
+            await backend.probe()
+        finally:
+            await backend.aclose()
+
+    with pytest.raises(BackendUnavailable):
+        asyncio.run(go())
+
+
+def test_llama_cpp_pythons_refusal_breaking_off_is_context_exceeded(caplog: pytest.LogCaptureFixture) -> None:
+    """Seen on the real server (tests/conformance): a prompt over n_ctx sometimes gets an HTTP 200 whose
+    body breaks off before any event instead of ending empty. Before any event, that is its refusal too."""
+    with DemoServer(MODEL, flavour="llama-cpp-python", context=64, token_rate=400, first_token_delay=0.01) as server:
+        server.cut_refusals = True
+        model = spec("llama-cpp-python", server.url)
+        with caplog.at_level(logging.CRITICAL, logger="uvicorn.error"), pytest.raises(ContextExceeded):
+            asyncio.run(collect(model, ask(model, "river " * 200, max_new_tokens=16)))
+        # A prompt that fits streams as usual.
+        text, finish, _ = asyncio.run(collect(model, ask(model, "Tell me about rivers", max_new_tokens=16)))
+        assert text and finish == "length"
+
+
+def test_the_next_battle_after_a_llama_cpp_python_refusal_plays(store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    """llama-cpp-python closes the connection of a request its worker failed, after answering it; a
+    pooled connection then broke the next battle (the real server: benchmarks/bench_lcp_refusals.py)."""
+    with DemoServer(MODEL, flavour="llama-cpp-python", context=64, token_rate=400, first_token_delay=0.01) as server:
+        server.interrupt_requests = False
+        service = make_service(
+            [spec("llama-cpp-python", server.url, "a"), spec("llama-cpp-python", server.url, "b")], store
+        )
+
+        async def go() -> list[list[str | None]]:
+            kinds = []
+            try:
+                for prompt in ["river " * 100, "Tell me about rivers"] * 4:
+                    final = (await play(service, service.new_session("visitor"), prompt))[-1]
+                    kinds.append([a.error_kind for a in final.answers])
+            finally:
+                await close(service)
+            return kinds
+
+        with caplog.at_level(logging.CRITICAL, logger="uvicorn.error"):
+            kinds = asyncio.run(go())
+        assert kinds == [["ContextExceeded"] * 2, [None, None]] * 4
+        assert service.health.available() == {"a", "b"}

@@ -21,12 +21,16 @@ Flavours (``flavour=``): the OpenAI routes (``/v1/chat/completions``, ``/v1/comp
 servers"); the TGI native routes are the same for all:
 
 ``"vllm"`` (default)     ``stop_reason`` names the matched stop string; ``usage``; ``max_model_len`` in
-                         ``/v1/models``; a too-long prompt is HTTP 400 "maximum context length"
+                         ``/v1/models``; a too-long prompt is HTTP 400 "maximum context length"; any
+                         role name (a chat template's own, e.g. Huozi's 系统/用户/助手)
 ``"tgi-messages"``       TGI's Messages API: ``finish_reason`` "stop" for both a stop string and EOS,
-                         no ``stop_reason``; HTTP 422 "must be <= N"; no ``/v1/completions``
+                         no ``stop_reason``; HTTP 422 "must be <= N"; no ``/v1/completions``; the
+                         model id and limits in TGI's ``/info`` (``max_input_tokens`` sets them)
 ``"llama-server"``       no ``stop_reason``; ``usage``; ``meta.n_ctx`` in ``/v1/models``; HTTP 400
                          ``exceed_context_size_error``; reads ``repeat_penalty``
-``"llama-cpp-python"``   no ``stop_reason``, no ``usage``; a too-long prompt gets an empty HTTP 200;
+``"llama-cpp-python"``   no ``stop_reason``, no ``usage``; a too-long prompt gets an empty HTTP 200,
+                         or (``server.cut_refusals``) an HTTP 200 whose body breaks off before its
+                         first event, as the real one does when its worker raises at the wrong moment;
                          with ``interrupt_requests`` (its default) any request that arrives while an
                          answer streams ends that answer with ``[DONE]`` and no ``finish_reason``
 ``"ollama"``             no ``stop_reason``; ids ``NAME:TAG``; a too-long prompt is cut silently
@@ -287,6 +291,27 @@ def _exact_length(text: str, tokens: int) -> str:
     return "".join(_tokenize("\n\n".join([text] * repeats))[:tokens])
 
 
+async def _broken_body() -> AsyncIterator[bytes]:
+    """A response body that fails before its first byte: uvicorn drops the connection mid-response."""
+    raise _BodyBroken("Requested tokens exceed context window")
+    yield b""  # a generator
+
+
+class _BodyBroken(Exception):
+    """Raised inside a response body on purpose (llama-cpp-python's context refusal)."""
+
+
+class _AnsweredThenFailed(Response):
+    """A complete response, then the application fails, as llama-cpp-python's worker does for a prompt
+    over n_ctx: uvicorn then closes the connection without a ``Connection: close`` header, so a client
+    may still send its next request on it (the real worker fails a moment after the answer ends)."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await super().__call__(scope, receive, send)
+        await asyncio.sleep(0.3)
+        raise _BodyBroken("Requested tokens exceed context window")
+
+
 def _tokenize(text: str) -> list[str]:
     """Split into small pieces: a word with its leading whitespace, or one or two CJK characters."""
     pieces: list[str] = []
@@ -376,6 +401,13 @@ class DemoServer:
         ``max_new_tokens`` and stop sequences apply; for benchmarks that need a fixed answer length.
     port:
         0 picks a free port; restarts reuse the port first bound.
+    context:
+        The context (prompt + answer, in the demo's tokens) the OpenAI flavours enforce.
+    max_input_tokens:
+        When set, TGI's native routes enforce TGI's limits as TGI does (``max_total_tokens`` =
+        ``context``): HTTP 422 "`inputs` tokens + `max_new_tokens` must be <= N" first, then
+        "`inputs` must have less than N tokens"; ``/info`` reports both. When None they enforce none
+        and ``/info`` reports 4095 and 4096.
 
     Attributes
     ----------
@@ -406,12 +438,15 @@ class DemoServer:
         flavour: str = "vllm",
         context: int = 4096,
         sampling: bool = False,
+        max_input_tokens: int | None = None,
     ) -> None:
         if flavour not in FLAVOURS:
             raise ValueError(f"flavour must be one of {FLAVOURS}")
         self.flavour = flavour
         self.context = context
+        self.max_input_tokens = max_input_tokens
         self.interrupt_requests = True  # llama-cpp-python's default (--interrupt_requests)
+        self.cut_refusals = False  # llama-cpp-python: a too-long prompt's body breaks off instead of ending
         self.arrivals = 0  # requests received on any route (llama-cpp-python's interruption)
         self.interrupted = 0  # answers ended by another request's arrival
         if token_rate <= 0:
@@ -660,6 +695,19 @@ class DemoServer:
                 f"Input validation error: `max_new_tokens` must be < {_MAX_TOTAL_TOKENS}. "
                 f"Given: {params['max_new_tokens']}"
             )
+        if self.max_input_tokens is not None:
+            # TGI's order (router/src/validation.rs): the total first, then the input alone.
+            tokens, new = len(_tokenize(prompt)), params.get("max_new_tokens") or 0
+            if tokens + new > self.context:
+                raise _Rejected(
+                    f"Input validation error: `inputs` tokens + `max_new_tokens` must be <= {self.context}. "
+                    f"Given: {tokens} `inputs` tokens and {new} `max_new_tokens`"
+                )
+            if tokens > self.max_input_tokens:
+                raise _Rejected(
+                    f"Input validation error: `inputs` must have less than {self.max_input_tokens} tokens. "
+                    f"Given: {tokens}"
+                )
         return prompt, params
 
     def _tgi_plan(self, prompt: str, params: Mapping[str, Any]) -> _Plan:
@@ -787,8 +835,8 @@ class DemoServer:
                 "max_concurrent_requests": 128,
                 "max_best_of": 2,
                 "max_stop_sequences": _MAX_STOP_SEQUENCES,
-                "max_input_tokens": _MAX_INPUT_TOKENS,
-                "max_total_tokens": _MAX_TOTAL_TOKENS,
+                "max_input_tokens": _MAX_INPUT_TOKENS if self.max_input_tokens is None else self.max_input_tokens,
+                "max_total_tokens": _MAX_TOTAL_TOKENS if self.max_input_tokens is None else self.context,
                 "validation_workers": 2,
                 "max_client_batch_size": 4,
                 "router": "text-generation-router",
@@ -819,12 +867,13 @@ class DemoServer:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise _Rejected("`messages` must be a non-empty list")
+        # vLLM takes any role its chat template knows (Huozi's card: 系统/用户/助手); the others take these three.
+        custom_roles = self.flavour == "vllm"
         for m in messages:
-            if (
-                not isinstance(m, dict)
-                or m.get("role") not in ("system", "user", "assistant")
-                or not isinstance(m.get("content"), str)
-            ):
+            role = m.get("role") if isinstance(m, dict) else None
+            if not (
+                role in ("system", "user", "assistant") or (custom_roles and isinstance(role, str) and role)
+            ) or not isinstance(m.get("content"), str):
                 raise _Rejected("each message needs a role (system, user or assistant) and a string content")
         if not isinstance(body.get("model"), str):
             raise _Rejected("`model` is required")
@@ -889,7 +938,10 @@ class DemoServer:
                 400,
             )
         if self.flavour == "llama-cpp-python":
-            return Response(b"", 200, media_type="text/event-stream")  # its generator raised before the first event
+            # Its generator raised before the first event: the body ends empty, or breaks off.
+            if self.cut_refusals:
+                return StreamingResponse(_broken_body(), 200, media_type="text/event-stream")
+            return _AnsweredThenFailed(b"", 200, media_type="text/event-stream")
         return None  # ollama: the prompt is cut to the context without a word
 
     async def _chat(self, request: Request) -> Response:
@@ -905,7 +957,10 @@ class DemoServer:
             body = self._openai_validate(body, completion)
         except _Rejected as e:
             return self._openai_error(422, e.message, "invalid_request_error")
-        user_text = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
+        # The newest user message (under a custom role name, the newest message: the arena ends with it).
+        user_text = next(
+            (m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), body["messages"][-1]["content"]
+        )
         text = self._answer_text(" ".join(user_text.split()), body, language_of=user_text)
         plan = _Plan(text, body.get("max_tokens"), body["stop"], include_stop=False)
         finish = {"eos_token": "stop", "stop_sequence": "stop", "length": "length"}[plan.finish]

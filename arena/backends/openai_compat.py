@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import AsyncIterator
@@ -33,10 +34,14 @@ _EXTRA_BODY = frozenset({"top_k", "repetition_penalty", "repeat_penalty", "typic
 # An HTTP 400/413/422 whose message says this is a prompt too long for the context: llama-server's
 # exceed_context_size_error, vLLM's "This model's maximum context length is ...", TGI's "`inputs`
 # tokens + `max_new_tokens` must be <= ...", llama-cpp-python's "Requested tokens (...) exceed context
-# window".
+# window", and TGI's "`inputs` must have less than N tokens" (the prompt alone over --max-input-tokens).
 _CONTEXT_ERROR = re.compile(
-    r"exceed_context_size|context (length|size|window)|maximum context|must be <= \d+|n_ctx", re.IGNORECASE
+    r"exceed_context_size|context (length|size|window)|maximum context|must be <= \d+|must have less than \d+ tokens"
+    r"|n_ctx",
+    re.IGNORECASE,
 )
+# TGI's Messages API serves one model and ignores the request's ``model``; its documentation writes "tgi".
+TGI_PLACEHOLDER = "tgi"
 
 
 def context_error(status: int, message: str) -> bool:
@@ -98,6 +103,11 @@ def _event(line: str) -> dict[str, Any] | None:
         message = error.get("message") if isinstance(error, dict) else str(error)
         raise BackendFailed(f"error event in stream: {message}")
     return event
+
+
+def _body_broke(error: BaseException) -> bool:
+    """Whether a response body broke off after the headers (not a refused connection nor a timeout)."""
+    return isinstance(error, httpx2.ReadError | httpx2.RemoteProtocolError)
 
 
 def served(wanted: str, ids: list[str]) -> str | None:
@@ -224,11 +234,18 @@ class OpenAIBackend(Backend):
             limits = httpx2.Limits(
                 max_connections=1000, max_keepalive_connections=100, keepalive_expiry=KEEPALIVE_SECONDS
             )
+            # llama-cpp-python closes a connection after a request its worker failed (a prompt over
+            # n_ctx) just after answering it, so the next request sent on it from the pool broke
+            # ("connection broken", the model's failure): 29 of 60 requests after refusals, measured
+            # against the real server (benchmarks/bench_lcp_refusals.py). It answers one request at a
+            # time, so a connection per request costs nothing that matters.
+            close = {"Connection": "close"} if self.spec.server_kind == "llama-cpp-python" else None
             self._client = openai.AsyncOpenAI(
                 base_url=self.spec.url,
                 api_key=self.api_key or _NO_KEY,
                 max_retries=0,
                 timeout=timeout,
+                default_headers=close,
                 http_client=openai.DefaultAsyncHttpxClient(timeout=timeout, limits=limits),
             )
         return self._client
@@ -284,6 +301,11 @@ class OpenAIBackend(Backend):
         except BackendError:
             raise
         except _EXPECTED as e:
+            if events == 0 and self.spec.server_kind == "llama-cpp-python" and _body_broke(e):
+                # Its refusal of a prompt longer than n_ctx: the worker raises before the first event, and
+                # the HTTP 200 either ends empty (below) or breaks off, depending on timing (seen on the
+                # real server, tests/conformance).
+                raise ContextExceeded(f"llama-cpp-python broke off an HTTP 200 before any event: {e}") from e
             raise _translate(e) from e
         finally:
             clock.close()
@@ -316,11 +338,17 @@ class OpenAIBackend(Backend):
     async def probe(self) -> ServerInfo:
         """``GET /models``: the served ids and, where the server tells it, the context.
 
+        TGI's Messages API (``tgi-messages``) is asked TGI's own ``GET /info`` instead (at the
+        server's root): it names the served model and TGI's input and total limits, which its
+        ``/v1/models`` does not. ``model: tgi`` (TGI's placeholder) matches whatever it serves.
+
         vLLM gives ``max_model_len`` and llama-server ``meta.n_ctx`` per model; llama-cpp-python,
         Ollama and TGI's Messages API give none. llama-cpp-python answers it without touching the
         model, but only if started with ``--interrupt_requests False`` does it also leave a running
         answer alone; the health checks never probe a model that is streaming anyway.
         """
+        if self.spec.server_kind == "tgi-messages":
+            return await self._probe_tgi()
         clock = _StreamClock(self.timeouts)
         try:
             page = await clock.step(self._openai().models.list())
@@ -341,7 +369,36 @@ class OpenAIBackend(Backend):
             model_id=self.spec.model if wanted else model_id, max_total_tokens=context, model_ids=tuple(ids)
         )
 
+    _tgi_http: httpx2.AsyncClient | None = None
+
+    async def _probe_tgi(self) -> ServerInfo:
+        """TGI's ``GET /info`` at the root of the Messages API's ``.../v1`` URL."""
+        from arena.backends.tgi import TgiBackend, _status_error
+        from arena.backends.tgi import _translate as _translate_http
+
+        root = self.spec.url.rstrip("/").removesuffix("/v1")
+        if self._tgi_http is None:
+            headers = {"authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+            limits = httpx2.Limits(max_keepalive_connections=1, keepalive_expiry=KEEPALIVE_SECONDS)
+            self._tgi_http = httpx2.AsyncClient(headers=headers, follow_redirects=True, limits=limits)
+        timeout = httpx2.Timeout(self.timeouts.read, connect=self.timeouts.connect)
+        try:
+            response = await self._tgi_http.get(f"{root}/info", timeout=timeout)
+            if response.status_code >= 400:
+                raise _status_error(response.status_code, response.content)
+            info = TgiBackend._read_info_data(response.json())
+        except BackendError:
+            raise
+        except (httpx2.HTTPError, ValueError) as e:
+            raise _translate_http(e) from e
+        if self.spec.model in (TGI_PLACEHOLDER, info.model_id):
+            return dataclasses.replace(info, model_id=self.spec.model)
+        return info
+
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.close()
             self._client = None
+        if self._tgi_http is not None:
+            await self._tgi_http.aclose()
+            self._tgi_http = None

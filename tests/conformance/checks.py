@@ -11,7 +11,8 @@ import pytest
 from arena.backends import GenerationRequest, make_backend
 from arena.backends.base import Timeouts
 from arena.domain import Answer
-from arena.errors import ContextExceeded
+from arena.errors import ContextExceeded, PromptTooLong
+from arena.health import check_once
 from arena.registry import GenerationParams, ModelSpec
 from arena.storage import Store
 from arena.streaming import SideJob, _run_side
@@ -82,3 +83,39 @@ def stop_string_round_trip(model: ModelSpec) -> None:
     cut = asyncio.run(answer((word,)))
     assert cut.finish_reason == "stop"
     assert word not in cut.text and full.text.startswith(cut.text)
+
+
+def context_refusals_are_not_the_models_failure(left: ModelSpec, right: ModelSpec, store: Store) -> list[str]:
+    """Too-long prompts in battles: refused before sending where the arena knows the context, else
+    the server's refusal shown as the arena's own message; never a failure of the model (issue 18:
+    three such prompts took a model out of the pool for everyone). Returns the visitor's message keys.
+
+    The context is whatever the spec says plus what one round of health checks learns. Digits are
+    one token each for the tiny model's vocabulary but a third of one in the arena's estimate
+    without ``tokenizer:`` (605 against 222), so that prompt fits the estimate and reaches the server.
+    """
+    service = make_service([left, right], store, timeouts=SLOW, settings={"max_new_tokens": 16})
+    assert service.settings.breaker_failures <= 3
+
+    async def go() -> list[str]:
+        probes = [make_backend(s, SLOW, {}) for s in (left, right)]
+        keys: list[str] = []
+        try:
+            await check_once(service.health, probes, timeout=30, on_info=service.learn_server_info)
+            with pytest.raises(PromptTooLong) as refused:
+                await play(service, service.new_session("visitor"), "river mountain " * 150)
+            keys.append(refused.value.message.key)
+            for _ in range(3):
+                final = (await play(service, service.new_session("visitor"), "0123456789 " * 55))[-1]
+                assert [a.error_kind for a in final.answers] == ["ContextExceeded"] * 2, final.answers
+                assert not final.can_vote
+                keys += [a.error.key for a in final.answers if a.error is not None]
+        finally:
+            await close(service)
+            for p in probes:
+                await p.aclose()
+        return keys
+
+    keys = asyncio.run(go())
+    assert service.health.available() == {left.name, right.name}
+    return keys

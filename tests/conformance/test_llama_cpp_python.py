@@ -27,6 +27,7 @@ from arena.registry import GenerationParams, ModelSpec
 from arena.storage import Store
 from tests.conformance.checks import (
     SLOW,
+    context_refusals_are_not_the_models_failure,
     continuation_battle,
     stop_string_round_trip,
     too_long_prompt_is_context_exceeded,
@@ -211,3 +212,11 @@ def test_a_continuation_goes_through_v1_completions(server: str, store: Store) -
 def test_a_stop_string_ending_is_stop(server: str) -> None:
     """llama-cpp-python sends no stop_reason: the arena cuts at stop strings itself and stores ``stop``."""
     stop_string_round_trip(spec(server))
+
+
+def test_too_long_prompts_in_battles_are_never_the_models_failure(server: str, store: Store) -> None:
+    """It tells no context: the spec's ``context_length`` (its --n_ctx) refuses far too long before
+    sending; an undercounted one gets its empty HTTP 200, shown as the arena's own message, three
+    times, and the model stays in the pool."""
+    keys = context_refusals_are_not_the_models_failure(spec(server, "left"), spec(server, "right"), store)
+    assert keys == ["msg.prompt_too_long"] + ["msg.context_exceeded"] * 6

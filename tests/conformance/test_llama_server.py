@@ -8,6 +8,7 @@ skips) when the binary is missing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import time
@@ -22,6 +23,7 @@ from arena.registry import GenerationParams, ModelSpec
 from arena.storage import Store
 from tests.conformance.checks import (
     SLOW,
+    context_refusals_are_not_the_models_failure,
     continuation_battle,
     stop_string_round_trip,
     too_long_prompt_is_context_exceeded,
@@ -34,17 +36,16 @@ N_CTX = 256
 BINARY = Path(os.environ.get("ARENA_CI_LLAMA_SERVER", "/var/cache/arena-ci/llama-server")) / "bin" / "llama-server"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextlib.contextmanager
+def _serving(model: Path, n_ctx: int = N_CTX) -> Iterator[str]:
     if not BINARY.exists():
         pytest.fail(
             f"llama-server is not built ({BINARY} is missing); run tests/conformance/build_llama_server.sh "
             "(compiles it once, ~25 min on 2 cores, then reuses the binary)."
         )
-    model = write_tiny_model(tmp_path_factory.mktemp("model") / "tiny-llama.gguf")
     port = free_port()
     args = [
-        str(BINARY), "-m", str(model), "--alias", "tiny", "-c", str(N_CTX), "-np", "1", "-t", "1",
+        str(BINARY), "-m", str(model), "--alias", "tiny", "-c", str(n_ctx), "-np", "1", "-t", "1",
         "--jinja", "--host", "127.0.0.1", "--port", str(port),
     ]  # fmt: skip
     # Its log goes to this process's stderr, which pytest captures and shows when a test fails.
@@ -67,6 +68,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with _serving(write_tiny_model(tmp_path_factory.mktemp("model") / "tiny-llama.gguf")) as url:
+        yield url
 
 
 def spec(url: str, name: str = "tiny", **extra: object) -> ModelSpec:
@@ -122,3 +129,47 @@ def test_a_stop_string_ending_is_stop(server: str) -> None:
     """llama-server says finish_reason "stop" for a stop string and for EOS alike (no stop_reason): the
     arena does not send it stop strings, cuts the stream itself and stores ``stop``."""
     stop_string_round_trip(spec(server))
+
+
+def test_too_long_prompts_in_battles_are_never_the_models_failure(server: str, store: Store) -> None:
+    """The context is learnt from /v1/models (``meta.n_ctx``; the spec gives none): far too long is
+    refused before sending; an undercounted one gets llama-server's HTTP 400, shown as the arena's
+    own message, three times, and the model stays in the pool."""
+    keys = context_refusals_are_not_the_models_failure(spec(server, "left"), spec(server, "right"), store)
+    assert keys == ["msg.prompt_too_long"] + ["msg.context_exceeded"] * 6
+
+
+def test_a_probe_while_it_streams_is_answered_at_once_and_cuts_nothing(tmp_path: Path) -> None:
+    """Unlike llama-cpp-python, llama-server answers /v1/models from its HTTP threads while a slot
+    generates (docs/models.md): the probe does not wait behind the answer, and the answer runs on.
+
+    Raw HTTP, a bigger model (so an answer lasts long enough for the probe to arrive) and EOS
+    forbidden (logit_bias), so the answer runs to max_tokens unless something cuts it.
+    """
+    body = {
+        "model": "tiny",
+        "messages": [{"role": "user", "content": "Go on"}],
+        "max_tokens": 400,
+        "logit_bias": [[2, False]],
+        "stream": True,
+    }
+    events: list[str] = []
+    model = write_tiny_model(tmp_path / "slower.gguf", n_embd=256, n_layer=4)
+    with (
+        _serving(model, n_ctx=512) as server,
+        httpx2.Client(timeout=60) as client,
+        client.stream("POST", f"{server}/v1/chat/completions", json=body) as r,
+    ):
+        lines = r.iter_lines()
+        for line in lines:
+            if line.startswith("data:"):
+                events.append(line)
+                break
+        started = time.monotonic()
+        probe = httpx2.get(f"{server}/v1/models", timeout=60)
+        waited = time.monotonic() - started
+        events += [line for line in lines if line.startswith("data:")]
+        finished = time.monotonic() - started
+    assert probe.status_code == 200
+    assert waited < finished / 2, (waited, finished)  # answered while the answer still streamed
+    assert any('"finish_reason":"length"' in e.replace(" ", "") for e in events), events[-3:]
