@@ -2,11 +2,15 @@
 
 Slices
 ------
-``overall``      every anonymous battle (the default leaderboard)
-``lang:<code>``  anonymous battles whose first prompt is in that language (``lang:pl``, ``lang:zh-Hant``)
-``pool:<name>``  anonymous battles of one model pool (``pool:chat``, ``pool:base``)
+``overall``      every anonymous chat battle (the default leaderboard)
+``lang:<code>``  anonymous chat battles whose first prompt is in that language (``lang:pl``, ``lang:zh-Hant``)
+``pool:base``    anonymous continuation battles (base models, and chat models completing raw text)
+``pool:chat``    the same battles as ``overall`` (the chat pool; a name kept for scripts)
 ``named``        battles where the visitor chose the models (never mixed with anonymous ones)
-``cat:<name>``   anonymous battles of one prompt category (imported data: ``cat:code``, ``cat:math``)
+``cat:<name>``   anonymous chat battles of one prompt category (imported data: ``cat:code``, ``cat:math``)
+
+Continuation battles count on ``pool:base`` only: a chat model's place on the chat boards comes from
+chat battles alone, whatever share of its battles are continuations (4 of the shipped roster's 10 pairs).
 
 Votes flagged ``identity_leak``, ``too_fast`` or ``replayed`` are left out of every slice (the store's default).
 """
@@ -79,14 +83,14 @@ class Slice:
     @property
     def label(self) -> str:
         if self.name == "overall":
-            return "All anonymous battles"
+            return "All anonymous chat battles"
         if self.name == "named":
             return "Named battles (models chosen by the visitor)"
-        if self.pool is not None:
-            return f"Pool: {self.pool}"
         if self.category is not None:
             return f"Category: {self.category}"
-        return f"Language: {self.language}"
+        if self.language is not None:
+            return f"Language: {self.language}"
+        return f"Pool: {self.pool}"
 
     def filters(self) -> dict[str, Any]:
         """Keyword arguments of ``Store.pair_counts`` / ``Store.iter_battles`` selecting this slice."""
@@ -116,16 +120,16 @@ def parse_slice(name: str) -> Slice:
         raise UnknownSlice(f"Unknown slice (a name of {len(name)} characters): slice names are short, e.g. lang:pl.")
     name = name.strip()
     if name == "overall":
-        return Slice(name, "anonymous")
+        return Slice(name, "anonymous", pool="chat")
     if name == "named":
         return Slice(name, "named")
     kind, sep, value = name.partition(":")
     if sep and value and kind == "pool" and value in ("chat", "base"):
         return Slice(name, "anonymous", pool=value)
     if sep and value and kind == "lang":
-        return Slice(name, "anonymous", language=value)
+        return Slice(name, "anonymous", pool="chat", language=value)
     if sep and value and kind == "cat" and "," not in value:
-        return Slice(name, "anonymous", category=value)
+        return Slice(name, "anonymous", pool="chat", category=value)
     raise UnknownSlice(
         f"Unknown slice {name!r}: use overall, named, pool:chat, pool:base, lang:<code> (e.g. lang:pl, lang:zh-Hant) "
         "or cat:<category> (e.g. cat:code)."
@@ -146,8 +150,8 @@ def _slice_state(groups: Sequence[VoteGroup], sl: Slice) -> tuple[int, int]:
 
 
 def available_slices(groups: Sequence[VoteGroup]) -> list[SliceInfo]:
-    """The slices that have counted votes: overall, pools, languages (most votes first), named."""
-    candidates = [parse_slice("overall"), parse_slice("pool:chat"), parse_slice("pool:base")]
+    """The slices that have counted votes: overall, continuations, languages (most votes first), named."""
+    candidates = [parse_slice("overall"), parse_slice("pool:base")]  # pool:chat is overall
     languages: dict[str, int] = {}
     for g in groups:
         if g.mode == "anonymous" and g.language:

@@ -43,7 +43,7 @@ def test_ratings_prints_every_slice_and_writes_the_csv(filled: str, tmp_path: Pa
     out = tmp_path / "ratings.csv"
     done = arena("ratings", "--db", filled, "--out", str(out), "--bootstrap", "30", "--seed", "1")
     assert done.returncode == 0, done.stderr
-    for name in ("overall", "pool:chat", "pool:base", "lang:pl", "lang:zh-Hant", "named"):
+    for name in ("overall", "pool:base", "lang:pl", "lang:zh-Hant", "named"):
         assert f"== {name} (" in done.stdout
     assert all(m in done.stdout for m in MODELS)
     rows = _rows(out)
@@ -217,7 +217,7 @@ def test_counts_agree_in_number(tmp_path: Path) -> None:
     db = store_board(f"sqlite:///{tmp_path / 'one.sqlite3'}", [("m1", "m2", "model_a")])
     ratings = arena("ratings", "--db", db, "--slice", "overall", "--bootstrap", "0")
     assert ratings.returncode == 0, ratings.stderr
-    assert "== overall (All anonymous battles): 1 vote, " in ratings.stdout
+    assert "== overall (All anonymous chat battles): 1 vote, " in ratings.stdout
     audit = arena("audit", "--db", db, "--resamples", "20")
     assert audit.returncode == 0, audit.stderr
     assert ": 1 vote, 20 resamples ==" in audit.stdout

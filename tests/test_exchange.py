@@ -224,7 +224,7 @@ def test_export_import_gives_the_same_ratings(source: Store, db_url: str, tmp_pa
         assert result.inserted == source.vote_total(mode=None, exclude_flags=())
         assert _all_fits(target) == _all_fits(source)
         assert [s.name for s in available_slices(target.vote_groups())] == [
-            "overall", "pool:chat", "pool:base", "lang:en", "lang:pl", "lang:zh-Hant", "lang:ja", "named",
+            "overall", "pool:base", "lang:en", "lang:pl", "lang:zh-Hant", "lang:ja", "named",
         ]  # fmt: skip
         # And out again: the file is byte for byte the same.
         second = tmp_path / "second.csv"

@@ -53,11 +53,11 @@ def _vote(store: Store, bid: str, winner: str = "model_a", mode: str = "anonymou
 @pytest.mark.parametrize(
     ("name", "mode", "pool", "language"),
     [
-        ("overall", "anonymous", None, None),
+        ("overall", "anonymous", "chat", None),
         ("named", "named", None, None),
         ("pool:chat", "anonymous", "chat", None),
         ("pool:base", "anonymous", "base", None),
-        ("lang:zh-Hant", "anonymous", None, "zh-Hant"),
+        ("lang:zh-Hant", "anonymous", "chat", "zh-Hant"),
     ],
 )
 def test_parse_slice(name: str, mode: str, pool: str | None, language: str | None) -> None:
@@ -74,14 +74,20 @@ def test_unknown_slice_says_which_exist(name: str) -> None:
 def test_available_slices_count_what_pair_counts_count(store: Store) -> None:
     slices = available_slices(store.vote_groups())
     names = [s.name for s in slices]
-    assert names[:3] == ["overall", "pool:chat", "pool:base"] and names[-1] == "named"
+    # pool:chat holds the same battles as overall, so it is not listed twice.
+    assert names[:2] == ["overall", "pool:base"] and names[-1] == "named"
     # Battles without a detected language count in overall only.
-    assert set(names[3:-1]) == {"lang:pl", "lang:en", "lang:zh-Hant", "lang:ja"}
+    assert set(names[2:-1]) == {"lang:pl", "lang:en", "lang:zh-Hant", "lang:ja"}
     for s in slices:
         sl = parse_slice(s.name)
         assert s.votes == store.vote_total(**sl.filters()) == sum(c.count for c in store.pair_counts(**sl.filters()))
     # Flagged votes are left out: overall counts fewer than all anonymous votes.
     assert slices[0].votes < store.vote_total(exclude_flags=())
+    # Continuation battles count on pool:base only, never on the chat boards.
+    by_name = {s.name: s.votes for s in slices}
+    assert by_name["pool:base"] > 0
+    assert by_name["overall"] + by_name["pool:base"] == store.vote_total(mode="anonymous")
+    assert store.vote_total(**parse_slice("lang:pl").filters()) < store.vote_total(mode="anonymous", language="pl")
 
 
 def test_table_rows(store: Store) -> None:

@@ -55,7 +55,7 @@ def slice_label(language: str, sl: Slice) -> str:
     """The slice's human name: "Language: Polish", "Chat models", "Category: Math" (in ``language``)."""
     if sl.name in ("overall", "named"):
         return i18n.text(language, f"slice.{sl.name}")
-    if sl.pool is not None:
+    if sl.name.startswith("pool:"):
         return i18n.text(language, f"slice.pool_{sl.pool}")
     if sl.category is not None:
         c = sl.category
