@@ -14,7 +14,8 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 from arena.app import Arena, demo_apart
@@ -76,10 +77,21 @@ def _fail(e: BaseException) -> int:
     return 2
 
 
-def _terminate(_signum: int, _frame: FrameType | None) -> None:
-    # Stop like Ctrl-C: Gradio's launch() returns and the finally below flushes the journal and
-    # pushes once more (a Space or `docker stop` sends SIGTERM).
-    raise KeyboardInterrupt
+# Seconds from SIGTERM to the end of the sync's last push. Docker, compose and Spaces kill the
+# process ~10 s after SIGTERM; what remains is for the interpreter's own exit.
+SHUTDOWN_SECONDS = 7.0
+
+
+def _on_sigterm(received: list[float]) -> Callable[[int, FrameType | None], None]:
+    """A SIGTERM handler that notes when it came, then stops the app like Ctrl-C."""
+
+    def terminate(_signum: int, _frame: FrameType | None) -> None:
+        # Gradio's block_thread() swallows the KeyboardInterrupt (closing its server, which takes
+        # time), so the moment is noted here: the grace period runs from the signal, not from there.
+        received.append(time.monotonic())
+        raise KeyboardInterrupt
+
+    return terminate
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -109,7 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     assert demo is not None
     demo.queue(default_concurrency_limit=settings.concurrency_limit, max_size=settings.queue_size)
     port = settings.port or _free_port(settings.host)
-    signal.signal(signal.SIGTERM, _terminate)
+    sigterm_at: list[float] = []
+    signal.signal(signal.SIGTERM, _on_sigterm(sigterm_at))
     try:
         from arena.ui.app import launch_options
 
@@ -134,10 +147,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         gc.collect()
         gc.freeze()
         demo.block_thread()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM while block_thread() was not running yet
         pass
     finally:
-        arena.close()  # the page, health checks, sync (last push) and demo servers, in that order
+        # The page, health checks, sync (its last push ends within the host's grace period after
+        # SIGTERM) and demo servers, in that order.
+        arena.close(deadline=(sigterm_at[0] if sigterm_at else time.monotonic()) + SHUTDOWN_SECONDS)
     return 0
 
 

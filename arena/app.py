@@ -315,8 +315,12 @@ class Arena:
         thread.start()
         return thread
 
-    def close(self) -> None:
-        """Stop what started, in order; safe to call twice, and after a failed :meth:`start`."""
+    def close(self, *, deadline: float | None = None) -> None:
+        """Stop what started, in order; safe to call twice, and after a failed :meth:`start`.
+
+        ``deadline`` (a ``time.monotonic()``): when the sync's last push must have ended, whatever
+        the steps before it took (:meth:`arena.sync.Sync.close`).
+        """
         if self._closed:
             return
         self._closed = True
@@ -328,7 +332,7 @@ class Arena:
             if self.service is not None and self.service.health_checker is not None:
                 self.service.health_checker.stop()
             if self.sync is not None:
-                self.sync.close()
+                self.sync.close(deadline=deadline)
         finally:
             # Together: each waits for its own server loop's next tick (demo mode only).
             stopping = [threading.Thread(target=server.stop, name="demo-stop") for server in self.demo_servers]

@@ -43,6 +43,9 @@ JOURNAL_DIR = "journal"
 SNAPSHOT = "snapshot/arena.sqlite3"
 MANIFEST = "snapshot/manifest.json"
 _PATTERNS = [f"{JOURNAL_DIR}/*.jsonl", SNAPSHOT, MANIFEST]
+# Seconds a last push gets even when a shutdown deadline has passed: the local snapshot is already
+# written by then, and a push this short either goes through or costs little.
+MIN_LAST_PUSH = 1.0
 
 
 class SyncTarget(Protocol):
@@ -761,11 +764,19 @@ class Sync:
         except (ArenaError, OSError) as e:  # only costs replaying those lines at the next start
             log.warning("sync: could not record the journal position (%s)", e)
 
-    def close(self) -> bool:
+    def close(self, *, deadline: float | None = None) -> bool:
         """Write what is queued, take a last local snapshot, push once more (bounded), stop.
 
         Returns whether the last push went through (True without a target). Returns within
         about ``shutdown_timeout`` seconds plus the local snapshot's time, whatever the target does.
+
+        Parameters
+        ----------
+        deadline
+            A ``time.monotonic()`` by which the last push must have ended (the host kills the
+            process soon after: Docker, compose and Spaces ~10 s after SIGTERM). The push then gets
+            what is left of it once the snapshot is written, at most ``shutdown_timeout`` and at
+            least :data:`MIN_LAST_PUSH` seconds.
         """
         self._stop_marking.set()
         if self.journal is not None:
@@ -778,7 +789,10 @@ class Sync:
                 self.take_snapshot()  # local first: a wiped-disk host loses it, a persistent disk keeps it
             except ArenaError as e:
                 log.error("sync: the last snapshot could not be written (%s); the journal still holds every vote", e)
-        return self.target.stop(self.shutdown_timeout)
+        timeout = self.shutdown_timeout
+        if deadline is not None:  # what the steps before (page, snapshot) left of the host's grace period
+            timeout = max(MIN_LAST_PUSH, min(timeout, deadline - time.monotonic()))
+        return self.target.stop(timeout)
 
     def _changed(self) -> bool:
         lines = self.journal.lines if self.journal else 0

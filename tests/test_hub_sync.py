@@ -12,9 +12,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
+import httpx2
 import pytest
 
 from arena.journal import SyncError
@@ -25,6 +27,7 @@ from tests.support.hub import HubStandIn
 from tests.test_journal import play
 
 ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 REPO = "arena-org/votes"
 # Retries that a test can wait for: 0.05 s, 0.1 s, ... within 3 s.
 QUICK = Retry(first=0.05, factor=2.0, longest=0.4, budget=3.0)
@@ -44,6 +47,30 @@ def new_store(path: Path) -> Store:
     store = Store(f"sqlite:///{path}")
     store.upgrade()
     return store
+
+
+def within(seconds: float, call: Callable[[], T]) -> T:
+    """``call()``, failing the test (not hanging it) if it has not returned after ``seconds``.
+
+    For calls into a Hub that hangs: a regression would otherwise block the suite forever. The
+    abandoned thread ends when the test releases the hang (``hub.clear_faults()``).
+    """
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(call())
+        except BaseException as e:  # re-raised in the test's thread
+            error.append(e)
+
+    thread = threading.Thread(target=run, name="test-within", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still waiting after {seconds} s"
+    if error:
+        raise error[0]
+    return result[0]
 
 
 def play_votes(sync: Sync, store: Store, first: int, count: int) -> None:
@@ -224,7 +251,7 @@ def test_a_hub_that_never_answers_times_out(hub: HubStandIn, tmp_path: Path) -> 
             new_store(tmp_path / "a.sqlite3") as store,
             pytest.raises(SyncError, match=r"Could not prepare .*ReadTimeout"),
         ):
-            Sync(store, tmp_path / "sync", slow).start()
+            within(30, Sync(store, tmp_path / "sync", slow).start)
     finally:
         hub.clear_faults()
 
@@ -239,12 +266,15 @@ def test_shutdown_is_bounded_whatever_the_hub_does(hub: HubStandIn, tmp_path: Pa
         sync = Sync(store, tmp_path / "sync", target(hub), shutdown_timeout=1.5)
         sync.restore()
         sync.start()
+        # A scheduled push went through: its snapshot is recent, so no push takes another before
+        # the next ARENA_SNAPSHOT_MINUTES; only close() itself writes the last one.
+        sync.target.push_now()  # type: ignore[union-attr]
         play_votes(sync, store, 0, 4)
         commits_before = hub.count("POST", "/commit/")
         hub.fault("POST", "/commit/", fault)
         hub.fault("POST", "/preupload/", fault)
         started = time.monotonic()
-        assert sync.close() is False
+        assert within(30, sync.close) is False
         elapsed = time.monotonic() - started
         # No second, exit-time push got through (the abandoned last push stays stuck in the fault).
         assert hub.count("POST", "/commit/") - commits_before == 0
@@ -263,6 +293,84 @@ def test_shutdown_is_bounded_whatever_the_hub_does(hub: HubStandIn, tmp_path: Pa
         if thread.name == "arena-sync-last-push":
             thread.join(timeout=60)
             assert not thread.is_alive(), "the abandoned push never ended"
+
+
+def test_the_last_push_gets_only_what_is_left_of_the_shutdown_deadline(hub: HubStandIn, tmp_path: Path) -> None:
+    """app.py passes SIGTERM + 7 s: a page that was slow to close leaves the push less than its 6 s."""
+    from arena.sync import MIN_LAST_PUSH
+
+    hub.create(REPO)
+    with new_store(tmp_path / "a.sqlite3") as store:
+        sync = Sync(store, tmp_path / "sync", target(hub))  # shutdown_timeout: the default 6 s
+        sync.restore()
+        sync.start()
+        play_votes(sync, store, 0, 2)
+        hub.fault("POST", "/preupload/", "hang")
+        started = time.monotonic()
+        assert within(30, lambda: sync.close(deadline=started - 5)) is False  # the deadline has passed
+        elapsed = time.monotonic() - started
+        assert elapsed < sync.shutdown_timeout - 2, elapsed  # MIN_LAST_PUSH (1 s), not 6 s
+        assert elapsed >= MIN_LAST_PUSH  # the push still had its short try
+        assert (tmp_path / "sync" / "snapshot" / "manifest.json").exists()  # the local snapshot first
+    hub.clear_faults()
+    for thread in threading.enumerate():
+        if thread.name == "arena-sync-last-push":
+            thread.join(timeout=60)
+
+
+def test_a_token_revoked_while_running_fails_the_push_at_once_with_advice(
+    hub: HubStandIn, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    hub.create(REPO)
+    with new_store(tmp_path / "a.sqlite3") as store:
+        sync = Sync(store, tmp_path / "sync", target(hub))
+        sync.restore()
+        sync.start()
+        play_votes(sync, store, 0, 2)
+        hub.fault("POST", "/preupload/", 403)
+        with pytest.raises(httpx2.HTTPError):  # a scheduled push: its thread logs the advice and tries again later
+            sync.target.push_now()  # type: ignore[union-attr]
+        assert hub.count("POST", "/preupload/") == 1  # not retried now: a 403 does not pass by itself
+        assert sync.close() is False
+    assert hub.count("POST", "/preupload/") == 2
+    assert "HF_TOKEN cannot write to the dataset repo arena-org/votes (HTTP 403)" in caplog.text
+    assert "only in" in caplog.text and str(tmp_path / "sync") in caplog.text  # where the votes are
+
+
+def test_sigterm_while_the_hub_hangs_ends_the_app_within_the_grace_period(hub: HubStandIn, tmp_path: Path) -> None:
+    """Finding 2 as the host sees it: `docker stop` and Spaces kill ~10 s after SIGTERM (it took 93 s)."""
+    import signal
+
+    from tests.support.app_process import AppProcess
+
+    hub.create(REPO)
+    env = {
+        **_clean_env(),
+        "HF_ENDPOINT": hub.endpoint,
+        "HF_TOKEN": "hf_write",
+        "ARENA_DATASET_REPO": REPO,
+        "ARENA_JOURNAL_DIR": str(tmp_path / "sync"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'a.sqlite3'}",
+    }
+    app = AppProcess([], env=env, log_path=tmp_path / "app.log")
+    try:
+        app.wait_ready(180)
+        hub.fault("POST", "/preupload/", "hang")
+        hub.fault("POST", "/commit/", "hang")
+        started = time.monotonic()
+        app.proc.send_signal(signal.SIGTERM)
+        returncode = app.proc.wait(60)
+        elapsed = time.monotonic() - started
+    finally:
+        hub.clear_faults()
+        app.stop()
+    log = app.log()
+    assert returncode == 0, log[-3000:]
+    assert elapsed < 10.0, f"{elapsed:.1f} s: the host would have killed it"
+    assert "The last push to arena-org/votes did not finish within" in log
+    assert "Traceback" not in log
+    assert hub.count("POST", "/commit/") == 0  # no exit-time push behind the bounded one
+    assert (tmp_path / "sync" / "snapshot" / "manifest.json").exists()  # the last local snapshot
 
 
 # -- finding 6: restore replays only what the database lacks -------------------------------------
