@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from arena import templates
 from arena.backends.demo import DEMO_ROSTER_PATH, demo_environ, start_demo_servers
 from arena.campaigns.chooser import Item, choose, pair_probabilities, probability_best
 from arena.campaigns.formats import (
@@ -27,14 +28,15 @@ from arena.campaigns.formats import (
     read_prompts,
     write_answers,
 )
-from arena.campaigns.generate import generate_answers
+from arena.campaigns.generate import describe_stale, generate_answers, stale_answers
 from arena.campaigns.model import CampaignAnswer, CampaignVote, pair_key
 from arena.campaigns.results import JUDGMENT_COLUMNS, fit_slice, head_to_head, judgment_row, judgments_csv
-from arena.campaigns.service import DEMO_BUNDLE, CampaignService, install_bundle, slice_results
+from arena.campaigns.service import DEMO_BUNDLE, CampaignService, install_bundle, slice_results, sort_answers
 from arena.domain import PairCount
 from arena.errors import CampaignDone, ConfigError, RateLimited, VoteRejected
 from arena.journal import Journal, read_journal
 from arena.ratings import fit_ratings
+from arena.registry import ModelSpec
 from arena.storage import Store
 from arena.storage.campaigns import CampaignStore
 from arena.sync import Sync
@@ -183,6 +185,66 @@ def test_a_reworded_prompt_does_not_keep_answers_to_its_old_words(db_url: str) -
         assert len(cstore.answers(campaign.id)) == 128 and other.turns not in {
             a.turns for a in cstore.answers(campaign.id)
         }
+
+
+def _demo_specs() -> dict[str, ModelSpec]:
+    from arena.registry import load_registry
+
+    registry = load_registry(DEMO_ROSTER_PATH, {f"DEMO_URL_{n}": "http://127.0.0.1:9" for n in range(1, 5)})
+    return {m.name: m for m in registry.enabled}
+
+
+def test_answers_made_under_other_settings_are_stale() -> None:
+    bundle = load_bundle(DEMO_BUNDLE)
+    campaign, prompts, answers = bundle.campaign, bundle.prompts, bundle.answers
+    specs = _demo_specs()
+    assert len(answers) == 128 and stale_answers(campaign, prompts, answers, specs) == []  # made by this roster
+
+    def stale(c: object = campaign, **changed: object) -> list[str]:
+        s = dict(specs)
+        if changed:
+            s["aurora-7b"] = specs["aurora-7b"].model_copy(update=changed)
+        return [x.answer_id for x in stale_answers(c, prompts, answers, s)]  # type: ignore[arg-type]
+
+    aurora = {a.id for a in answers if a.candidate == "aurora-7b"}
+    # The campaign's cap applies to every candidate.
+    found = stale_answers(replace(campaign, max_new_tokens=100), prompts, answers, specs)
+    assert len(found) == 128
+    assert describe_stale(found).startswith(
+        "128 stored answers were generated under other settings (aurora-7b: max_new_tokens 160 -> 100; borealis-7b:"
+    )
+    # A model's own sampling parameters, as models.yaml gives them.
+    params = specs["aurora-7b"].params
+    assert set(stale(params=params.model_copy(update={"top_p": 0.5}))) == aurora
+    narrower = specs["aurora-7b"].model_copy(update={"params": params.model_copy(update={"top_p": 0.5})})
+    found = stale_answers(campaign, prompts, answers, {**specs, "aurora-7b": narrower})
+    assert {s.changes for s in found} == {("top_p 0.9 -> 0.5",)}
+    # Its prompt format (the template; the system prompt where the prompt has none of its own).
+    assert set(stale(template="llama-2")) == aurora
+    assert stale(system_prompt="Be terse.") == []  # these prompts bring their own system prompt
+    bare = [replace(p, system=None) for p in prompts]  # prompts without one get the model's
+    made = []
+    for a in answers:
+        if a.candidate == "aurora-7b" and a.setting == "t0.2":
+            (prompt,) = [p for p in bare if p.id == a.prompt_id]
+            sent = templates.prepare(
+                specs[a.candidate].model_copy(update={"params": params.model_copy(update={"temperature": 0.2})}),
+                prompt.conversation(),  # type: ignore[arg-type]
+                max_new_tokens_cap=160,
+            )
+            made.append(replace(a, rendered_prompt=sent.text, params=sent.request.params.model_dump(exclude_none=True)))
+    assert len(made) == 16 and stale_answers(campaign, bare, made, specs) == []
+    terse = {**specs, "aurora-7b": specs["aurora-7b"].model_copy(update={"system_prompt": "Be terse."})}
+    assert {s.changes for s in stale_answers(campaign, bare, made, terse)} == {("prompt format",)}
+    # What does not change the request does not make an answer stale: the model's own temperature,
+    # overridden by each setting's, or its own cap above the campaign's.
+    assert stale(params=params.model_copy(update={"temperature": 1.3, "max_new_tokens": 1024})) == []
+    # Imported answers were made elsewhere, and a removed temperature's answers are not judged, not stale.
+    other_format = {**specs, "aurora-7b": specs["aurora-7b"].model_copy(update={"template": "llama-2"})}
+    assert stale_answers(campaign, prompts, [replace(a, source="imported") for a in answers], other_format) == []
+    assert stale(replace(campaign, temperatures=(0.2,)), template="llama-2") == [
+        a.id for a in answers if a.candidate == "aurora-7b" and a.setting == "t0.2"
+    ]
 
 
 def test_replicas_loading_the_same_bundle_together_all_start(db_url: str) -> None:
@@ -392,6 +454,13 @@ def test_generation_through_demo_servers_is_stored_and_resumable(tmp_path: Path)
             body["parameters"] for _, body in servers[0].requests if isinstance(body, dict) and "parameters" in body
         ]
         assert {p.get("temperature") for p in sent} >= {0.7}  # what the TGI server was really sent
+        # Built again from the prompt, the stored turns and the roster, every request matches what
+        # was recorded (two turns, TGI and OpenAI-compatible): the stale check has no false alarm.
+        assert stale_answers(campaign, prompts, cstore.answers(campaign.id), specs) == []
+        shorter = replace(campaign, max_new_tokens=20)
+        assert {s.changes for s in stale_answers(shorter, prompts, cstore.answers(campaign.id), specs)} == {
+            ("max_new_tokens 40 -> 20",)
+        }
         store.dispose()
     finally:
         for s in servers:
@@ -459,9 +528,10 @@ def test_an_answer_that_names_its_candidate_is_never_shown(db_url: str, tmp_path
     prompt = next(p for p in cstore.prompts("demo-bilingual") if p.id == "1-en")
     honest = CampaignAnswer("demo-bilingual", prompt.id, "alpha-rc", ("A plain answer.",), setting="t0.2")
     named = CampaignAnswer("demo-bilingual", prompt.id, "beta-rc", ("As Beta-RC, I suggest tea.",), setting="t0.2")
-    roster = CampaignAnswer(
-        "demo-bilingual", prompt.id, "aurora-7b", ("I am Aurora-7B, a demo model.",), setting="t0.8", run=2
-    )
+    roster = CampaignAnswer(  # imported: a second run the campaign's plan (one run) does not list
+        "demo-bilingual", prompt.id, "aurora-7b", ("I am Aurora-7B, a demo model.",), setting="t0.8", run=2,
+        source="imported",
+    )  # fmt: skip
     cstore.add_answers([honest, named, roster])
     service.reload()
     assert set(service.leaked("demo-bilingual")) == {named.id, roster.id}
@@ -473,6 +543,13 @@ def test_an_answer_that_names_its_candidate_is_never_shown(db_url: str, tmp_path
             break
         shown |= {comparison.choice.answer_a, comparison.choice.answer_b}
     assert honest.id in shown and not shown & {named.id, roster.id}
+    # `campaign list` counts them as the arena does (with the roster the arena would use).
+    listed = _cli("list", "--db", db_url, "--demo")
+    assert listed.returncode == 0, listed.stderr
+    assert (
+        "demo-bilingual: Demo release candidates (English and Japanese) | 16 prompts, 131 answers (0 failed, "
+        "2 name their candidate), 0 votes" in listed.stdout
+    )
     # A name the prompt itself brought in does not count.
     echo = CampaignAnswer("demo-bilingual", prompt.id, "gamma", ("You said gamma: fine.",))
     assert not service.names_itself(replace(prompt, turns=("Explain gamma rays.",)), echo)
@@ -646,7 +723,7 @@ def test_generate_resumes_after_an_interruption(tmp_path: Path) -> None:
     assert "answers" in again.stderr and "]" in again.stderr  # the progress bar
     assert len(CampaignStore(store).done_answer_ids("rc")) == 8
     listed = _cli("list", "--db", db)
-    assert "rc: RC | 2 prompts, 8 answers (0 failed), 0 votes" in listed.stdout
+    assert "rc: RC | 2 prompts, 8 answers (0 failed, 0 name their candidate), 0 votes" in listed.stdout
 
 
 def test_import_checks_answers_against_the_prompt_set(tmp_path: Path) -> None:
@@ -664,3 +741,95 @@ def test_import_checks_answers_against_the_prompt_set(tmp_path: Path) -> None:
     wrong.write_text('{"question_id": 81, "model_id": "rc-9", "choices": [{"index": 0, "turns": ["only one"]}]}\n')
     refused = _cli("import", "--db", db, "--campaign", "mt", str(wrong))
     assert refused.returncode == 2 and "has 1 turns, the prompt 2; every turn needs an answer" in refused.stderr
+
+
+def test_a_removed_temperature_is_kept_but_no_longer_judged(db_url: str, tmp_path: Path) -> None:
+    service, _, _ = _judging(db_url, tmp_path)
+    cstore = service.store
+    campaign, prompts = cstore.campaign("demo-bilingual"), cstore.prompts("demo-bilingual")
+    assert campaign is not None and campaign.temperatures == (0.2, 0.8)
+
+    def settings_shown(round_: int) -> set[str]:
+        service.reload()
+        return {service.next_comparison("demo-bilingual", f"10.3.{round_}.{i}").choice.setting for i in range(40)}
+
+    assert settings_shown(0) == {"t0.2", "t0.8"}
+    cstore.save_campaign(replace(campaign, temperatures=(0.2,)), prompts)
+    assert settings_shown(1) == {"t0.2"} and len(cstore.answers("demo-bilingual")) == 128  # kept
+    cstore.save_campaign(campaign, prompts)
+    assert settings_shown(2) == {"t0.2", "t0.8"}  # listed again, judged again
+    # Only generated answers follow the campaign's settings; imported ones keep their file's setting.
+    answers = cstore.answers("demo-bilingual")
+    by_id = {p.id: p for p in prompts}
+    fewer = replace(campaign, temperatures=(0.2,), runs=1)
+    sorted_ = sort_answers(fewer, by_id, [replace(a, source="imported") for a in answers], lambda p, a: False)
+    assert len(sorted_.judged) == 128 and sorted_.unplanned == ()
+    extra_run = [replace(a, run=2) for a in answers if a.setting == "t0.2"]
+    assert len(sort_answers(fewer, by_id, answers + extra_run, lambda p, a: False).unplanned) == 64 + 64
+
+
+def test_create_refuses_to_keep_answers_made_under_other_settings(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'stale.sqlite3'}"
+    assert _cli("load", "--db", db, str(DEMO_BUNDLE)).returncode == 0
+    base = ["create", "--db", db, "--id", "demo-bilingual", "--title", "Demo", "--prompts",
+            str(DEMO_BUNDLE / "tasks.json"), "--candidates", "aurora-7b,borealis-7b,cirrus-7b,dune-7b"]  # fmt: skip
+    same = _cli(*base, "--demo", "--temperatures", "0.2,0.8", "--max-new-tokens", "160")
+    assert same.returncode == 0 and "deleted" not in same.stdout, same.stderr  # the settings they were made with
+    store = Store(db)
+    _OPEN.append(store)
+    cstore = CampaignStore(store)
+    refused = _cli(*base, "--demo", "--temperatures", "0.2,0.8", "--max-new-tokens", "100")
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert (
+        "error: campaign demo-bilingual: 128 stored answers were generated under other settings "
+        "(aurora-7b: max_new_tokens 160 -> 100; borealis-7b: max_new_tokens 160 -> 100;" in refused.stderr
+    )
+    assert "--drop-stale-answers" in refused.stderr
+    kept = cstore.campaign("demo-bilingual")
+    assert kept is not None and kept.max_new_tokens == 160 and len(cstore.done_answer_ids("demo-bilingual")) == 128
+    # Against a roster without these models, the campaign's cap is still checked, and the note says what was not.
+    models = str(ROOT / "models.yaml")
+    bare = _cli(*base, "--config", models, "--temperatures", "0.2,0.8", "--max-new-tokens", "100")
+    assert bare.returncode == 2 and "128 stored answers were generated under other settings" in bare.stderr
+    assert "has no aurora-7b, borealis-7b, cirrus-7b, dune-7b" in bare.stderr
+    # A temperature left out: its answers stay, and are not judged.
+    fewer = _cli(*base, "--demo", "--temperatures", "0.2", "--max-new-tokens", "160")
+    assert fewer.returncode == 0, fewer.stderr
+    assert "64 answers of a temperature or run no longer listed kept but not judged" in fewer.stdout
+    listed = _cli("list", "--db", db, "--demo")
+    assert "128 answers (0 failed, 0 name their candidate, 64 of a setting or run no longer listed)" in listed.stdout
+    # Dropped on request: generate then makes exactly those again.
+    dropped = _cli(*base, "--demo", "--temperatures", "0.2", "--max-new-tokens", "100", "--drop-stale-answers")
+    assert dropped.returncode == 0, dropped.stderr
+    assert "deleted 64 answers made under the old settings; run generate to make them again" in dropped.stdout
+    assert {a.setting for a in cstore.answers("demo-bilingual")} == {"t0.8"}
+    # The kept answers of the left-out temperature are checked when it comes back.
+    back = _cli(*base, "--demo", "--temperatures", "0.2,0.8", "--max-new-tokens", "100")
+    assert back.returncode == 2 and "64 stored answers were generated under other settings" in back.stderr
+
+
+def test_generate_refuses_answers_made_under_an_older_models_yaml(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'roster.sqlite3'}"
+    assert _cli("load", "--db", db, str(DEMO_BUNDLE)).returncode == 0
+    roster = tmp_path / "models.yaml"
+    text = DEMO_ROSTER_PATH.read_text(encoding="utf-8")
+    assert text.count("top_p: 0.9\n") == 1  # aurora-7b's
+    roster.write_text(text.replace("top_p: 0.9\n", "top_p: 0.5\n"), encoding="utf-8")
+    servers = start_demo_servers(4, token_rate=400, first_token_delay=0.01)
+    try:
+        env = demo_environ(servers)
+        args = ["generate", "--db", db, "--campaign", "demo-bilingual", "--config", str(roster), "--quiet"]
+        refused = _cli(*args, env=env)
+        assert refused.returncode == 2, refused.stderr
+        assert "32 stored answers were generated under other settings (aurora-7b: top_p 0.9 -> 0.5)" in refused.stderr
+        assert not any(s.requests for s in servers)  # nothing was asked
+        dropped = _cli(*args, "--drop-stale-answers", env=env)
+        assert dropped.returncode == 0, dropped.stderr
+        assert "deleted 32 answers made under the old settings" in dropped.stderr
+        assert "128 answers planned, 96 already stored, 32 generated, 0 failed" in dropped.stdout
+        # What was generated now matches the roster: the next run has nothing to refuse or to do.
+        again = _cli(*args, env=env)
+        assert again.returncode == 0 and "128 already stored, 0 generated" in again.stdout, again.stderr
+    finally:
+        for s in servers:
+            s.stop()

@@ -25,7 +25,15 @@ from arena.domain import Message
 from arena.errors import ArenaError, ConfigError
 from arena.registry import ModelSpec
 
-__all__ = ["GenerationJob", "GenerationReport", "generate_answers", "plan_jobs"]
+__all__ = [
+    "GenerationJob",
+    "GenerationReport",
+    "StaleAnswer",
+    "describe_stale",
+    "generate_answers",
+    "plan_jobs",
+    "stale_answers",
+]
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,121 @@ def _request_for(spec: ModelSpec, conversation: list[Message], setting: str, cap
             update["do_sample"] = False
         spec = spec.model_copy(update={"params": spec.params.model_copy(update=update)})
     return templates.prepare(spec, conversation, max_new_tokens_cap=cap)
+
+
+def _recorded(prepared: templates.Prepared) -> tuple[str, dict[str, object]]:
+    """What an answer keeps of its last turn's request: the rendered prompt (or messages) and parameters."""
+    rendered = prepared.text
+    if rendered is None:
+        rendered = json.dumps(list(prepared.request.messages), ensure_ascii=False)
+    return rendered, prepared.request.params.model_dump(exclude_none=True)
+
+
+@dataclass(frozen=True)
+class StaleAnswer:
+    """A stored answer that ``generate`` would now ask for differently, and what differs."""
+
+    answer_id: str
+    candidate: str
+    changes: tuple[str, ...]  # "max_new_tokens 512 -> 256", "temperature 0.7 -> 0.5", "prompt format"
+
+
+def stale_answers(
+    campaign: Campaign,
+    prompts: Sequence[CampaignPrompt],
+    answers: Sequence[CampaignAnswer],
+    specs: Mapping[str, ModelSpec],
+    *,
+    before: Campaign | None = None,
+) -> list[StaleAnswer]:
+    """The generated answers whose request would differ if they were generated now.
+
+    For each stored answer generated here (not imported, not failed) of a roster candidate, the
+    request of its last turn is built again from the prompt, the answer's own earlier turns, the
+    model's entry in the roster and the campaign's settings, and compared with the rendered prompt
+    and parameters the answer recorded. Any difference (``max_new_tokens``, the setting's
+    temperature, the model's sampling parameters, its template or system prompt) means the model
+    would now be asked something else, so the answer does not belong with the ones made now.
+    Answers of a setting or run no longer in the campaign are not checked (they are not judged;
+    see :func:`arena.campaigns.service.sort_answers`), nor are those whose prompt changed words
+    (:meth:`arena.storage.campaigns.CampaignStore.save_campaign` handles them).
+
+    A candidate missing from ``specs`` cannot be asked again, but with ``before`` (the campaign as
+    stored) a changed ``max_new_tokens`` is still judged from the cap its answers recorded
+    (:func:`_cap_changes`).
+    """
+    by_id = {p.id: p for p in prompts}
+    stale: list[StaleAnswer] = []
+    for a in answers:
+        prompt = by_id.get(a.prompt_id)
+        spec = specs.get(a.candidate)
+        if (
+            a.source != "generated"
+            or a.error is not None
+            or prompt is None
+            or a.setting not in campaign.settings
+            or a.run > campaign.runs
+            or len(a.turns) != len(prompt.turns)
+        ):
+            continue
+        if spec is None:
+            change = _cap_changes(a, before, campaign) if before is not None else None
+            if change:
+                stale.append(StaleAnswer(a.id, a.candidate, (change,)))
+            continue
+        conversation: list[Message] = []
+        if prompt.system:
+            conversation.append({"role": "system", "content": prompt.system})
+        for i, user in enumerate(prompt.turns):
+            conversation.append({"role": "user", "content": user})
+            if i < len(prompt.turns) - 1:
+                conversation.append({"role": "assistant", "content": a.turns[i]})
+        try:
+            rendered, params = _recorded(_request_for(spec, conversation, a.setting, campaign.max_new_tokens))
+        except ArenaError as e:
+            stale.append(StaleAnswer(a.id, a.candidate, (f"cannot be asked now ({type(e).__name__})",)))
+            continue
+        params = json.loads(json.dumps(params))  # as stored: tuples become lists
+        changes = [
+            f"{k} {a.params.get(k, '-')} -> {params.get(k, '-')}"
+            for k in sorted({*a.params, *params})
+            if a.params.get(k) != params.get(k)
+        ]
+        if (a.rendered_prompt or "") != rendered.replace("\x00", "\ufffd"):
+            changes.append("prompt format")  # the template, the system prompt or the kept history
+        if changes:
+            stale.append(StaleAnswer(a.id, a.candidate, tuple(changes)))
+    return stale
+
+
+def _cap_changes(answer: CampaignAnswer, before: Campaign, now: Campaign) -> str | None:
+    """How a new campaign cap changes an answer whose model is not in the roster, if it may.
+
+    The answer recorded ``min(own, old cap)``; the model would now get ``min(own, new cap)``. When
+    the recorded value is below the old cap it is the model's own, and the answer is stale only if
+    the new cap is lower; when it equals the old cap, the model's own may be higher, so a higher
+    (or no) new cap may change it too.
+    """
+    old, new = before.max_new_tokens, now.max_new_tokens
+    recorded = answer.params.get("max_new_tokens")
+    if old == new or not isinstance(recorded, int):
+        return None
+    if old is None or recorded < old:  # the recorded cap is the model's own
+        if new is None or new >= recorded:
+            return None
+    elif new == recorded:
+        return None
+    return f"max_new_tokens {recorded} -> {'uncapped' if new is None else new}"
+
+
+def describe_stale(stale: Sequence[StaleAnswer]) -> str:
+    """One line: how many answers, and what changed for each candidate (``aurora-7b: max_new_tokens 40 -> 20``)."""
+    by_candidate: dict[str, dict[str, None]] = {}
+    for s in stale:
+        by_candidate.setdefault(s.candidate, {}).update(dict.fromkeys(s.changes))
+    parts = [f"{c}: {', '.join(list(ch)[:3])}{' ...' if len(ch) > 3 else ''}" for c, ch in sorted(by_candidate.items())]
+    listed = "; ".join(parts[:4]) + ("; ..." if len(parts) > 4 else "")
+    return f"{len(stale)} stored answer{'s' if len(stale) != 1 else ''} were generated under other settings ({listed})"
 
 
 @dataclass(frozen=True)
@@ -142,10 +265,7 @@ async def _one(
     rendered = None
     params: dict[str, object] = {}
     if prepared is not None:
-        rendered = prepared.text
-        if rendered is None:
-            rendered = json.dumps(list(prepared.request.messages), ensure_ascii=False)
-        params = prepared.request.params.model_dump(exclude_none=True)
+        rendered, params = _recorded(prepared)
     return CampaignAnswer(
         campaign_id=campaign.id,
         prompt_id=job.prompt.id,

@@ -16,6 +16,7 @@ import re
 import threading
 import unicodedata
 import uuid
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,6 +30,7 @@ from arena.campaigns.results import SliceResult, fit_slice, head_to_head
 from arena.config import Settings
 from arena.domain import Winner
 from arena.errors import CampaignDone, NoCampaign, RateLimited, VoteRejected
+from arena.identity import IdentityMatcher
 from arena.limits import Limit, check_limit
 from arena.messages import Message
 from arena.ratings import fit_ratings
@@ -36,7 +38,16 @@ from arena.service import ArenaService
 from arena.storage import Store
 from arena.storage.campaigns import CampaignStore
 
-__all__ = ["CampaignDone", "CampaignReveal", "CampaignService", "Comparison", "NoCampaign"]
+__all__ = [
+    "CampaignDone",
+    "CampaignReveal",
+    "CampaignService",
+    "Comparison",
+    "NoCampaign",
+    "SortedAnswers",
+    "names_itself",
+    "sort_answers",
+]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +103,61 @@ def _names_in(name: str, text: str, prompt: str = "") -> bool:
     return word.search(norm(text)) is not None and word.search(norm(prompt)) is None
 
 
+def names_itself(
+    identity: IdentityMatcher, roster: Collection[str], prompt: CampaignPrompt, answer: CampaignAnswer
+) -> bool:
+    """Whether ``answer`` gives its candidate away (what the prompt brought in does not count).
+
+    Candidates in ``roster`` go through ``identity`` (names, aliases, served ids, in self-naming
+    context); a candidate known only by name (imported answers) counts anywhere, as a word.
+    """
+    text = "\n".join(answer.turns)
+    asked = "\n".join(t for t in (prompt.system, *prompt.turns) if t)
+    if answer.candidate in roster:
+        return identity.names_itself(answer.candidate, text, asked)
+    return _names_in(answer.candidate, text, asked)
+
+
+@dataclass(frozen=True)
+class SortedAnswers:
+    """A campaign's good answers, sorted by whether judges see them."""
+
+    judged: tuple[CampaignAnswer, ...]
+    leaked: tuple[str, ...]  # ids of answers that name their own candidate: never shown
+    unplanned: tuple[str, ...]  # ids of generated answers of a setting or run the campaign no longer has
+
+
+def sort_answers(
+    campaign: Campaign,
+    prompts: Mapping[str, CampaignPrompt],
+    answers: Iterable[CampaignAnswer],
+    gives_away: Callable[[CampaignPrompt, CampaignAnswer], bool],
+) -> SortedAnswers:
+    """Which good answers judges see: the arena's start-up and ``campaign list`` count them alike.
+
+    Left out: an answer that does not cover every turn of its prompt (or answers no prompt); one
+    generated here under a setting (a temperature) or a run the campaign no longer lists, kept in
+    the database so that listing the temperature again brings it back; and one that names its own
+    candidate (``gives_away``). Imported answers keep whatever setting their file gave them.
+    """
+    judged: list[CampaignAnswer] = []
+    leaked: list[str] = []
+    unplanned: list[str] = []
+    for a in answers:
+        prompt = prompts.get(a.prompt_id)
+        if prompt is None or not a.ok or len(a.turns) != len(prompt.turns):
+            continue
+        if a.source == "generated" and (a.setting not in campaign.settings or a.run > campaign.runs):
+            unplanned.append(a.id)
+        elif gives_away(prompt, a):
+            # Known before anyone sees it, unlike a live answer: such an answer is never shown,
+            # so no judge learns a candidate's name before voting.
+            leaked.append(a.id)
+        else:
+            judged.append(a)
+    return SortedAnswers(tuple(judged), tuple(sorted(leaked)), tuple(sorted(unplanned)))
+
+
 class CampaignService:
     """Campaign judging and results, over the arena's service (settings, identity, journal, limits).
 
@@ -141,17 +207,11 @@ class CampaignService:
             raise NoCampaign(f"no campaign {campaign_id!r}")
         prompts = {p.id: p for p in self.store.prompts(campaign_id)}
         answers = {a.id: a for a in self.store.answers(campaign_id, ok_only=True) if a.ok and a.prompt_id in prompts}
+        shown = sort_answers(campaign, prompts, answers.values(), self.names_itself)
         grouped: dict[tuple[str, str], dict[str, list[str]]] = {}
-        leaked: list[str] = []
-        for a in answers.values():
-            if len(a.turns) != len(prompts[a.prompt_id].turns):
-                continue  # an answer must cover every turn of its prompt
-            if self.names_itself(prompts[a.prompt_id], a):
-                # Known before anyone sees it, unlike a live answer: such an answer is never shown,
-                # so no judge learns a candidate's name before voting.
-                leaked.append(a.id)
-                continue
+        for a in shown.judged:
             grouped.setdefault((a.prompt_id, a.setting), {}).setdefault(a.candidate, []).append(a.id)
+        leaked = shown.leaked
         if leaked:
             log.warning(
                 "campaign %s: %d answer(s) name their own candidate and are never shown to judges "
@@ -166,7 +226,7 @@ class CampaignService:
             if len(by) >= 2
         ]
         candidates = tuple(sorted({c for it in items for c in it.answers}))
-        loaded = _Loaded(campaign, prompts, answers, items, candidates, {}, leaked=tuple(sorted(leaked)))
+        loaded = _Loaded(campaign, prompts, answers, items, candidates, {}, leaked=leaked)
         loaded.probabilities = self._probabilities(loaded)
         with self._lock:
             self._loaded[campaign_id] = loaded
@@ -233,12 +293,7 @@ class CampaignService:
         Roster candidates go through the arena's identity matcher (names, aliases, served ids, in
         self-naming context); a candidate known only by name (imported answers) counts anywhere.
         """
-        text = "\n".join(answer.turns)
-        asked = "\n".join(t for t in (prompt.system, *prompt.turns) if t)
-        name = answer.candidate
-        if name in {m.name for m in self.arena.registry.enabled}:
-            return self.arena.identity.names_itself(name, text, asked)
-        return _names_in(name, text, asked)
+        return names_itself(self.arena.identity, {m.name for m in self.arena.registry.enabled}, prompt, answer)
 
     def leaked(self, campaign_id: str) -> tuple[str, ...]:
         """The ids of the answers never shown because they name their own candidate."""

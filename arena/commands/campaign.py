@@ -9,13 +9,16 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from arena.commands import counted
 from arena.config import Settings, roster_path
 from arena.errors import ConfigError
 
 if TYPE_CHECKING:
+    from arena.campaigns.generate import StaleAnswer
+    from arena.campaigns.model import Campaign, CampaignPrompt
+    from arena.registry import Registry
     from arena.storage import Store
     from arena.storage.campaigns import CampaignStore
 
@@ -53,11 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--runs", type=int, default=1, help="Answers per prompt, candidate and temperature (default 1).")
     p.add_argument("--max-new-tokens", type=int, default=None, help="Cap on each answer's length in tokens.")
-    p.add_argument(
-        "--drop-stale-answers",
-        action="store_true",
-        help="When a prompt's words changed, delete its stored answers (to generate or import them again).",
-    )
+    _roster_options(p, "The roster the stored answers are checked against (default: ARENA_CONFIG, else models.yaml).")
+    _drop_stale(p, "When a prompt's words or a generation setting changed, ")
 
     p = sub.add_parser("load", help="Load a campaign bundle (a folder with campaign.yaml); loading again adds nothing.")
     _db(p)
@@ -79,6 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", type=int, default=4, help="Answers asked at the same time (default 4).")
     p.add_argument("--demo", action="store_true", help="Start the demo model servers and use the demo roster.")
     p.add_argument("--quiet", action="store_true", help="No progress bar.")
+    _drop_stale(p, "When a model's entry in the roster or a campaign setting changed, ")
 
     p = sub.add_parser("results", help="Print win/loss/draw and Bradley-Terry ratings per slice; write CSV.")
     _db(p)
@@ -95,8 +96,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--answers", metavar="FILE", default=None, help="Answers as FastChat model_answer JSONL.")
     p.add_argument("--bundle", metavar="FOLDER", default=None, help="campaign.yaml + prompts.jsonl + answers.jsonl.")
 
-    p = sub.add_parser("list", help="List the campaigns with their prompts, answers and votes.")
+    p = sub.add_parser(
+        "list", help="List the campaigns with their prompts, answers (failed, hidden from judges) and votes."
+    )
     _db(p)
+    _roster_options(p, "The arena's roster (default: ARENA_CONFIG, else models.yaml): whose names hide an answer.")
+
+
+def _roster_options(parser: argparse.ArgumentParser, config_help: str) -> None:
+    parser.add_argument("--config", default=None, help=config_help)
+    parser.add_argument("--demo", action="store_true", help="Use the demo roster (as `generate --demo`).")
+
+
+def _drop_stale(parser: argparse.ArgumentParser, when: str) -> None:
+    parser.add_argument(
+        "--drop-stale-answers",
+        action="store_true",
+        help=when + "delete the stored answers made under the old ones, so that generate makes them again.",
+    )
+
+
+def _load_roster(args: argparse.Namespace) -> Registry:
+    """The roster ``create`` and ``list`` compare stored answers with: the one ``generate`` would use."""
+    from arena.backends.demo import DEMO_ROSTER_PATH
+    from arena.registry import load_registry
+
+    if args.demo:
+        # Only the models' prompt formats and parameters matter here, not where they are served.
+        placeholders = {f"DEMO_URL_{n}": "http://127.0.0.1:9" for n in range(1, 5)}
+        return load_registry(DEMO_ROSTER_PATH, placeholders)
+    settings = Settings.load(os.environ, db=args.db, config=args.config)
+    return load_registry(roster_path(settings.config), dict(os.environ))
+
+
+def _refuse_stale(campaign: Campaign, stale: list[StaleAnswer], again: str) -> NoReturn:
+    from arena.campaigns.generate import describe_stale
+
+    raise ConfigError(
+        f"campaign {campaign.id}: {describe_stale(stale)}; nothing was changed. Pass --drop-stale-answers to delete "
+        f"them and generate them again, or {again}."
+    )
 
 
 def _store(db: str | None, *, create: bool = False) -> tuple[Store, CampaignStore]:
@@ -140,7 +179,22 @@ def _create(args: argparse.Namespace) -> int:
     )
     store, cstore = _store(args.db, create=True)
     with store:
-        changed = cstore.save_campaign(campaign, prompts, reworded="drop" if args.drop_stale_answers else "refuse")
+        stale, unplanned = _stale_after(cstore, campaign, prompts, args)
+        if stale and not args.drop_stale_answers:
+            _refuse_stale(campaign, stale, "run create with the settings those answers were made with")
+        changed = cstore.save_campaign(
+            campaign,
+            prompts,
+            reworded="drop" if args.drop_stale_answers else "refuse",
+            drop_answers=[s.answer_id for s in stale],
+        )
+    if stale:
+        print(f"deleted {counted(len(stale), 'answer')} made under the old settings; run generate to make them again")
+    if unplanned:
+        print(
+            f"{counted(len(unplanned), 'answer')} of a temperature or run no longer listed kept but not judged "
+            "(list it again to judge them)"
+        )
     languages = sorted({p.language for p in prompts})
     categories = sorted({p.category for p in prompts})
     n_prompts, n_categories = counted(len(prompts), "prompt"), counted(len(categories), "category", "categories")
@@ -151,6 +205,43 @@ def _create(args: argparse.Namespace) -> int:
         f"languages {', '.join(languages)}; {n_candidates} x {n_settings} x {counted(campaign.runs, 'run')}"
     )
     return 0
+
+
+def _words(p: CampaignPrompt) -> tuple[tuple[str, ...], str | None]:
+    return p.turns, p.system
+
+
+def _stale_after(
+    cstore: CampaignStore, campaign: Campaign, prompts: list[CampaignPrompt], args: argparse.Namespace
+) -> tuple[list[StaleAnswer], list[str]]:
+    """The stored answers ``campaign`` (as it is about to be saved) makes stale, and those it stops judging.
+
+    Answers to prompts whose words change are left to :meth:`CampaignStore.save_campaign`.
+    """
+    from arena.campaigns.generate import stale_answers
+    from arena.campaigns.service import sort_answers
+
+    stored = cstore.answers(campaign.id, ok_only=True)
+    generated = [a for a in stored if a.source == "generated"]
+    if not generated:
+        return [], []  # nothing was generated: no roster needed
+    before = {p.id: p for p in cstore.prompts(campaign.id)}
+    same = {p.id: p for p in prompts if p.id in before and _words(before[p.id]) == _words(p)}
+    kept = [a for a in generated if a.prompt_id in same]
+    roster = _load_roster(args)
+    specs = {m.name: m for m in roster.enabled}
+    stale = stale_answers(campaign, list(same.values()), kept, specs, before=cstore.campaign(campaign.id))
+    unknown = sorted({a.candidate for a in kept} - specs.keys())
+    if unknown:
+        # Not silent: their models' settings in models.yaml cannot be compared here.
+        print(
+            f"note: the roster ({roster.source}) has no {', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''}: "
+            "their generated answers were checked only against the campaign's max_new_tokens; pass the roster "
+            "generate uses (--config FILE or --demo) to check their model settings too",
+            file=sys.stderr,
+        )
+    unplanned = sort_answers(campaign, same, kept, lambda p, a: False).unplanned
+    return stale, list(unplanned)
 
 
 def _load(args: argparse.Namespace) -> int:
@@ -226,7 +317,7 @@ class _Progress:
 def _generate(args: argparse.Namespace) -> int:
     from arena.backends import make_backend
     from arena.backends.base import Timeouts
-    from arena.campaigns.generate import generate_answers
+    from arena.campaigns.generate import generate_answers, stale_answers
     from arena.registry import load_registry
 
     settings = Settings.load(os.environ, db=args.db, config=args.config)
@@ -257,13 +348,20 @@ def _generate(args: argparse.Namespace) -> int:
                 total=settings.total_timeout,
             )
             specs = {m.name: m for m in registry.enabled}
+            prompts = cstore.prompts(campaign.id)
+            stale = stale_answers(campaign, prompts, cstore.answers(campaign.id, ok_only=True), specs)
+            if stale and not args.drop_stale_answers:
+                _refuse_stale(campaign, stale, f"put those settings back in {config}")
+            if stale:
+                cstore.delete_answers(campaign.id, [s.answer_id for s in stale])
+                print(f"deleted {counted(len(stale), 'answer')} made under the old settings", file=sys.stderr)
             backends = {name: make_backend(spec, timeouts, environ) for name, spec in specs.items()}
             progress = _Progress(args.quiet)
             try:
                 report = asyncio.run(
                     generate_answers(
                         campaign,
-                        cstore.prompts(campaign.id),
+                        prompts,
                         specs,
                         backends,
                         lambda a: cstore.add_answers([a]),
@@ -364,13 +462,25 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from arena.campaigns.service import names_itself, sort_answers
+    from arena.identity import IdentityMatcher
+
     store, cstore = _store(args.db)
     with store:
-        for c in cstore.campaigns():
+        campaigns = cstore.campaigns()
+        roster = _load_roster(args).enabled if campaigns else []
+        identity, names = IdentityMatcher(roster), {m.name for m in roster}
+        for c in campaigns:
             answers = cstore.answers(c.id)
             failed = sum(1 for a in answers if a.error)
+            prompts = {p.id: p for p in cstore.prompts(c.id)}
+            # Counted as the arena counts them when it starts (its log names them).
+            shown = sort_answers(c, prompts, answers, lambda p, a: names_itself(identity, names, p, a))
             votes, _ = cstore.vote_state(c.id)
-            n_prompts = counted(len(cstore.prompts(c.id)), "prompt")
+            n_prompts = counted(len(prompts), "prompt")
             n_answers = counted(len(answers) - failed, "answer")
-            print(f"{c.id}: {c.title} | {n_prompts}, {n_answers} ({failed} failed), {counted(votes, 'vote')}")
+            hidden = f", {len(shown.leaked)} name their candidate"
+            if shown.unplanned:
+                hidden += f", {len(shown.unplanned)} of a setting or run no longer listed"
+            print(f"{c.id}: {c.title} | {n_prompts}, {n_answers} ({failed} failed{hidden}), {counted(votes, 'vote')}")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
@@ -157,14 +157,21 @@ class CampaignStore:
     # -- campaigns and prompts ------------------------------------------------------------------
 
     def save_campaign(
-        self, campaign: Campaign, prompts: Sequence[CampaignPrompt], *, reworded: Literal["refuse", "drop"] = "refuse"
+        self,
+        campaign: Campaign,
+        prompts: Sequence[CampaignPrompt],
+        *,
+        reworded: Literal["refuse", "drop"] = "refuse",
+        drop_answers: Collection[str] = (),
     ) -> int:
         """Create or update a campaign and its prompts; returns how many prompts were added or changed.
 
         Prompts are matched by id: new ones are added, changed ones updated, none removed (votes refer to them).
         A prompt whose words changed (its turns or system prompt, not its category or language) no longer
         matches its stored answers: with ``reworded="drop"`` those answers are deleted (to be generated or
-        imported again); with ``"refuse"`` nothing is saved.
+        imported again); with ``"refuse"`` nothing is saved. The answers ``drop_answers`` names (made under
+        settings that changed: :func:`arena.campaigns.generate.stale_answers`) are deleted in the same
+        transaction.
 
         Raises
         ------
@@ -224,7 +231,20 @@ class CampaignStore:
                         "or import them again."
                     )
                 conn.execute(sa.delete(_ANSWERS).where(stale))
+            self._delete_answers(conn, campaign.id, drop_answers)
         return changed
+
+    @staticmethod
+    def _delete_answers(conn: sa.Connection, campaign_id: str, ids: Collection[str]) -> None:
+        ids = sorted(ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            conn.execute(sa.delete(_ANSWERS).where(_ANSWERS.c.campaign_id == campaign_id, _ANSWERS.c.id.in_(chunk)))
+
+    def delete_answers(self, campaign_id: str, ids: Collection[str]) -> None:
+        """Delete these answers of a campaign (``generate`` then makes them again); one transaction."""
+        with self._guard("deleting answers"), self._write() as conn:
+            self._delete_answers(conn, campaign_id, ids)
 
     def campaign(self, campaign_id: str) -> Campaign | None:
         with self._guard("reading a campaign"), self._engine.connect() as conn:
