@@ -154,14 +154,15 @@ class Board:
     def from_rows(cls, rows: Sequence[tuple[str, str, str, str, int]], weights: Sequence[float] | None = None) -> Board:
         """From ``(model_a, model_b, winner, voter, count)`` rows and, optionally, each row's sum of
         inverse-propensity weights; self-battles and empty rows are dropped."""
+        weight = None
         if weights is not None:
             if len(weights) != len(rows):
                 raise ValueError(f"weights has {len(weights)} entries for {len(rows)} rows; pass one sum per row.")
             bad = [w for w in weights if not (math.isfinite(w) and w >= 0)]
             if bad:
                 raise ValueError(f"weights must be finite sums >= 0, got {bad[0]!r}.")
-        kept = [k for k, r in enumerate(rows) if r[0] != r[1] and r[4] > 0]
-        rows = [rows[k] for k in kept]
+            weight = np.asarray([float(w) for r, w in zip(rows, weights, strict=True) if r[0] != r[1] and r[4] > 0])
+        rows = [r for r in rows if r[0] != r[1] and r[4] > 0]
         models = tuple(sorted({r[0] for r in rows} | {r[1] for r in rows}))
         voters = tuple(sorted({r[3] for r in rows}))
         mi = {m: i for i, m in enumerate(models)}
@@ -181,7 +182,7 @@ class Board:
             col([_KIND[r[2]] for r in rows]),
             col([vi[r[3]] for r in rows]),
             col([int(r[4]) for r in rows]),
-            None if weights is None else np.asarray([float(weights[k]) for k in kept], dtype=np.float64),
+            weight,
         )
 
     @property
