@@ -152,6 +152,25 @@ def test_the_audit_weighs_battles_as_the_leaderboard_does() -> None:
         audit(rows, weights=[-1.0] * len(rows))
 
 
+@pytest.mark.parametrize("board", ["draw-prone model", "one loud voter", "first-slot bias"])
+def test_weights_of_one_per_battle_change_nothing(board: str) -> None:
+    """Every battle weighing 1 is the unweighted audit: same ratings, ranges, tiers and verdicts
+    (boards where the tie, voter and first-slot probes have something to weigh)."""
+    rows = planted.rows(PLANTED[board][0]())
+    plain = audit(rows, resamples=100, seed=2)
+    ones = audit(rows, resamples=100, seed=2, weights=[float(r[4]) for r in rows])
+    assert ones.weighted and not plain.weighted
+    assert (ones.models, ones.rank_low, ones.rank_high, ones.tier) == (
+        plain.models,
+        plain.rank_low,
+        plain.rank_high,
+        plain.tier,
+    )
+    assert ones.ratings == pytest.approx(plain.ratings)
+    for p, q in zip(ones.probes, plain.probes, strict=True):
+        assert p.fired == q.fired and p.value == pytest.approx(q.value, abs=1e-4), (p.reason, q.reason)
+
+
 def test_the_leaderboard_audits_with_its_own_weights(tmp_path: Path) -> None:
     """ARENA_IPW on: the page's rank ranges and tiers come from the weighted votes, as its ratings
     do, and `python -m arena audit` (with --ipw, or ARENA_IPW) audits the same."""
