@@ -4,7 +4,9 @@ Pure numpy/scipy on aggregated counts: the input is one GROUP BY of the votes pe
 ``(model_a, model_b, winner, voter)`` (:meth:`arena.storage.store.Store.voter_counts`), so the cost
 depends on the number of distinct cells, not of battles. Every probe answers one question with a
 figure and one plain sentence, and fires only when the figure clears a bar named in
-:data:`THRESHOLDS` (the only place thresholds live). docs/ratings.md explains each probe.
+:data:`THRESHOLDS` (the only place thresholds live). docs/ratings.md explains each probe. Ties and
+inverse-propensity weights enter as the leaderboard's fit takes them (:func:`audit`), so the rank
+ranges and tiers belong to the ratings shown beside them.
 
 Probes
 ------
@@ -145,10 +147,21 @@ class Board:
     kind: Int
     voter: Int
     count: Int
+    # The cells' sums of inverse-propensity weights (None: unweighted, every battle weighs 1).
+    weight: Float | None = None
 
     @classmethod
-    def from_rows(cls, rows: Sequence[tuple[str, str, str, str, int]]) -> Board:
-        """From ``(model_a, model_b, winner, voter, count)`` rows; self-battles and empty rows are dropped."""
+    def from_rows(cls, rows: Sequence[tuple[str, str, str, str, int]], weights: Sequence[float] | None = None) -> Board:
+        """From ``(model_a, model_b, winner, voter, count)`` rows and, optionally, each row's sum of
+        inverse-propensity weights; self-battles and empty rows are dropped."""
+        weight = None
+        if weights is not None:
+            if len(weights) != len(rows):
+                raise ValueError(f"weights has {len(weights)} entries for {len(rows)} rows; pass one sum per row.")
+            bad = [w for w in weights if not (math.isfinite(w) and w >= 0)]
+            if bad:
+                raise ValueError(f"weights must be finite sums >= 0, got {bad[0]!r}.")
+            weight = np.asarray([float(w) for r, w in zip(rows, weights, strict=True) if r[0] != r[1] and r[4] > 0])
         rows = [r for r in rows if r[0] != r[1] and r[4] > 0]
         models = tuple(sorted({r[0] for r in rows} | {r[1] for r in rows}))
         voters = tuple(sorted({r[3] for r in rows}))
@@ -169,11 +182,17 @@ class Board:
             col([_KIND[r[2]] for r in rows]),
             col([vi[r[3]] for r in rows]),
             col([int(r[4]) for r in rows]),
+            weight,
         )
 
     @property
     def n_battles(self) -> int:
         return int(self.count.sum())
+
+    @property
+    def mass(self) -> Float:
+        """What each cell weighs in a fit: its weight sum when weighted, else its count."""
+        return self.count.astype(np.float64) if self.weight is None else self.weight
 
     def collapsed(self) -> Board:
         """The same votes with the voters merged: one cell per (a, b, kind), far fewer cells."""
@@ -181,8 +200,9 @@ class Board:
         key = (self.a * n + self.b) * 4 + self.kind
         uniq, inverse = np.unique(key, return_inverse=True)
         count = np.bincount(inverse, weights=self.count).astype(np.int64)
+        weight = None if self.weight is None else np.bincount(inverse, weights=self.weight).astype(np.float64)
         zeros = np.zeros(uniq.size, dtype=np.int64)
-        return Board(self.models, ("*",), (uniq // 4) // n, (uniq // 4) % n, uniq % 4, zeros, count)
+        return Board(self.models, ("*",), (uniq // 4) // n, (uniq // 4) % n, uniq % 4, zeros, count, weight)
 
     def subset(self, keep: NDArray[np.bool_]) -> Board:
         return Board(
@@ -193,6 +213,7 @@ class Board:
             self.kind[keep],
             self.voter[keep],
             self.count[keep],
+            None if self.weight is None else self.weight[keep],
         )
 
 
@@ -202,12 +223,13 @@ class AuditResult:
 
     probes: tuple[Probe, ...]
     models: tuple[str, ...]  # the audited models (the largest group of settled ones), best first
-    ratings: tuple[float, ...]  # their ratings (ties split), as on the leaderboard
+    ratings: tuple[float, ...]  # their ratings (ties counted, battles weighted), as on the leaderboard
     rank_low: tuple[int, ...]  # 95% range of ranks
     rank_high: tuple[int, ...]
     tier: tuple[int, ...]  # 1, 2, ...: a new tier starts where the simultaneous test separates neighbours
     n_battles: int
     resamples: int
+    weighted: bool = False  # battles weighted by inverse propensity (as the leaderboard with ARENA_IPW)
 
     def probe(self, name: str) -> Probe:
         for p in self.probes:
@@ -224,8 +246,9 @@ class AuditResult:
 
 
 def _matrices(board: Board, n: int, weights: Float | None = None, ties: str = "half") -> tuple[Float, Float]:
-    """``Y[i, j]`` i's score against j (wins + half ties) and ``N[i, j]`` their counted battles."""
-    c = board.count.astype(np.float64) if weights is None else weights
+    """``Y[i, j]`` i's score against j (wins + half ties) and ``N[i, j]`` their counted battles, each
+    cell weighing ``weights`` (default: the board's weight sums when weighted, else its counts)."""
+    c = board.mass if weights is None else weights
     y = np.zeros((n, n))
     nn = np.zeros((n, n))
     decisive = board.kind <= B_WINS
@@ -298,9 +321,11 @@ def fit_one(y: Float, nn: Float, theta0: Float | None = None) -> Float:
 def _fit_position(board: Board, n: int) -> tuple[Float, float, float]:
     """Strengths with a first-slot advantage ``h``: ``P(A wins) = sigma(theta_a - theta_b + h)``.
 
-    Ties count half. Returns (theta, h, standard error of h from the observed information).
+    Ties count half. Returns (theta, h, standard error of h): from the information, or, on a
+    weighted board, from the sandwich whose meat takes a cell's squared weights as
+    ``weight_sum**2 / count`` (as :func:`arena.ratings.fit_ratings` does).
     """
-    c = board.count.astype(np.float64)
+    c = board.mass
     score_a = np.where(board.kind == A_WINS, 1.0, np.where(board.kind == B_WINS, 0.0, 0.5)) * c
     th = np.zeros(n + 1)  # the last entry is h
     eye = np.eye(n + 1)
@@ -312,27 +337,35 @@ def _fit_position(board: Board, n: int) -> tuple[Float, float, float]:
         np.add.at(grad, board.a, resid)
         np.add.at(grad, board.b, -resid)
         grad[n] = resid.sum()
-        w = c * p * (1 - p)
-        hess = np.zeros((n + 1, n + 1))
-        for u, su in ((board.a, 1.0), (board.b, -1.0), (np.full_like(board.a, n), 1.0)):
-            for v, sv in ((board.a, 1.0), (board.b, -1.0), (np.full_like(board.a, n), 1.0)):
-                np.add.at(hess, (u, v), su * sv * w)
-        hess += _RIDGE * eye
+        hess = _position_information(board, n, c * p * (1 - p)) + _RIDGE * eye
         step = np.linalg.solve(hess, grad)
         step *= min(1.0, _MAX_STEP / max(float(np.abs(step).max()), 1e-300))
         th += step
         if float(np.abs(step).max()) < 1e-10:
             break
     cov = np.linalg.inv(hess)
+    if board.weight is not None:
+        p = expit(th[board.a] - th[board.b] + th[n])
+        meat = _position_information(board, n, c**2 / np.maximum(board.count, 1) * p * (1 - p))
+        cov = cov @ meat @ cov
     theta = th[:n] - th[:n].mean()
     return theta, float(th[n]), float(math.sqrt(max(cov[n, n], 0.0)))
+
+
+def _position_information(board: Board, n: int, w: Float) -> Float:
+    """``sum_cells w x x^T`` with ``x`` the cell's design row (+1 for A, -1 for B, +1 for the first slot)."""
+    out = np.zeros((n + 1, n + 1))
+    for u, su in ((board.a, 1.0), (board.b, -1.0), (np.full_like(board.a, n), 1.0)):
+        for v, sv in ((board.a, 1.0), (board.b, -1.0), (np.full_like(board.a, n), 1.0)):
+            np.add.at(out, (u, v), su * sv * w)
+    return out
 
 
 def _fit_rao_kupper(board: Board, n: int, theta0: Float) -> Float:
     """Strengths under Rao-Kupper ties: ``P(i wins) = sigma(d - eta)``, tie otherwise (``eta >= 0``)."""
     from scipy.optimize import minimize
 
-    c = board.count.astype(np.float64)
+    c = board.mass
     win_a = c * (board.kind == A_WINS)
     win_b = c * (board.kind == B_WINS)
     tied = c * (board.kind >= TIE)
@@ -380,15 +413,22 @@ def _components(nn: Float) -> list[Int]:
 
 
 def _bootstrap(board: Board, n: int, theta: Float, resamples: int, rng: np.random.Generator) -> Float:
-    """Strength draws (resamples, n) from Poisson weights per battle cell (a battle bootstrap)."""
+    """Strength draws (resamples, n) from Poisson weights per battle cell (a battle bootstrap).
+
+    On a weighted board a drawn battle carries its cell's mean weight, as in the leaderboard's own
+    bootstrap (:func:`arena.ratings.fit_ratings`): battles are resampled, not weights.
+    """
     s_y, s_n = _scatter(board, n)
     out = np.empty((resamples, n))
     chunk = max(1, min(resamples, 4_000_000 // max(board.count.size, 1)))
     counts = board.count.astype(np.float64)
+    mean_w = None if board.weight is None else board.weight / np.maximum(counts, 1.0)
     done = 0
     while done < resamples:
         size = min(chunk, resamples - done)
         w = rng.poisson(np.broadcast_to(counts, (size, counts.size))).astype(np.float64)
+        if mean_w is not None:
+            w *= mean_w
         y = np.asarray((s_y.T @ w.T).T).reshape(size, n, n)
         nn = np.asarray((s_n.T @ w.T).T).reshape(size, n, n)
         out[done : done + size] = fit_batch(y, nn, theta)
@@ -397,14 +437,14 @@ def _bootstrap(board: Board, n: int, theta: Float, resamples: int, rng: np.rando
 
 
 def _voter_matrices(board: Board, n: int) -> tuple[Any, Any]:
-    """Each voter's ``Y`` and ``N`` flattened, as (voters, n*n) matrices: dense when small enough
-    for BLAS (the usual case), sparse otherwise."""
+    """Each voter's ``Y`` and ``N`` flattened (weighted when the board is), as (voters, n*n)
+    matrices: dense when small enough for BLAS (the usual case), sparse otherwise."""
     from scipy import sparse
 
     s_y, s_n = _scatter(board, n)
     voters = len(board.voters)
     pick = sparse.csr_matrix(
-        (board.count.astype(np.float64), (board.voter, np.arange(board.count.size))),
+        (board.mass, (board.voter, np.arange(board.count.size))),
         shape=(voters, board.count.size),
     )
     yv, nv = (pick @ s_y).tocsr(), (pick @ s_n).tocsr()
@@ -468,6 +508,7 @@ def audit(
     thresholds: Thresholds = THRESHOLDS,
     tie_policy: str = "half",
     bothbad_policy: str | None = None,
+    weights: Sequence[float] | None = None,
 ) -> AuditResult:
     """Run every probe on ``(model_a, model_b, winner, voter, count)`` rows.
 
@@ -479,10 +520,19 @@ def audit(
     themselves (all models' largest group when fewer than two have that many); ``connectivity``
     and ``coverage`` look at every model.
 
+    ``weights`` (one per row: the sum of its battles' inverse-propensity weights, as
+    ``Store.voter_counts(weighted=True)`` gives it) weighs the battles as the leaderboard does with
+    ``ARENA_IPW``: the fit, both bootstraps (a drawn battle or voter carries its weights), the
+    leave-one-voter-out refits, the first-slot fit (with a sandwich standard error) and the tie
+    conventions. ``intransitivity`` still reads who beat whom from the unweighted battles (its sign
+    test and simulation need whole battles; a pair's weights change how much it counts against other
+    pairs, not who won it), and says so; ``connectivity``, ``coverage`` and the vote shares count votes.
+
     Raises
     ------
     ValueError
-        For an unknown winner or policy, or ``resamples < 20`` (too few to estimate a 95% quantile).
+        For an unknown winner or policy, weights that do not match the rows, or ``resamples < 20``
+        (too few to estimate a 95% quantile).
     """
     if resamples < 20:
         raise ValueError(f"resamples must be at least 20 for {thresholds.level:.0%} quantiles, not {resamples}.")
@@ -490,10 +540,11 @@ def audit(
     for name, policy in (("tie_policy", tie_policy), ("bothbad_policy", bothbad_policy)):
         if policy not in ("half", "exclude"):
             raise ValueError(f"{name} must be 'half' or 'exclude', not {policy!r}.")
-    full = Board.from_rows(rows)
+    full = Board.from_rows(rows, weights)
+    weighted = full.weight is not None
     rng = np.random.default_rng(seed)
     n_all = len(full.models)
-    _, nn_all = _matrices(full, n_all)
+    _, nn_all = _matrices(full, n_all, full.count.astype(np.float64))  # votes, not weights
     groups = _components(nn_all)
     votes_all = nn_all.sum(axis=1)
     probes: dict[str, Probe] = {}
@@ -510,7 +561,9 @@ def audit(
     if main.size < 2:
         for name in PROBE_NAMES:
             probes.setdefault(name, Probe(name, False, None, "Fewer than two models have met: nothing to audit."))
-        return AuditResult(tuple(probes[p] for p in PROBE_NAMES), (), (), (), (), (), full.n_battles, resamples)
+        return AuditResult(
+            tuple(probes[p] for p in PROBE_NAMES), (), (), (), (), (), full.n_battles, resamples, weighted
+        )
 
     # Re-index the largest group as its own board: every vote (for the tie probe), and the votes the
     # fit counts (for everything else).
@@ -519,7 +572,14 @@ def audit(
     keep = (remap[full.a] >= 0) & (remap[full.b] >= 0)
     sub = full.subset(keep)
     every = Board(
-        tuple(full.models[i] for i in main), full.voters, remap[sub.a], remap[sub.b], sub.kind, sub.voter, sub.count
+        tuple(full.models[i] for i in main),
+        full.voters,
+        remap[sub.a],
+        remap[sub.b],
+        sub.kind,
+        sub.voter,
+        sub.count,
+        sub.weight,
     )
     left_out = ((every.kind == TIE) & (tie_policy == "exclude")) | (
         (every.kind == BOTHBAD) & (bothbad_policy == "exclude")
@@ -559,6 +619,7 @@ def audit(
         tier=tuple(int(tiers[i]) for i in order),
         n_battles=full.n_battles,
         resamples=resamples,
+        weighted=weighted,
     )
 
 
@@ -822,14 +883,18 @@ def _cyclic(wins: Float) -> tuple[Float, Float]:
 
 
 def _probe_cycles(board: Board, n: int, rng: np.random.Generator, th: Thresholds) -> Probe:
-    y, nn = _matrices(board, n, ties="drop")  # decisive battles: cycles are read off who beat whom
+    # Decisive battles, unweighted: cycles are read off who beat whom, and the sign test and the
+    # simulation count whole battles (weights would say how much a pair counts, not who won it).
+    y, nn = _matrices(board, n, board.count.astype(np.float64), ties="drop")
     cyc, tri = _cyclic(y[None])
+    unweighted = " (battles counted unweighted: who won each pair does not depend on how often it was drawn)"
+    note = unweighted if board.weight is not None else ""
     if tri[0] < th.min_decided_triads:
         return Probe(
             "intransitivity",
             False,
             None,
-            f"Only {int(tri[0])} triads of models have a clear winner in each pair: too few to judge cycles.",
+            f"Only {int(tri[0])} triads of models have a clear winner in each pair: too few to judge cycles{note}.",
         )
     theta = fit_one(y, nn)
     p = expit(theta[:, None] - theta[None, :])
@@ -851,6 +916,6 @@ def _probe_cycles(board: Board, n: int, rng: np.random.Generator, th: Thresholds
         fired,
         round(excess, 4),
         f"{int(cyc[0])} of {int(tri[0])} clearly decided triads go round in a circle ({observed:.1%}); with the fitted "
-        f"strengths and the same battles one expects {expected:.1%}.",
+        f"strengths and the same battles one expects {expected:.1%}{note}.",
         {"observed": observed, "expected": expected},
     )

@@ -205,9 +205,10 @@ class Settings:
     ipw: bool = _setting(
         False,
         "ARENA_IPW",
-        "Fit the leaderboard with each battle weighted by (1/K)/propensity (its stored uniform_propensity / "
-        "propensity; 1 for battles stored without them), so a non-uniform pairing cannot tilt the ratings; "
-        "costs some precision.",
+        "Fit the leaderboard and its audit (rank ranges, tiers) with each battle weighted by (1/K)/propensity "
+        "(its stored uniform_propensity / propensity; 1 for battles stored without them), so a non-uniform "
+        "pairing cannot tilt the ratings; costs some precision. python -m arena ratings and audit follow it "
+        "(--ipw / --no-ipw).",
     )
     trusted_proxy_hops: int = _setting(
         0,

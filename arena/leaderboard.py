@@ -226,13 +226,21 @@ def _anchor_in(anchor: tuple[str, float] | None, counts: Sequence[PairCount]) ->
 
 
 def audit_slice(store: Store, sl: Slice, params: FitParams) -> AuditResult:
-    """Read one slice's votes per (pair, outcome, voter) (one GROUP BY) and audit them."""
+    """Read one slice's votes per (pair, outcome, voter) (one GROUP BY) and audit them as
+    :func:`fit_slice` fits them: ties counted and battles weighted alike."""
     from arena.audit import THRESHOLDS, Thresholds, audit
 
-    rows = store.voter_counts(**sl.filters())
+    rows: Sequence[tuple[str, str, str, str, int]]
+    weights: list[float] | None = None
+    if params.ipw:
+        weighted = store.voter_counts(**sl.filters(), weighted=True)
+        rows, weights = [r[:5] for r in weighted], [r[5] for r in weighted]
+    else:
+        rows = store.voter_counts(**sl.filters())
     th = THRESHOLDS if params.min_votes == THRESHOLDS.min_votes else Thresholds(min_votes=params.min_votes)
     return audit(
         rows,
+        weights=weights,
         resamples=max(params.audit_resamples, 20),
         seed=params.seed,
         thresholds=th,

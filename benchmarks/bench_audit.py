@@ -5,7 +5,9 @@ simulated (Bradley-Terry strengths, Rao-Kupper ties, random sides, votes from ``
 of unequal activity) and aggregated into ``(model_a, model_b, winner, voter, count)`` rows as the
 database's GROUP BY (``Store.voter_counts``) returns them; that query is not timed here. The
 leaderboard's own fit (1000 bootstrap rounds) is timed on the same votes for comparison: the audit
-runs once per change of a slice's votes, right after that fit.
+runs once per change of a slice's votes, right after that fit. ``--ipw`` also times both weighted by
+inverse propensity (``ARENA_IPW``): each pair gets a propensity drawn from a skewed design (as active
+pairing draws close pairs more often) and each row the weight sum ``count * (1/K) / propensity``.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ def main() -> None:
     ap.add_argument("--voters", type=int, default=2000)
     ap.add_argument("--resamples", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--ipw", action="store_true", help="Also time the audit and the fit with IPW weights.")
     args = ap.parse_args()
     t0 = time.perf_counter()
     rows = simulate(args.models, args.battles, args.voters, seed=1)
@@ -86,6 +89,22 @@ def main() -> None:
     print(f"| audit: all nine probes | {args.resamples} (battles) + {args.resamples} (voters) | {t_audit:.2f} |")
     print(f"| leaderboard fit (fit_ratings, bootstrap) | {args.resamples} | {t_fit:.2f} (1 run) |")
     print(f"| ratio audit / fit | | {t_audit / t_fit:.2f} |")
+    if args.ipw:
+        design = np.random.default_rng(2).gamma(0.5, size=args.models * args.models) + 0.05
+        design /= design.sum()
+        index = {f"model-{i:02d}": i for i in range(args.models)}
+        k = args.models * (args.models - 1)
+
+        def weight(a: str, b: str, c: int) -> float:
+            return c * (1 / k) / float(design[index[a] * args.models + index[b]])
+
+        w_rows = [weight(a, b, c) for a, b, _, _, c in rows]
+        w_counts = [weight(c.model_a, c.model_b, c.count) for c in counts]
+        t_w, _ = timed(lambda: audit(rows, resamples=args.resamples, seed=0, weights=w_rows), args.repeat)
+        t_wfit, _ = timed(lambda: fit_ratings(counts, bootstrap_rounds=args.resamples, seed=0, weights=w_counts), 1)
+        print(f"| audit, weighted (ARENA_IPW) | {args.resamples} + {args.resamples} | {t_w:.2f} |")
+        print(f"| leaderboard fit, weighted | {args.resamples} | {t_wfit:.2f} (1 run) |")
+        print(f"| ratio weighted audit / unweighted audit | | {t_w / t_audit:.2f} |")
     fired = [p.name for p in result.probes if p.fired]  # type: ignore[attr-defined]
     print(f"# probes fired on the simulated board: {', '.join(fired) or 'none'}")
 

@@ -117,6 +117,100 @@ def test_the_leaderboard_audits_with_its_own_tie_policy(tmp_path: Path) -> None:
     assert "instead of leaving them out" in reason
 
 
+def test_the_audit_weighs_battles_as_the_leaderboard_does() -> None:
+    """With inverse-propensity weights the audit judges the weighted fit: its ratings are the
+    leaderboard's weighted ones, and its rank ranges follow their order. On the adaptive-pairing board
+    the weighted order (m0 first) is the reverse of the unweighted one (m1 first) at the top."""
+    from arena.domain import PairCount
+
+    battles, propensities = planted.adaptive_pairing()
+    rows, weights = planted.weighted_rows(battles, [(1 / 6) / p for p in propensities])
+    result = audit(rows, resamples=200, seed=1, weights=weights)
+    board = fit_ratings(
+        [PairCount(a, b, w, c) for a, b, w, _, c in rows],  # type: ignore[arg-type]
+        interval="sandwich",
+        bootstrap_rounds=0,
+        weights=weights,
+    )
+    assert result.weighted
+    assert list(result.models) == [r.model for r in board.rows]
+    for model, rating in zip(result.models, result.ratings, strict=True):
+        assert rating == pytest.approx(board.row(model).rating, abs=0.5)  # the ridge, as above
+    assert result.models[:2] == ("m0", "m1") and result.rank_low[0] == 1 and result.rank_high[1] >= 2
+    assert result.rank_high[0] == 1  # the weighted gap (~70 points) is settled...
+    plain = audit(rows, resamples=200, seed=1)
+    assert not plain.weighted
+    assert plain.models[:2] == ("m1", "m0") and plain.rank_high[0] == 1  # ...as is the unweighted reverse
+    # The first-slot fit is weighted too, with a sandwich standard error: sides were random, so
+    # the interval holds 0 and the probe stays quiet.
+    assert not result.probe("position_bias").fired, result.probe("position_bias").reason
+    assert "counted unweighted" in result.probe("intransitivity").reason
+    assert "counted unweighted" not in plain.probe("intransitivity").reason
+    with pytest.raises(ValueError, match="one sum per row"):
+        audit(rows, weights=weights[:-1])
+    with pytest.raises(ValueError, match="finite sums"):
+        audit(rows, weights=[-1.0] * len(rows))
+
+
+@pytest.mark.parametrize("board", ["draw-prone model", "one loud voter", "first-slot bias"])
+def test_weights_of_one_per_battle_change_nothing(board: str) -> None:
+    """Every battle weighing 1 is the unweighted audit: same ratings, ranges, tiers and verdicts
+    (boards where the tie, voter and first-slot probes have something to weigh)."""
+    rows = planted.rows(PLANTED[board][0]())
+    plain = audit(rows, resamples=100, seed=2)
+    ones = audit(rows, resamples=100, seed=2, weights=[float(r[4]) for r in rows])
+    assert ones.weighted and not plain.weighted
+    assert (ones.models, ones.rank_low, ones.rank_high, ones.tier) == (
+        plain.models,
+        plain.rank_low,
+        plain.rank_high,
+        plain.tier,
+    )
+    assert ones.ratings == pytest.approx(plain.ratings)
+    for p, q in zip(ones.probes, plain.probes, strict=True):
+        assert p.fired == q.fired and p.value == pytest.approx(q.value, abs=1e-4), (p.reason, q.reason)
+
+
+def test_the_leaderboard_audits_with_its_own_weights(tmp_path: Path) -> None:
+    """ARENA_IPW on: the page's rank ranges and tiers come from the weighted votes, as its ratings
+    do, and `python -m arena audit` (with --ipw, or ARENA_IPW) audits the same."""
+    from arena.leaderboard import FitParams, LeaderboardCache
+
+    battles, propensities = planted.adaptive_pairing()
+    url = store_board(f"sqlite:///{tmp_path / 'w.sqlite3'}", battles, propensities=propensities, uniform=1 / 6)
+    with Store(url) as store:
+        view = LeaderboardCache(FitParams(bootstrap_rounds=50, audit_resamples=100, ipw=True)).view(store)
+    assert view.audit is not None
+    settled = [r.model for r in view.result.rows if r.rank is not None]
+    assert settled[:2] == ["m0", "m1"]  # the weighted fit
+    assert list(view.audit.models) == settled  # the rank ranges follow the order of the ratings shown
+    for r in view.result.rows:
+        k = view.audit.models.index(r.model)
+        assert view.audit.rank_low[k] <= (r.rank or 0) <= view.audit.rank_high[k], r.model
+    assert view.audit.weighted
+    with Store(url) as store:  # the audit's GROUP BY sums the same weights as the fit's
+        by_voter = store.voter_counts(weighted=True)
+        by_pair = store.pair_counts(weighted=True)
+    assert sum(r[5] for r in by_voter) == pytest.approx(sum(c.weight or 0 for c in by_pair))
+    assert sum(r[5] for r in by_voter) == pytest.approx(sum((1 / 6) / p for p in propensities))
+
+    def top(weighted: bool, *args: str, env: dict[str, str] | None = None) -> list[str]:
+        """The first two models of the audit's rank-range table."""
+        done = arena("audit", "--db", url, "--resamples", "50", *args, env=env)
+        assert done.returncode == 0, done.stderr
+        head, table = done.stdout.split("\n", 1)[0], done.stdout.split("rank ranges and tiers", 1)[1]
+        assert ("weighted by inverse propensity" in head) is weighted, head
+        return [line.split()[2] for line in table.splitlines() if line.strip().startswith("tier")][:2]
+
+    assert top(True, "--ipw") == ["m0", "m1"]
+    assert top(False) == ["m1", "m0"]  # ARENA_IPW unset: unweighted, as `ratings` fits them then
+    assert top(True, env={"ARENA_IPW": "true"}) == ["m0", "m1"]
+    assert top(False, "--no-ipw", env={"ARENA_IPW": "true"}) == ["m1", "m0"]
+    done = arena("ratings", "--db", url, "--ipw", "--bootstrap", "0", "--slice", "overall")
+    assert done.returncode == 0, done.stderr
+    assert [line.split()[1] for line in done.stdout.splitlines()[2:4]] == ["m0", "m1"]
+
+
 def test_the_separation_test_holds_its_level_on_a_board_of_equals() -> None:
     """Eight equal models: the simultaneous test may separate a neighbour in at most ~5% of boards."""
     rng = np.random.default_rng(3)
@@ -138,8 +232,8 @@ def test_batched_fit_matches_one_at_a_time() -> None:
     assert SCALE > 0
 
 
-def arena(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "ARENA_"))}
+def arena(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "ARENA_"))}, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "arena", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )

@@ -276,6 +276,11 @@ def test_weighted_pair_counts_sum_inverse_propensity_weights(store: Store) -> No
     assert [(c.winner, c.count) for c in weighted] == [("model_a", 2), ("model_b", 2)]
     assert [c.weight for c in weighted] == [pytest.approx(2.5), pytest.approx(2.0)]
     assert [c.weight for c in store.pair_counts()] == [None, None]
+    # The audit's GROUP BY (per voter too) sums the same weights; unweighted, its rows stay five long.
+    by_voter = store.voter_counts(weighted=True)
+    assert [(r[2], r[4]) for r in by_voter] == [("model_a", 2), ("model_b", 2)]
+    assert [r[5] for r in by_voter] == [pytest.approx(2.5), pytest.approx(2.0)]
+    assert [len(r) for r in store.voter_counts()] == [5, 5]
     stored = {item["battle"].propensity: item["battle"].uniform_propensity for item in store.iter_battles()}
     assert stored[0.5] == 0.25 and stored[0.125] == 0.25
 

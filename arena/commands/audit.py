@@ -45,11 +45,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="How 'both bad' votes enter the fit, apart from ties (default: settings, else as --tie-policy).",
     )
+    parser.add_argument(
+        "--ipw",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Weight each battle by inverse propensity, as `ratings --ipw` and the leaderboard fit them "
+        "(default: settings, ARENA_IPW); --no-ipw audits the unweighted votes.",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from arena.audit import THRESHOLDS, audit
-    from arena.leaderboard import parse_slice
+    from arena.audit import THRESHOLDS
+    from arena.leaderboard import FitParams, audit_slice, parse_slice
 
     settings = Settings.load(os.environ, db=args.db)
     try:
@@ -61,19 +68,20 @@ def run(args: argparse.Namespace) -> int:
     with Store(settings.db or default_url()) as store:
         if store.current_revision() is None:
             raise ConfigError(f"{store.url} has no arena tables; run `python -m arena db upgrade` or import battles.")
-        rows = store.voter_counts(**sl.filters())
-    result = audit(
-        rows,
-        resamples=args.resamples,
-        seed=args.seed,
-        tie_policy=args.tie_policy or settings.tie_policy,
-        bothbad_policy=args.bothbad_policy or settings.bothbad_policy or None,
-    )
+        params = FitParams(
+            tie_policy=args.tie_policy or settings.tie_policy,
+            bothbad_policy=args.bothbad_policy or settings.bothbad_policy or None,
+            seed=args.seed,
+            ipw=settings.ipw if args.ipw is None else args.ipw,
+            audit_resamples=args.resamples,
+        )
+        result = audit_slice(store, sl, params)  # as the leaderboard page audits it
     if args.json:
         print(json.dumps(result.as_dict(), ensure_ascii=False, indent=2))
         return 0
     votes, resamples = counted(result.n_battles, "vote"), counted(args.resamples, "resample")
-    print(f"== audit of {sl.name} ({sl.label}): {votes}, {resamples} ==")
+    weighted = ", battles weighted by inverse propensity" if result.weighted else ""
+    print(f"== audit of {sl.name} ({sl.label}): {votes}, {resamples}{weighted} ==")
     width = max(len(p.name) for p in result.probes)
     for p in result.probes:
         value = "—" if p.value is None else f"{p.value:g}"

@@ -60,6 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="How 'both bad' votes enter the fit, apart from ties (default: as --tie-policy).",
     )
     parser.add_argument(
+        "--ipw",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Weight each battle by inverse propensity, uniform_propensity / propensity (default: settings, "
+        "ARENA_IPW, as the leaderboard page); --no-ipw fits the unweighted votes.",
+    )
+    parser.add_argument(
         "--level", type=float, default=0.95, metavar="P", help="Confidence level of the intervals (default 0.95)."
     )
     parser.add_argument(
@@ -168,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
         level=args.level,
         scale=args.scale,
         anchor=parse_anchor(args.anchor),
+        ipw=settings.ipw if args.ipw is None else args.ipw,
     )
     if not 0.5 <= params.level < 1:
         raise ConfigError(f"--level must be at least 0.5 and below 1, e.g. 0.95, not {args.level}.")

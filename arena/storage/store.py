@@ -13,7 +13,7 @@ from datetime import datetime
 from itertools import islice
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypedDict, cast
+from typing import Any, Literal, TypedDict, cast, overload
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
@@ -222,6 +222,13 @@ def _vote_values(v: VoteRecord) -> dict[str, Any]:
         "flags": _join_flags(v.flags),
         "reason": _clean_text(v.reason),
     }
+
+
+def _ipw_weight_sum() -> sa.Label[Any]:
+    """``SUM`` of the battles' inverse-propensity weights, ``uniform_propensity / propensity`` (1 for
+    a battle stored without them: drawn uniformly, named, or from before propensities were kept)."""
+    ratio = _BATTLES.c.uniform_propensity / sa.func.nullif(_BATTLES.c.propensity, 0.0)
+    return sa.func.sum(sa.func.coalesce(ratio, 1.0)).label("w")
 
 
 def _battle_record(r: sa.RowMapping) -> BattleRecord:
@@ -671,8 +678,7 @@ class Store:
         """
         columns: list[Any] = [_BATTLES.c.model_a, _BATTLES.c.model_b, _VOTES.c.winner, sa.func.count().label("n")]
         if weighted:
-            ratio = _BATTLES.c.uniform_propensity / sa.func.nullif(_BATTLES.c.propensity, 0.0)
-            columns.append(sa.func.sum(sa.func.coalesce(ratio, 1.0)).label("w"))
+            columns.append(_ipw_weight_sum())
         stmt = (
             sa.select(*columns)
             .select_from(_BATTLES.join(_VOTES, _VOTES.c.battle_id == _BATTLES.c.id))
@@ -696,6 +702,30 @@ class Store:
             key=lambda p: (p.model_a, p.model_b, WINNERS.index(p.winner)),
         )
 
+    @overload
+    def voter_counts(
+        self,
+        *,
+        mode: str | None = ...,
+        pool: str | None = ...,
+        language: str | None = ...,
+        category: str | None = ...,
+        exclude_flags: Iterable[str] = ...,
+        weighted: Literal[False] = ...,
+    ) -> list[tuple[str, str, str, str, int]]: ...
+
+    @overload
+    def voter_counts(
+        self,
+        *,
+        mode: str | None = ...,
+        pool: str | None = ...,
+        language: str | None = ...,
+        category: str | None = ...,
+        exclude_flags: Iterable[str] = ...,
+        weighted: Literal[True],
+    ) -> list[tuple[str, str, str, str, int, float]]: ...
+
     def voter_counts(
         self,
         *,
@@ -704,21 +734,34 @@ class Store:
         language: str | None = None,
         category: str | None = None,
         exclude_flags: Iterable[str] = DEFAULT_EXCLUDED_FLAGS,
-    ) -> list[tuple[str, str, str, str, int]]:
+        weighted: bool = False,
+    ) -> list[tuple[str, str, str, str, int]] | list[tuple[str, str, str, str, int, float]]:
         """Voted battles counted per (model_a, model_b, winner, voter), in one GROUP BY query.
 
         What the audit (:mod:`arena.audit`) needs beyond :meth:`pair_counts`: who was shown first
         (``model_a``) and who voted (the battle's ``client_hash``). Same filters as
-        :meth:`pair_counts`; rows sorted by all four keys.
+        :meth:`pair_counts`; rows sorted by all four keys. With ``weighted``, each row ends with the
+        sum of its battles' inverse-propensity weights, as :meth:`pair_counts` sums them.
         """
+        columns: list[Any] = [
+            _BATTLES.c.model_a,
+            _BATTLES.c.model_b,
+            _VOTES.c.winner,
+            _BATTLES.c.client_hash,
+            sa.func.count(),
+        ]
+        if weighted:
+            columns.append(_ipw_weight_sum())
         stmt = (
-            sa.select(_BATTLES.c.model_a, _BATTLES.c.model_b, _VOTES.c.winner, _BATTLES.c.client_hash, sa.func.count())
+            sa.select(*columns)
             .select_from(_BATTLES.join(_VOTES, _VOTES.c.battle_id == _BATTLES.c.id))
             .where(*self._filters(mode, pool, language, exclude_flags, category))
             .group_by(_BATTLES.c.model_a, _BATTLES.c.model_b, _VOTES.c.winner, _BATTLES.c.client_hash)
         )
         with self._guard("counting votes"), self._engine.connect() as conn:
             rows = conn.execute(stmt).all()
+        if weighted:
+            return sorted((str(a), str(b), str(w), str(v), int(n), float(x)) for a, b, w, v, n, x in rows)
         return sorted((str(a), str(b), str(w), str(v), int(n)) for a, b, w, v, n in rows)
 
     def vote_total(
