@@ -439,3 +439,21 @@ def test_the_style_table_lists_a_lucky_newcomer_after_the_ranked_models() -> Non
     )
     table = style_table_value("en", StyleResult(rows, (), 401, 0.95), 30)
     assert [(row[0], row[1]) for row in table["data"]] == [(1, "a"), (2, "b"), ("—", "newcomer")]
+
+
+def test_cli_audit_takes_the_min_votes_bar_of_the_leaderboard(tmp_path: Path) -> None:
+    """`audit` picks the models it ranks by the same bar as the page (ARENA_MIN_VOTES, or --min-votes)."""
+    url = store_board(f"sqlite:///{tmp_path / 'b.sqlite3'}", planted.clean())
+
+    def coverage(*args: str, env: dict[str, str] | None = None) -> str:
+        done = arena("audit", "--db", url, "--json", "--resamples", "20", *args, env=env)
+        assert done.returncode == 0, done.stderr
+        return next(p["reason"] for p in json.loads(done.stdout)["probes"] if p["name"] == "coverage")
+
+    everyone = f"{len(planted.MODELS)} model(s) have fewer than 100000 votes"
+    assert "fewer than" not in coverage()  # the clean board: every model above the default bar (30)
+    assert everyone in coverage("--min-votes", "100000")
+    assert everyone in coverage(env={"ARENA_MIN_VOTES": "100000"})
+    assert "fewer than" not in coverage("--min-votes", "30", env={"ARENA_MIN_VOTES": "100000"})
+    bad = arena("audit", "--db", url, "--min-votes", "-1")
+    assert bad.returncode == 2 and "--min-votes" in bad.stderr

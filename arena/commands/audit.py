@@ -46,6 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="How 'both bad' votes enter the fit, apart from ties (default: settings, else as --tie-policy).",
     )
     parser.add_argument(
+        "--min-votes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Models with fewer votes are preliminary and left out of the rank ranges and tiers, as on the "
+        "leaderboard (default: settings, ARENA_MIN_VOTES).",
+    )
+    parser.add_argument(
         "--ipw",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -65,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(str(e)) from None
     if args.resamples < 20:
         raise ConfigError("--resamples must be at least 20 (a 95% quantile needs them).")
+    min_votes = settings.min_votes if args.min_votes is None else args.min_votes
+    if min_votes < 0:
+        raise ConfigError("--min-votes must be 0 or more.")
     with Store(settings.db or default_url()) as store:
         if store.current_revision() is None:
             raise ConfigError(f"{store.url} has no arena tables; run `python -m arena db upgrade` or import battles.")
@@ -73,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
             bothbad_policy=args.bothbad_policy or settings.bothbad_policy or None,
             seed=args.seed,
             ipw=settings.ipw if args.ipw is None else args.ipw,
+            min_votes=min_votes,
             audit_resamples=args.resamples,
         )
         result = audit_slice(store, sl, params)  # as the leaderboard page audits it
