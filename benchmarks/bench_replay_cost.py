@@ -17,17 +17,16 @@ side-by-side prompts of the replay window (up to 500 read), so the check's cost 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import random
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.revisions import module_at  # noqa: E402
 
 STORED, TURNS = 500, 8
 
@@ -37,16 +36,7 @@ def load(rev: str | None) -> ModuleType:
         from arena import replays
 
         return replays
-    source = subprocess.run(
-        ["git", "show", f"{rev}:arena/replays.py"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-        f.write(source)
-    spec = importlib.util.spec_from_file_location(f"replays_{rev}", f.name)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return module_at(rev, "arena/replays.py")
 
 
 def main() -> None:

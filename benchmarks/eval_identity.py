@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import inspect
 import json
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
@@ -37,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from arena import identity  # noqa: E402
 from arena.backends.demo import DEMO_ROSTER_PATH  # noqa: E402
 from arena.registry import ModelSpec, load_registry  # noqa: E402
+from benchmarks.revisions import module_at  # noqa: E402
 
 CORPUS = ROOT / "tests" / "data" / "identity" / "corpus.jsonl"
 BASELINE_REV = "3924764"  # main before issue 16's identity work (substring/whole-word matching)
@@ -83,19 +82,6 @@ def scores(rows: list[dict[str, Any]], detect: Detector) -> dict[str, Any]:
     return {"tp": tp, "fp": fp, "fn": fn, "tn": tn, "precision": precision, "recall": recall, "wrong": wrong}
 
 
-def load_revision(rev: str) -> Any:
-    source = subprocess.run(
-        ["git", "show", f"{rev}:arena/identity.py"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-        f.write(source)
-    spec = importlib.util.spec_from_file_location(f"identity_{rev}", f.name)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def table(name: str, rows: list[dict[str, Any]], detect: Detector) -> dict[str, Any]:
     print(f"\n{name}")
     print("| slice | rows | leak | TP | FP | FN | TN | precision | recall |")
@@ -127,7 +113,6 @@ class _Adapter:
 
 async def cirrus_battles(n: int, detect: Detector) -> int:
     """Flagged votes among ``n`` real battles about cirrus clouds (demo servers, cirrus-7b vs dune-7b)."""
-    import tempfile
 
     from arena.backends import Timeouts, make_backend
     from arena.backends.demo import demo_environ, start_demo_servers
@@ -167,7 +152,7 @@ def main() -> None:
     parser.add_argument("--battles", type=int, default=0, help="also play N real battles about cirrus clouds")
     args = parser.parse_args()
     rows, specs = load_corpus(), roster()
-    before, after = detector(load_revision(args.rev), specs), detector(identity, specs)
+    before, after = detector(module_at(args.rev, "arena/identity.py"), specs), detector(identity, specs)
     results = {
         f"before ({args.rev})": table(f"before: arena/identity.py at {args.rev}", rows, before),
         "after (this checkout)": table("after: this checkout", rows, after),
