@@ -114,17 +114,11 @@ def test_an_unknown_token_gets_the_same_advice(hub: HubStandIn, tmp_path: Path) 
 
 def test_the_app_refuses_to_start_with_a_read_only_token(hub: HubStandIn, tmp_path: Path) -> None:
     hub.create(REPO)
-    env = {
-        "HF_ENDPOINT": hub.endpoint,
-        "HF_TOKEN": "hf_read",
-        "ARENA_DATASET_REPO": REPO,
-        "ARENA_JOURNAL_DIR": str(tmp_path / "sync"),
-        "GRADIO_ANALYTICS_ENABLED": "False",
-    }
+    env = {**_app_env(hub, tmp_path, "hf_read"), "GRADIO_ANALYTICS_ENABLED": "False"}
     done = subprocess.run(
         [sys.executable, "app.py", "--db", f"sqlite:///{tmp_path / 'a.sqlite3'}", "--port", str(free_port())],
         cwd=ROOT,
-        env={**_clean_env(), **env},
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,
@@ -139,6 +133,17 @@ def _clean_env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if not k.startswith(("ARENA_", "HF_", "DATABASE_URL", "GRADIO_"))}
+
+
+def _app_env(hub: HubStandIn, tmp_path: Path, token: str) -> dict[str, str]:
+    """The environment of an app process syncing to the stand-in's repo with ``token``."""
+    return {
+        **_clean_env(),
+        "HF_ENDPOINT": hub.endpoint,
+        "HF_TOKEN": token,
+        "ARENA_DATASET_REPO": REPO,
+        "ARENA_JOURNAL_DIR": str(tmp_path / "sync"),
+    }
 
 
 # -- a missing repo, a normal round trip, two replicas ------------------------------------------
@@ -344,14 +349,7 @@ def test_sigterm_while_the_hub_hangs_ends_the_app_within_the_grace_period(hub: H
     from tests.support.app_process import AppProcess
 
     hub.create(REPO)
-    env = {
-        **_clean_env(),
-        "HF_ENDPOINT": hub.endpoint,
-        "HF_TOKEN": "hf_write",
-        "ARENA_DATASET_REPO": REPO,
-        "ARENA_JOURNAL_DIR": str(tmp_path / "sync"),
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'a.sqlite3'}",
-    }
+    env = {**_app_env(hub, tmp_path, "hf_write"), "DATABASE_URL": f"sqlite:///{tmp_path / 'a.sqlite3'}"}
     app = AppProcess([], env=env, log_path=tmp_path / "app.log")
     try:
         app.wait_ready(180)
