@@ -54,6 +54,13 @@ def test_the_legend_says_only_what_applies() -> None:
     young = fit_ratings([pc("a", "b", "model_a", 3), pc("a", "b", "model_b", 2)], bootstrap_rounds=100)
     assert legend("pl", young) == i18n.text("pl", "lb.legend_preliminary", n=young.min_votes)
     assert [row[0] for row in table_value("pl", young)["data"]] == ["—", "—"]
+    # A board of newcomers: the audit puts them in one tier, but the table shows no tier, so no tier line.
+    from arena.audit import audit
+
+    checked = audit([("a", "b", "model_a", "v1", 3), ("a", "b", "model_b", "v2", 2)], resamples=50, seed=0)
+    assert len(checked.models) == 2 and len(set(checked.tier)) == 1
+    assert legend("pl", young, checked) == i18n.text("pl", "lb.legend_preliminary", n=young.min_votes)
+    assert i18n.text("pl", "column.tier") not in table_value("pl", young, checked)["headers"]
 
 
 def test_the_sandwich_caveat_is_not_shown_beside_bootstrap_intervals() -> None:

@@ -154,14 +154,15 @@ def table_value(language: str, result: RatingsResult | None, audit: AuditResult 
     """
     keys = list(COLUMN_KEYS)
     rows: list[list[object]] = []
-    tiers = _tiers(audit)
     if result is not None:
         ranks = _ranks(result, audit)
+        # Tiers of ranked models only: a board of newcomers gets no (empty) tier column.
+        tiers = {m: t for m, t in _tiers(audit).items() if ranks.get(m) is not None}
         for row in leaderboard_rows(result):
             model = str(row[1])
             span = ranks.get(model)
             rank = NO_RANK if span is None else _rank_range(*span)
-            tier: list[object] = [tiers.get(model, "") if span is not None else ""] if tiers else []
+            tier: list[object] = [tiers.get(model, "")] if tiers else []
             rows.append([rank, *tier, model, row[2], str(row[3]).replace(" – ", "–"), row[4], *row[7:]])
         if tiers:
             keys.insert(1, "column.tier")
@@ -179,7 +180,8 @@ def legend(language: str, result: RatingsResult | None, audit: AuditResult | Non
     lines = []
     if any(span is not None and span[0] != span[1] for span in ranks.values()):
         lines.append(t(language, "lb.legend_ranges"))
-    tiers = list(_tiers(audit).values())
+    # Only tiers the table shows: a preliminary model has none (a board of newcomers has no tier line).
+    tiers = [tier for model, tier in _tiers(audit).items() if ranks.get(model) is not None]
     if len(set(tiers)) < len(tiers):
         lines.append(t(language, "lb.legend_tiers"))
     ranked = [r for r in result.rows if ranks.get(r.model) is not None and math.isfinite(r.ci_lower)]
